@@ -1,0 +1,630 @@
+//! campaign.toml: what the user wrote (`raw`), checked once and resolved into a [`Campaign`].
+//!
+//! Like ripgrep's low/high args split: the serde structs mirror the file exactly and reject
+//! unknown keys; [`Campaign`] holds what the program will do, with absolute paths and parsed
+//! addresses. Secrets are not read here, only where they are needed (see [`SecretSource`]).
+
+use std::net::IpAddr;
+use std::num::NonZeroU32;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use lettre::Address;
+use lettre::message::Mailbox;
+
+use crate::secret::SecretSource;
+
+/// Why a campaign file could not be used. Every variant names the file; `Invalid` also names
+/// the key, so the user knows which line to edit.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("cannot read {path}: {source}")]
+    Read {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    /// toml's message carries the line, the column and the offending key.
+    #[error("{path}: {message}")]
+    Parse { path: PathBuf, message: String },
+    #[error("{path}: `{key}`: {message}")]
+    Invalid {
+        path: PathBuf,
+        key: &'static str,
+        message: String,
+    },
+}
+
+mod raw {
+    //! The file as written. `deny_unknown_fields` everywhere: a misspelt key must be an error,
+    //! not a silently ignored setting.
+    use serde::Deserialize;
+
+    #[derive(Debug, Deserialize)]
+    #[serde(deny_unknown_fields)]
+    pub struct File {
+        pub campaign: Campaign,
+        pub templates: Templates,
+        pub recipients: Recipients,
+        #[serde(default)]
+        pub dkim: Vec<Dkim>,
+        pub smtp: Option<Smtp>,
+        pub outbox: Option<Outbox>,
+        #[serde(default)]
+        pub limits: Limits,
+        pub unsubscribe: Option<Unsubscribe>,
+    }
+
+    #[derive(Debug, Deserialize)]
+    #[serde(deny_unknown_fields)]
+    pub struct Campaign {
+        pub id: String,
+        pub from: String,
+        pub reply_to: Option<String>,
+        pub return_path: Option<String>,
+        pub subject: String,
+        pub state_dir: Option<String>,
+    }
+
+    #[derive(Debug, Deserialize)]
+    #[serde(deny_unknown_fields)]
+    pub struct Templates {
+        pub text: Option<String>,
+        pub html: Option<String>,
+    }
+
+    #[derive(Debug, Deserialize)]
+    #[serde(deny_unknown_fields)]
+    pub struct Recipients {
+        pub file: String,
+        #[serde(default = "default_address_column")]
+        pub address_column: String,
+        pub name_column: Option<String>,
+    }
+
+    fn default_address_column() -> String {
+        "email".into()
+    }
+
+    #[derive(Debug, Deserialize)]
+    #[serde(deny_unknown_fields)]
+    pub struct Dkim {
+        pub domain: String,
+        pub selector: String,
+        pub private_key: String,
+    }
+
+    #[derive(Debug, Deserialize, Clone, Copy, PartialEq, Eq)]
+    #[serde(rename_all = "lowercase")]
+    pub enum Tls {
+        Starttls,
+        Implicit,
+        None,
+    }
+
+    #[derive(Debug, Deserialize)]
+    #[serde(deny_unknown_fields)]
+    pub struct Smtp {
+        pub host: String,
+        pub port: Option<u16>,
+        pub tls: Tls,
+        pub username: Option<String>,
+        pub password_env: Option<String>,
+        pub password_file: Option<String>,
+        pub ca_file: Option<String>,
+        pub pool_size: Option<u32>,
+        pub timeout_secs: Option<u64>,
+        pub helo_name: Option<String>,
+    }
+
+    #[derive(Debug, Deserialize)]
+    #[serde(deny_unknown_fields)]
+    pub struct Outbox {
+        pub dir: String,
+    }
+
+    #[derive(Debug, Deserialize, Default)]
+    #[serde(deny_unknown_fields)]
+    pub struct Limits {
+        pub per_second: Option<u32>,
+        pub per_hour: Option<u32>,
+        pub concurrency: Option<u32>,
+    }
+
+    #[derive(Debug, Deserialize)]
+    #[serde(deny_unknown_fields)]
+    pub struct Unsubscribe {
+        pub url: Option<String>,
+        pub mailto: Option<String>,
+        pub secret_env: Option<String>,
+        pub secret_file: Option<String>,
+    }
+}
+
+pub(crate) use raw::Tls;
+
+/// A campaign, resolved: what `send`, `preview` and `check` act on.
+#[derive(Debug, Clone)]
+pub struct Campaign {
+    /// The campaign file itself, for messages and for the resume command.
+    pub path: PathBuf,
+    /// A stable name: it goes into Message-IDs and state paths, so it must not change between
+    /// a run and its resume.
+    pub id: String,
+    pub from: Mailbox,
+    pub reply_to: Option<Mailbox>,
+    /// The envelope sender (MAIL FROM, which becomes Return-Path).
+    pub return_path: Address,
+    /// Subject template source.
+    pub subject: String,
+    pub text_template: Option<PathBuf>,
+    pub html_template: Option<PathBuf>,
+    pub recipients: RecipientSource,
+    pub dkim: Vec<DkimKeyConfig>,
+    pub transport: TransportConfig,
+    pub limits: Limits,
+    pub unsubscribe: Option<UnsubscribeConfig>,
+    /// Where reports (and later the journal) live: `<state_dir>/<id>/`.
+    pub state_dir: PathBuf,
+}
+
+#[derive(Debug, Clone)]
+pub struct RecipientSource {
+    pub file: PathBuf,
+    pub address_column: String,
+    pub name_column: Option<String>,
+}
+
+#[derive(Debug, Clone)]
+pub struct DkimKeyConfig {
+    pub domain: String,
+    pub selector: String,
+    pub private_key: PathBuf,
+}
+
+#[derive(Debug, Clone)]
+pub enum TransportConfig {
+    Smtp(SmtpConfig),
+    Outbox { dir: PathBuf },
+}
+
+#[derive(Debug, Clone)]
+pub struct SmtpConfig {
+    pub host: String,
+    pub port: u16,
+    pub tls: Tls,
+    pub username: Option<String>,
+    pub password: Option<SecretSource>,
+    pub ca_file: Option<PathBuf>,
+    pub pool_size: u32,
+    pub timeout: Duration,
+    pub helo_name: Option<String>,
+}
+
+#[derive(Debug, Clone)]
+pub struct Limits {
+    pub per_second: Option<NonZeroU32>,
+    pub per_hour: Option<NonZeroU32>,
+    pub concurrency: usize,
+}
+
+#[derive(Debug, Clone)]
+pub struct UnsubscribeConfig {
+    /// An https URL: the one-click (RFC 8058) endpoint and the visible link.
+    pub url: Option<String>,
+    pub mailto: Option<Address>,
+    pub secret: SecretSource,
+}
+
+impl Campaign {
+    /// Reads and resolves a campaign file. Relative paths resolve against its folder.
+    pub fn load(path: &Path) -> Result<Campaign, ConfigError> {
+        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+            path: path.to_owned(),
+            source,
+        })?;
+        Campaign::parse(path, &text)
+    }
+
+    pub fn parse(path: &Path, text: &str) -> Result<Campaign, ConfigError> {
+        let file: raw::File = toml::from_str(text).map_err(|e| ConfigError::Parse {
+            path: path.to_owned(),
+            message: e.to_string().trim_end().to_owned(),
+        })?;
+        Resolver { path }.resolve(file)
+    }
+
+    /// The folder that holds this campaign's report (and journal).
+    pub fn run_dir(&self) -> PathBuf {
+        self.state_dir.join(&self.id)
+    }
+
+    /// The domain of the From address: DMARC's identifier, and the right-hand side of our
+    /// Message-IDs.
+    pub fn sender_domain(&self) -> &str {
+        self.from.email.domain()
+    }
+}
+
+struct Resolver<'a> {
+    path: &'a Path,
+}
+
+impl Resolver<'_> {
+    fn invalid(&self, key: &'static str, message: impl Into<String>) -> ConfigError {
+        ConfigError::Invalid {
+            path: self.path.to_owned(),
+            key,
+            message: message.into(),
+        }
+    }
+
+    fn file_path(&self, value: &str) -> PathBuf {
+        let p = Path::new(value);
+        if p.is_absolute() {
+            p.to_owned()
+        } else {
+            self.path.parent().unwrap_or(Path::new(".")).join(p)
+        }
+    }
+
+    fn mailbox(&self, key: &'static str, value: &str) -> Result<Mailbox, ConfigError> {
+        value.parse::<Mailbox>().map_err(|e| {
+            self.invalid(
+                key,
+                format!("{value:?} is not an address ({e}); write `Name <user@example.com>` or `user@example.com`"),
+            )
+        })
+    }
+
+    fn resolve(&self, f: raw::File) -> Result<Campaign, ConfigError> {
+        let id = f.campaign.id.trim().to_owned();
+        if id.is_empty()
+            || !id
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'))
+        {
+            return Err(self.invalid(
+                "campaign.id",
+                format!("{id:?} must be non-empty and use only letters, digits, '-', '_' and '.': it becomes part of every Message-ID and of file names"),
+            ));
+        }
+        let from = self.mailbox("campaign.from", &f.campaign.from)?;
+        let reply_to = f
+            .campaign
+            .reply_to
+            .as_deref()
+            .map(|v| self.mailbox("campaign.reply_to", v))
+            .transpose()?;
+        let return_path = match f.campaign.return_path.as_deref() {
+            Some(v) => self.mailbox("campaign.return_path", v)?.email,
+            None => from.email.clone(),
+        };
+        if f.campaign.subject.trim().is_empty() {
+            return Err(self.invalid("campaign.subject", "must not be empty"));
+        }
+
+        if f.templates.text.is_none() && f.templates.html.is_none() {
+            return Err(self.invalid(
+                "templates",
+                "set `text`, `html` or both: a campaign needs a body",
+            ));
+        }
+
+        if f.dkim.is_empty() {
+            return Err(self.invalid(
+                "dkim",
+                "add at least one [[dkim]] table (domain, selector, private_key): Gmail, Yahoo and Microsoft reject unsigned bulk mail",
+            ));
+        }
+        let dkim = f
+            .dkim
+            .into_iter()
+            .map(|d| {
+                let domain = d.domain.trim().trim_end_matches('.').to_ascii_lowercase();
+                if domain.is_empty() || d.selector.trim().is_empty() {
+                    return Err(self.invalid("dkim", "domain and selector must not be empty"));
+                }
+                Ok(DkimKeyConfig {
+                    domain,
+                    selector: d.selector.trim().to_owned(),
+                    private_key: self.file_path(&d.private_key),
+                })
+            })
+            .collect::<Result<Vec<_>, _>>()?;
+
+        let concurrency = f.limits.concurrency.unwrap_or(4);
+        if concurrency == 0 {
+            return Err(self.invalid("limits.concurrency", "must be at least 1"));
+        }
+        let limits = Limits {
+            per_second: nonzero(self, "limits.per_second", f.limits.per_second)?,
+            per_hour: nonzero(self, "limits.per_hour", f.limits.per_hour)?,
+            concurrency: concurrency as usize,
+        };
+
+        let transport = match (f.smtp, f.outbox) {
+            (Some(_), Some(_)) => {
+                return Err(self.invalid(
+                    "smtp",
+                    "both [smtp] and [outbox] are set; keep the one this campaign should use",
+                ));
+            }
+            (None, None) => {
+                return Err(self.invalid(
+                    "smtp",
+                    "no transport: add an [smtp] table (or [outbox] to write .eml files)",
+                ));
+            }
+            (None, Some(o)) => TransportConfig::Outbox {
+                dir: self.file_path(&o.dir),
+            },
+            (Some(s), None) => TransportConfig::Smtp(self.smtp(s, limits.concurrency)?),
+        };
+
+        let unsubscribe = f.unsubscribe.map(|u| self.unsubscribe(u)).transpose()?;
+
+        Ok(Campaign {
+            path: self.path.to_owned(),
+            id,
+            from,
+            reply_to,
+            return_path,
+            subject: f.campaign.subject,
+            text_template: f.templates.text.as_deref().map(|p| self.file_path(p)),
+            html_template: f.templates.html.as_deref().map(|p| self.file_path(p)),
+            recipients: RecipientSource {
+                file: self.file_path(&f.recipients.file),
+                address_column: f.recipients.address_column,
+                name_column: f.recipients.name_column,
+            },
+            dkim,
+            transport,
+            limits,
+            unsubscribe,
+            state_dir: self.file_path(f.campaign.state_dir.as_deref().unwrap_or(".mailshot")),
+        })
+    }
+
+    fn smtp(&self, s: raw::Smtp, concurrency: usize) -> Result<SmtpConfig, ConfigError> {
+        let host = s.host.trim().to_owned();
+        if host.is_empty() {
+            return Err(self.invalid("smtp.host", "must not be empty"));
+        }
+        let password = match (s.password_env, s.password_file) {
+            (Some(_), Some(_)) => {
+                return Err(self.invalid(
+                    "smtp.password_env",
+                    "set password_env or password_file, not both",
+                ));
+            }
+            (Some(var), None) => Some(SecretSource::Env(var)),
+            (None, Some(file)) => Some(SecretSource::File(self.file_path(&file))),
+            (None, None) => None,
+        };
+        if s.username.is_some() && password.is_none() {
+            return Err(self.invalid(
+                "smtp.username",
+                "a username needs `password_env` (the name of an environment variable) or `password_file`; passwords are never written in campaign.toml",
+            ));
+        }
+        if s.tls == Tls::None {
+            // Plain SMTP is for a relay on this machine (a local MTA or a test sink); anywhere
+            // else mail and credentials would cross the network in clear.
+            if !is_loopback(&host) {
+                return Err(self.invalid(
+                    "smtp.tls",
+                    format!("\"none\" is only allowed for a relay on this machine (127.0.0.1, ::1, localhost), not {host}; use \"starttls\" (port 587) or \"implicit\" (port 465)"),
+                ));
+            }
+            if s.username.is_some() {
+                return Err(self.invalid(
+                    "smtp.tls",
+                    "\"none\" cannot be combined with a username: a password never travels without TLS",
+                ));
+            }
+        }
+        let port = s.port.unwrap_or(match s.tls {
+            Tls::Starttls => 587,
+            Tls::Implicit => 465,
+            Tls::None => 25,
+        });
+        let pool_size = s.pool_size.unwrap_or(concurrency as u32);
+        if pool_size == 0 {
+            return Err(self.invalid("smtp.pool_size", "must be at least 1"));
+        }
+        Ok(SmtpConfig {
+            host,
+            port,
+            tls: s.tls,
+            username: s.username,
+            password,
+            ca_file: s.ca_file.as_deref().map(|p| self.file_path(p)),
+            pool_size,
+            timeout: Duration::from_secs(s.timeout_secs.unwrap_or(60)),
+            helo_name: s.helo_name,
+        })
+    }
+
+    fn unsubscribe(&self, u: raw::Unsubscribe) -> Result<UnsubscribeConfig, ConfigError> {
+        if u.url.is_none() && u.mailto.is_none() {
+            return Err(self.invalid("unsubscribe", "set `url` (https), `mailto`, or both"));
+        }
+        if let Some(url) = &u.url
+            && !url.starts_with("https://")
+        {
+            return Err(self.invalid(
+                "unsubscribe.url",
+                format!(
+                    "{url:?} must start with https://: RFC 8058 one-click unsubscribe needs HTTPS"
+                ),
+            ));
+        }
+        let mailto = u
+            .mailto
+            .as_deref()
+            .map(|m| {
+                m.trim_start_matches("mailto:")
+                    .parse::<Address>()
+                    .map_err(|e| {
+                        self.invalid(
+                            "unsubscribe.mailto",
+                            format!("{m:?} is not an address ({e})"),
+                        )
+                    })
+            })
+            .transpose()?;
+        let secret = match (u.secret_env, u.secret_file) {
+            (Some(var), None) => SecretSource::Env(var),
+            (None, Some(file)) => SecretSource::File(self.file_path(&file)),
+            _ => {
+                return Err(self.invalid(
+                    "unsubscribe.secret_env",
+                    "set exactly one of secret_env or secret_file: the HMAC key that makes unsubscribe tokens unforgeable",
+                ));
+            }
+        };
+        Ok(UnsubscribeConfig {
+            url: u.url,
+            mailto,
+            secret,
+        })
+    }
+}
+
+fn nonzero(
+    r: &Resolver<'_>,
+    key: &'static str,
+    v: Option<u32>,
+) -> Result<Option<NonZeroU32>, ConfigError> {
+    match v {
+        None => Ok(None),
+        Some(n) => NonZeroU32::new(n)
+            .map(Some)
+            .ok_or_else(|| r.invalid(key, "must be at least 1 (leave it out for no limit)")),
+    }
+}
+
+/// True for hosts that cannot be reached from another machine.
+pub(crate) fn is_loopback(host: &str) -> bool {
+    host.eq_ignore_ascii_case("localhost")
+        || host
+            .trim_start_matches('[')
+            .trim_end_matches(']')
+            .parse::<IpAddr>()
+            .is_ok_and(|ip| ip.is_loopback())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const GOOD: &str = r#"
+[campaign]
+id = "nov"
+from = "News <news@example.com>"
+subject = "Hello {{name}}"
+
+[templates]
+text = "t.txt.hbs"
+
+[recipients]
+file = "r.csv"
+
+[[dkim]]
+domain = "Example.com"
+selector = "s1"
+private_key = "k.pem"
+
+[outbox]
+dir = "out"
+"#;
+
+    fn parse(text: &str) -> Result<Campaign, ConfigError> {
+        Campaign::parse(Path::new("/camp/campaign.toml"), text)
+    }
+
+    #[test]
+    fn resolves_relative_paths_and_defaults() {
+        let c = parse(GOOD).unwrap();
+        assert_eq!(
+            c.text_template.as_deref().unwrap(),
+            Path::new("/camp/t.txt.hbs")
+        );
+        assert_eq!(c.recipients.file, Path::new("/camp/r.csv"));
+        assert_eq!(c.recipients.address_column, "email");
+        assert_eq!(c.dkim[0].domain, "example.com");
+        assert_eq!(c.return_path.to_string(), "news@example.com");
+        assert_eq!(c.run_dir(), Path::new("/camp/.mailshot/nov"));
+    }
+
+    #[test]
+    fn unknown_key_names_line_and_key() {
+        let text = GOOD.replace("[outbox]", "[outbox]\ndirectory = \"x\"");
+        let err = parse(&text).unwrap_err().to_string();
+        assert!(err.contains("line 19"), "{err}");
+        assert!(err.contains("directory"), "{err}");
+    }
+
+    #[test]
+    fn wrong_type_names_line_and_key() {
+        let text = format!("{GOOD}\n[limits]\nper_second = \"ten\"\n");
+        let err = parse(&text).unwrap_err().to_string();
+        assert!(err.contains("line 22"), "{err}");
+        assert!(
+            err.contains("per_second") || err.contains("integer"),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn plaintext_smtp_only_to_loopback_and_never_with_auth() {
+        let remote = GOOD.replace(
+            "[outbox]\ndir = \"out\"",
+            "[smtp]\nhost = \"smtp.example.com\"\ntls = \"none\"",
+        );
+        let err = parse(&remote).unwrap_err().to_string();
+        assert!(err.contains("smtp.tls"), "{err}");
+
+        let local_auth = GOOD.replace(
+            "[outbox]\ndir = \"out\"",
+            "[smtp]\nhost = \"127.0.0.1\"\ntls = \"none\"\nusername = \"u\"\npassword_env = \"P\"",
+        );
+        let err = parse(&local_auth).unwrap_err().to_string();
+        assert!(err.contains("never travels without TLS"), "{err}");
+
+        let local = GOOD.replace(
+            "[outbox]\ndir = \"out\"",
+            "[smtp]\nhost = \"127.0.0.1\"\ntls = \"none\"\nport = 2525",
+        );
+        assert!(parse(&local).is_ok());
+    }
+
+    #[test]
+    fn username_without_password_source_is_an_error() {
+        let text = GOOD.replace(
+            "[outbox]\ndir = \"out\"",
+            "[smtp]\nhost = \"smtp.example.com\"\ntls = \"starttls\"\nusername = \"u\"",
+        );
+        let err = parse(&text).unwrap_err().to_string();
+        assert!(err.contains("password_env"), "{err}");
+    }
+
+    #[test]
+    fn unsubscribe_url_must_be_https() {
+        let text =
+            format!("{GOOD}\n[unsubscribe]\nurl = \"http://example.com/u\"\nsecret_env = \"S\"\n");
+        let err = parse(&text).unwrap_err().to_string();
+        assert!(err.contains("https"), "{err}");
+    }
+
+    #[test]
+    fn loopback_hosts() {
+        assert!(is_loopback("localhost"));
+        assert!(is_loopback("127.0.0.1"));
+        assert!(is_loopback("127.1.2.3"));
+        assert!(is_loopback("::1"));
+        assert!(is_loopback("[::1]"));
+        assert!(!is_loopback("10.0.0.1"));
+        assert!(!is_loopback("smtp.example.com"));
+    }
+}

@@ -1,0 +1,69 @@
+//! Start-up and the exit code: parse the command line, set up logging and the runtime, run
+//! one subcommand, print any error chain once.
+
+mod cli;
+mod clock;
+mod commands;
+mod config;
+mod keygen;
+mod message;
+mod progress;
+mod recipients;
+mod report;
+mod secret;
+mod send;
+mod template;
+mod unsubscribe;
+
+use std::process::ExitCode;
+
+use clap::Parser;
+use tracing_subscriber::EnvFilter;
+
+use cli::{Cli, Command};
+use commands::Exit;
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    init_logging(cli.verbose);
+    match run(&cli) {
+        Ok(exit) => ExitCode::from(exit as u8),
+        Err(e) => {
+            eprintln!("mailshot: error: {e:#}");
+            ExitCode::from(Exit::CouldNotStart as u8)
+        }
+    }
+}
+
+fn run(cli: &Cli) -> anyhow::Result<Exit> {
+    let clock = clock::from_env();
+    match &cli.command {
+        Command::Init(args) => {
+            let mut secret = [0u8; 32];
+            aws_lc_rs::rand::fill(&mut secret)
+                .map_err(|_| anyhow::anyhow!("the system random source failed"))?;
+            commands::init::run(args, &secret)
+        }
+        Command::Send(args) => runtime()?.block_on(commands::send::run(args, cli.quiet, clock)),
+    }
+}
+
+fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
+    Ok(tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()?)
+}
+
+fn init_logging(verbose: u8) {
+    let default = match verbose {
+        0 => "warn",
+        1 => "info",
+        _ => "debug",
+    };
+    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(default));
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_target(false)
+        .init();
+}

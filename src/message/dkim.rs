@@ -1,0 +1,266 @@
+//! DKIM: private keys parsed once at start-up, and signing with an injected clock.
+//!
+//! mail-auth's `DkimSigner::sign` stamps `t=` from the system clock. We reuse its
+//! canonicalization and crypto (all public API) but set `t=` ourselves, so signatures are
+//! reproducible in tests and a preview signs exactly what `send` would.
+
+use std::path::{Path, PathBuf};
+
+use mail_auth::common::crypto::{DkimKey, Ed25519Key, RsaKey, Sha256, SigningKey};
+use mail_auth::common::headers::{HeaderStream, HeaderWriter, Writable, Writer};
+use mail_auth::dkim::{Canonicalization, Signature};
+use rustls_pki_types::PrivateKeyDer;
+use rustls_pki_types::pem::PemObject;
+
+use crate::config::DkimKeyConfig;
+
+/// Headers covered by every signature. Listing a header the message lacks (Reply-To, the
+/// List-* pair) is deliberate: the signature then also fails if someone adds one later.
+pub const SIGNED_HEADERS: &[&str] = &[
+    "From",
+    "To",
+    "Subject",
+    "Date",
+    "Message-ID",
+    "MIME-Version",
+    "Content-Type",
+    "Reply-To",
+    "List-Unsubscribe",
+    "List-Unsubscribe-Post",
+];
+
+#[derive(Debug, thiserror::Error)]
+pub enum KeyError {
+    #[error("cannot read DKIM key {path}: {source}")]
+    Read {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error(
+        "DKIM key {path} is encrypted; mailshot needs it unencrypted: `openssl pkey -in {path} -out plain.pem`, then keep plain.pem readable only by you (chmod 600)"
+    )]
+    Encrypted { path: PathBuf },
+    #[error(
+        "DKIM key {path} is not a PEM private key ({detail}); expected `-----BEGIN PRIVATE KEY-----` (PKCS#8, RSA or Ed25519) or `-----BEGIN RSA PRIVATE KEY-----`"
+    )]
+    NotPem { path: PathBuf, detail: String },
+    #[error("DKIM key {path} is an EC (ECDSA) key; DKIM uses RSA (2048 bits or more) or Ed25519")]
+    WrongType { path: PathBuf },
+    #[error("DKIM key {path} could not be loaded: {detail}")]
+    Invalid { path: PathBuf, detail: String },
+}
+
+/// Signing failed for one message (should not happen with a loaded key).
+#[derive(Debug, thiserror::Error)]
+#[error("DKIM signing failed for d={domain} s={selector}: {detail}")]
+pub struct SignError {
+    pub domain: String,
+    pub selector: String,
+    pub detail: String,
+}
+
+/// One configured key with its signature template.
+pub struct DkimKeyPair {
+    template: Signature,
+    key: DkimKey,
+}
+
+impl DkimKeyPair {
+    pub fn load(cfg: &DkimKeyConfig) -> Result<DkimKeyPair, KeyError> {
+        let key = load_key(&cfg.private_key)?;
+        let template = Signature {
+            v: 1,
+            a: key.algorithm(),
+            d: cfg.domain.clone(),
+            s: cfg.selector.clone(),
+            h: SIGNED_HEADERS.iter().map(|h| (*h).to_owned()).collect(),
+            ch: Canonicalization::Relaxed,
+            cb: Canonicalization::Relaxed,
+            ..Default::default()
+        };
+        Ok(DkimKeyPair { template, key })
+    }
+
+    /// The `DKIM-Signature: ...\r\n` header for `message`, signed at `now` (unix seconds).
+    pub fn signature_header(&self, message: &[u8], now: u64) -> Result<String, SignError> {
+        let (_, headers, signed, body) = self.template.canonicalize(Fields::new(message));
+        let mut sig = self.template.clone();
+        sig.bh = self.key.hash(body).as_ref().to_vec();
+        sig.t = now;
+        sig.h = signed;
+        let b = self
+            .key
+            .sign(Signable {
+                headers,
+                signature: &sig,
+            })
+            .map_err(|e| SignError {
+                domain: sig.d.clone(),
+                selector: sig.s.clone(),
+                detail: e.to_string(),
+            })?;
+        sig.b = b;
+        Ok(sig.to_header())
+    }
+}
+
+/// What is signed: the canonical headers, then the signature header itself with an empty
+/// `b=` (RFC 6376 section 3.7).
+struct Signable<'a> {
+    headers: mail_auth::dkim::canonicalize::CanonicalHeaders<'a>,
+    signature: &'a Signature,
+}
+
+impl Writable for Signable<'_> {
+    fn write(self, writer: &mut impl Writer) {
+        self.headers.write(writer);
+        self.signature.write(writer, false);
+    }
+}
+
+/// Walks the header fields of a message that mail-builder wrote (CRLF line ends, a blank
+/// line before the body). mail-auth's own iterator is crate-private; this yields the same
+/// shape its canonicalizer expects: the name, and the value from after the colon up to and
+/// including the CRLF that ends the field (continuation lines included).
+struct Fields<'x> {
+    msg: &'x [u8],
+    pos: usize,
+}
+
+impl<'x> Fields<'x> {
+    fn new(msg: &'x [u8]) -> Self {
+        Fields { msg, pos: 0 }
+    }
+
+    /// Index just past the CRLF that ends the field starting at `start`.
+    fn field_end(&self, start: usize) -> usize {
+        let m = self.msg;
+        let mut i = start;
+        while i < m.len() {
+            if m[i] == b'\n' && !matches!(m.get(i + 1), Some(b' ' | b'\t')) {
+                return i + 1;
+            }
+            i += 1;
+        }
+        m.len()
+    }
+}
+
+impl<'x> HeaderStream<'x> for Fields<'x> {
+    fn next_header(&mut self) -> Option<(&'x [u8], &'x [u8])> {
+        let rest = &self.msg[self.pos..];
+        if rest.is_empty() || rest.starts_with(b"\r\n") || rest.starts_with(b"\n") {
+            return None;
+        }
+        let start = self.pos;
+        let end = self.field_end(start);
+        self.pos = end;
+        let field = &self.msg[start..end];
+        Some(match field.iter().position(|&b| b == b':') {
+            Some(colon) => (&field[..colon], &field[colon + 1..]),
+            None => (field, &b""[..]),
+        })
+    }
+
+    fn body(&mut self) -> &'x [u8] {
+        while self.next_header().is_some() {}
+        let rest = &self.msg[self.pos..];
+        rest.strip_prefix(b"\r\n")
+            .or_else(|| rest.strip_prefix(b"\n"))
+            .unwrap_or(rest)
+    }
+}
+
+/// All configured keys. Signing prepends one DKIM-Signature per key (dual signing when
+/// there are RSA and Ed25519 keys: receivers that know Ed25519 use it, the rest use RSA).
+pub struct Signer {
+    keys: Vec<DkimKeyPair>,
+}
+
+impl Signer {
+    pub fn load(configs: &[DkimKeyConfig]) -> Result<Signer, KeyError> {
+        Ok(Signer {
+            keys: configs
+                .iter()
+                .map(DkimKeyPair::load)
+                .collect::<Result<_, _>>()?,
+        })
+    }
+
+    /// Returns the signed message: the signature headers followed by `message` unchanged.
+    pub fn sign(&self, message: &[u8], now: u64) -> Result<Vec<u8>, SignError> {
+        let mut headers = Vec::with_capacity(self.keys.len());
+        for key in &self.keys {
+            headers.push(key.signature_header(message, now)?);
+        }
+        let mut out =
+            Vec::with_capacity(message.len() + headers.iter().map(String::len).sum::<usize>());
+        for h in &headers {
+            out.extend_from_slice(h.as_bytes());
+        }
+        out.extend_from_slice(message);
+        Ok(out)
+    }
+}
+
+fn load_key(path: &Path) -> Result<DkimKey, KeyError> {
+    let bytes = std::fs::read(path).map_err(|source| KeyError::Read {
+        path: path.to_owned(),
+        source,
+    })?;
+    warn_if_readable_by_others(path);
+    let text = String::from_utf8_lossy(&bytes);
+    if text.contains("ENCRYPTED") {
+        return Err(KeyError::Encrypted {
+            path: path.to_owned(),
+        });
+    }
+    let der = PrivateKeyDer::from_pem_slice(&bytes).map_err(|e| KeyError::NotPem {
+        path: path.to_owned(),
+        detail: e.to_string(),
+    })?;
+    let invalid = |detail: String| KeyError::Invalid {
+        path: path.to_owned(),
+        detail,
+    };
+    match der {
+        PrivateKeyDer::Pkcs1(_) => RsaKey::<Sha256>::from_key_der(der)
+            .map(DkimKey::from)
+            .map_err(|e| invalid(e.to_string())),
+        PrivateKeyDer::Pkcs8(ref p8) => {
+            let raw = p8.secret_pkcs8_der().to_vec();
+            match RsaKey::<Sha256>::from_key_der(der) {
+                Ok(k) => Ok(DkimKey::from(k)),
+                Err(rsa_err) => Ed25519Key::from_pkcs8_maybe_unchecked_der(&raw)
+                    .map(DkimKey::from)
+                    .map_err(|_| {
+                        invalid(format!(
+                            "neither an RSA nor an Ed25519 key ({rsa_err}); an EC key? DKIM uses RSA or Ed25519"
+                        ))
+                    }),
+            }
+        }
+        PrivateKeyDer::Sec1(_) => Err(KeyError::WrongType {
+            path: path.to_owned(),
+        }),
+        _ => Err(invalid("unsupported key format".into())),
+    }
+}
+
+/// A DKIM key lets anyone sign as the domain; say so when others can read it.
+fn warn_if_readable_by_others(path: &Path) {
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        if let Ok(meta) = std::fs::metadata(path)
+            && meta.permissions().mode() & 0o077 != 0
+        {
+            tracing::warn!(
+                "DKIM key {} is readable by group or others (mode {:o}); run `chmod 600 {}`",
+                path.display(),
+                meta.permissions().mode() & 0o777,
+                path.display()
+            );
+        }
+    }
+}

@@ -1,0 +1,131 @@
+//! From a recipient to the exact bytes that leave: render the templates, build the MIME
+//! message, DKIM-sign it. [`Assembler`] is the one code path that `send`, `send --dry-run`
+//! and `preview` share, so what a user previews is what is sent.
+
+pub mod build;
+pub mod dkim;
+
+use std::sync::Arc;
+
+pub use build::{Composer, HeaderInjection};
+pub use dkim::{SignError, Signer};
+
+use crate::clock::Clock;
+use crate::config::Campaign;
+use crate::recipients::Recipient;
+use crate::template::{self, Rendered, TemplateError, Templates};
+use crate::unsubscribe::{Links, Unsubscriber};
+
+/// Why one recipient's message could not be made. Only this row is affected.
+#[derive(Debug, thiserror::Error)]
+pub enum RowError {
+    #[error(transparent)]
+    Template(#[from] TemplateError),
+    #[error(transparent)]
+    Injection(#[from] HeaderInjection),
+    #[error(transparent)]
+    Sign(#[from] SignError),
+}
+
+/// One message, ready for the transport.
+#[derive(Debug, Clone)]
+pub struct Prepared {
+    pub recipient: Recipient,
+    /// Without angle brackets.
+    pub message_id: String,
+    pub bytes: Vec<u8>,
+}
+
+/// Everything that is parsed or compiled once per campaign, shared by the worker threads.
+pub struct Assembler {
+    pub campaign_id: String,
+    columns: Arc<[String]>,
+    templates: Templates,
+    composer: Composer,
+    signer: Signer,
+    unsubscribe: Option<Unsubscriber>,
+    clock: Arc<dyn Clock>,
+}
+
+impl Assembler {
+    pub fn new(
+        campaign: &Campaign,
+        columns: Arc<[String]>,
+        templates: Templates,
+        signer: Signer,
+        unsubscribe: Option<Unsubscriber>,
+        clock: Arc<dyn Clock>,
+    ) -> Assembler {
+        Assembler {
+            campaign_id: campaign.id.clone(),
+            columns,
+            templates,
+            composer: Composer::new(campaign),
+            signer,
+            unsubscribe,
+            clock,
+        }
+    }
+
+    fn links(&self, r: &Recipient) -> Option<Links> {
+        self.unsubscribe.as_ref().map(|u| u.links(&r.address))
+    }
+
+    fn data(
+        &self,
+        r: &Recipient,
+        links: Option<&Links>,
+    ) -> Result<serde_json::Value, TemplateError> {
+        let url = links.map(Links::visible).unwrap_or_default();
+        let mailto = links.and_then(|l| l.mailto.as_deref()).unwrap_or_default();
+        template::context(
+            &self.columns,
+            &r.fields,
+            &[
+                ("unsubscribe_url", url),
+                ("unsubscribe_mailto", mailto),
+                ("campaign_id", &self.campaign_id),
+            ],
+        )
+    }
+
+    /// Renders the parts for `r`.
+    pub fn render(&self, r: &Recipient) -> Result<Rendered, TemplateError> {
+        let links = self.links(r);
+        self.templates
+            .render(&self.data(r, links.as_ref())?, &self.columns)
+    }
+
+    /// The cheap per-row check of the validation pass: the subject renders and cannot inject
+    /// a header. The full render happens once, when the message is made.
+    pub fn check(&self, r: &Recipient) -> Result<(), RowError> {
+        let links = self.links(r);
+        let subject = self
+            .templates
+            .render_subject(&self.data(r, links.as_ref())?, &self.columns)?;
+        if let Some(what) = crate::recipients::header_unsafe_char(&subject) {
+            return Err(HeaderInjection {
+                header: "Subject",
+                what,
+            }
+            .into());
+        }
+        Ok(())
+    }
+
+    /// Renders, builds and signs one message.
+    pub fn assemble(&self, r: Recipient) -> Result<Prepared, RowError> {
+        let links = self.links(&r);
+        let rendered = self
+            .templates
+            .render(&self.data(&r, links.as_ref())?, &self.columns)?;
+        let now = self.clock.unix();
+        let unsigned = self.composer.compose(&r, &rendered, links.as_ref(), now)?;
+        let bytes = self.signer.sign(&unsigned, now)?;
+        Ok(Prepared {
+            message_id: self.composer.message_id(&r.address),
+            recipient: r,
+            bytes,
+        })
+    }
+}

@@ -1,0 +1,429 @@
+//! The recipient CSV: streamed row by row, each row classified as valid, invalid or a
+//! duplicate. A bad row never stops the others; only an unreadable file is fatal.
+
+use std::collections::HashMap;
+use std::fs::File;
+use std::io::BufReader;
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use lettre::Address;
+use lettre::message::Mailbox;
+
+use crate::config::RecipientSource;
+
+/// Why the recipient file as a whole cannot be used.
+#[derive(Debug, thiserror::Error)]
+pub enum RecipientsError {
+    #[error("cannot read {path}: {source}")]
+    Open {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("{path} is empty: the first line must be a header row naming the columns")]
+    Empty { path: PathBuf },
+    #[error("{path}: the header row is not valid CSV: {message}")]
+    Header { path: PathBuf, message: String },
+    #[error(
+        "{path}: no column named {column:?} (columns: {available}); set recipients.{key} in campaign.toml"
+    )]
+    MissingColumn {
+        path: PathBuf,
+        column: String,
+        key: &'static str,
+        available: String,
+    },
+    #[error("{path}: two columns are named {column:?}; templates could not tell them apart")]
+    DuplicateColumn { path: PathBuf, column: String },
+    #[error("{path}: read error at row {row}: {source}")]
+    Io {
+        path: PathBuf,
+        row: u64,
+        source: std::io::Error,
+    },
+}
+
+/// One data row that may be sent to.
+#[derive(Debug, Clone)]
+pub struct Recipient {
+    /// Spreadsheet numbering: the header is row 1, so the first recipient is row 2.
+    pub row: u64,
+    pub address: Address,
+    pub name: Option<String>,
+    /// Field values in header order; see [`RecipientReader::headers`].
+    pub fields: Vec<String>,
+}
+
+/// What one CSV row turned out to be.
+#[derive(Debug, Clone)]
+pub enum Row {
+    Valid(Recipient),
+    Invalid {
+        row: u64,
+        /// The address cell as written (may be empty), for the report.
+        address: String,
+        reason: String,
+    },
+    Duplicate {
+        row: u64,
+        address: String,
+        first_row: u64,
+    },
+}
+
+impl Row {
+    pub fn row(&self) -> u64 {
+        match self {
+            Row::Valid(r) => r.row,
+            Row::Invalid { row, .. } | Row::Duplicate { row, .. } => *row,
+        }
+    }
+}
+
+/// Streams a recipient file. Memory grows only with the duplicate set (one lowercase address
+/// per valid row), never with the rows themselves.
+pub struct RecipientReader {
+    path: PathBuf,
+    reader: csv::Reader<BufReader<File>>,
+    headers: Arc<[String]>,
+    address_idx: usize,
+    name_idx: Option<usize>,
+    seen: HashMap<Box<str>, u64>,
+    record: csv::ByteRecord,
+}
+
+impl RecipientReader {
+    pub fn open(source: &RecipientSource) -> Result<RecipientReader, RecipientsError> {
+        let path = source.file.clone();
+        let file = File::open(&path).map_err(|source| RecipientsError::Open {
+            path: path.clone(),
+            source,
+        })?;
+        let mut reader = csv::ReaderBuilder::new()
+            .has_headers(true)
+            // Ragged rows are reported per row rather than aborting the whole read.
+            .flexible(true)
+            .from_reader(BufReader::new(file));
+        let raw_headers = reader
+            .byte_headers()
+            .map_err(|e| RecipientsError::Header {
+                path: path.clone(),
+                message: e.to_string(),
+            })?
+            .clone();
+        if raw_headers.is_empty() || (raw_headers.len() == 1 && raw_headers[0].is_empty()) {
+            return Err(RecipientsError::Empty { path });
+        }
+        let mut headers = Vec::with_capacity(raw_headers.len());
+        for (i, h) in raw_headers.iter().enumerate() {
+            let h = std::str::from_utf8(h).map_err(|_| RecipientsError::Header {
+                path: path.clone(),
+                message: format!(
+                    "column {} is not valid UTF-8; save the file as UTF-8",
+                    i + 1
+                ),
+            })?;
+            // csv strips a UTF-8 byte-order mark; trimming guards against one written twice
+            // and against stray spaces around names like "email ".
+            let h = h.trim_start_matches('\u{feff}').trim().to_owned();
+            if headers.contains(&h) {
+                return Err(RecipientsError::DuplicateColumn { path, column: h });
+            }
+            headers.push(h);
+        }
+        let find = |column: &str, key: &'static str| {
+            headers
+                .iter()
+                .position(|h| h.eq_ignore_ascii_case(column))
+                .ok_or_else(|| RecipientsError::MissingColumn {
+                    path: path.clone(),
+                    column: column.to_owned(),
+                    key,
+                    available: headers.join(", "),
+                })
+        };
+        let address_idx = find(&source.address_column, "address_column")?;
+        let name_idx = source
+            .name_column
+            .as_deref()
+            .map(|c| find(c, "name_column"))
+            .transpose()?;
+        Ok(RecipientReader {
+            path,
+            reader,
+            headers: headers.into(),
+            address_idx,
+            name_idx,
+            seen: HashMap::new(),
+            record: csv::ByteRecord::new(),
+        })
+    }
+
+    pub fn headers(&self) -> &Arc<[String]> {
+        &self.headers
+    }
+
+    /// The next row, or `None` at the end of the file. An `Err` is an I/O failure: the file
+    /// cannot be read further.
+    pub fn next_row(&mut self) -> Option<Result<Row, RecipientsError>> {
+        // Read before asking for the position: afterwards it points past this record.
+        let result = self.reader.read_byte_record(&mut self.record);
+        let row = self.record.position().map_or(0, |p| p.record()) + 1;
+        match result {
+            Ok(false) => None,
+            Ok(true) => Some(Ok(self.classify(row))),
+            Err(e) => match e.into_kind() {
+                csv::ErrorKind::Io(source) => Some(Err(RecipientsError::Io {
+                    path: self.path.clone(),
+                    row,
+                    source,
+                })),
+                other => Some(Ok(Row::Invalid {
+                    row,
+                    address: String::new(),
+                    reason: format!("not valid CSV: {other:?}"),
+                })),
+            },
+        }
+    }
+
+    fn classify(&mut self, row: u64) -> Row {
+        let raw_address = String::from_utf8_lossy(self.record.get(self.address_idx).unwrap_or(b""))
+            .trim()
+            .to_owned();
+        let invalid = |reason: String| Row::Invalid {
+            row,
+            address: raw_address.clone(),
+            reason,
+        };
+        if self.record.len() != self.headers.len() {
+            return invalid(format!(
+                "has {} fields but the header has {}; quote fields that contain commas",
+                self.record.len(),
+                self.headers.len()
+            ));
+        }
+        let mut fields = Vec::with_capacity(self.record.len());
+        for (i, f) in self.record.iter().enumerate() {
+            match std::str::from_utf8(f) {
+                Ok(s) => fields.push(s.to_owned()),
+                Err(_) => {
+                    return invalid(format!(
+                        "column {:?} is not valid UTF-8; save the file as UTF-8",
+                        self.headers[i]
+                    ));
+                }
+            }
+        }
+        let (address, display) = match parse_address(&fields[self.address_idx]) {
+            Ok(parsed) => parsed,
+            Err(reason) => return invalid(reason),
+        };
+        let name = match self.name_idx {
+            Some(i) => {
+                let n = fields[i].trim();
+                if let Some(c) = header_unsafe_char(n) {
+                    return invalid(format!(
+                        "column {:?} contains {c}, which would break the To header; remove it",
+                        self.headers[i]
+                    ));
+                }
+                (!n.is_empty()).then(|| n.to_owned())
+            }
+            None => display,
+        };
+        let key: Box<str> = address.to_string().to_lowercase().into();
+        if let Some(&first_row) = self.seen.get(&key) {
+            return Row::Duplicate {
+                row,
+                address: address.to_string(),
+                first_row,
+            };
+        }
+        self.seen.insert(key, row);
+        Row::Valid(Recipient {
+            row,
+            address,
+            name,
+            fields,
+        })
+    }
+}
+
+/// Names a character that must never reach a header value: a line break would let a value
+/// start a header of its own (header injection), and NUL is not allowed in mail at all.
+pub(crate) fn header_unsafe_char(s: &str) -> Option<&'static str> {
+    s.chars().find_map(|c| match c {
+        '\r' => Some("a carriage return (CR)"),
+        '\n' => Some("a line feed (LF)"),
+        '\0' => Some("a NUL byte"),
+        _ => None,
+    })
+}
+
+/// Parses an address cell: `user@example.com` or `Name <user@example.com>`.
+/// Returns the address (domain in ASCII form) and any display name; the error is a sentence
+/// that says what is wrong and how to fix it.
+pub(crate) fn parse_address(cell: &str) -> Result<(Address, Option<String>), String> {
+    let cell = cell.trim();
+    if cell.is_empty() {
+        return Err("the address is empty".into());
+    }
+    if let Some(c) = header_unsafe_char(cell) {
+        return Err(format!(
+            "the address contains {c}, which could inject a header; fix the cell"
+        ));
+    }
+    let (addr_text, display) = if cell.ends_with('>') && cell.contains('<') {
+        let mb: Mailbox = cell
+            .parse()
+            .map_err(|e| format!("{cell:?} is not a valid `Name <address>`: {e}"))?;
+        (mb.email.to_string(), mb.name)
+    } else {
+        (cell.to_owned(), None)
+    };
+    let Some((user, domain)) = addr_text.rsplit_once('@') else {
+        return Err(format!("{addr_text:?} has no @domain part"));
+    };
+    // A quoted local part may hold spaces (RFC 5321); anywhere else a space is a typo.
+    let quoted = user.len() >= 2 && user.starts_with('"') && user.ends_with('"');
+    if (!quoted && user.contains(char::is_whitespace)) || domain.contains(char::is_whitespace) {
+        return Err(format!("{addr_text:?} contains a space"));
+    }
+    if user.is_empty() {
+        return Err(format!("{addr_text:?} has nothing before the @"));
+    }
+    if domain.is_empty() {
+        return Err(format!("{addr_text:?} has no domain after the @"));
+    }
+    if domain.starts_with('[') {
+        return Err(format!(
+            "{addr_text:?} uses an IP address literal as its domain; bulk mail goes to domains"
+        ));
+    }
+    if !user.is_ascii() {
+        return Err(format!(
+            "{addr_text:?} has a non-ASCII local part, which needs SMTPUTF8 end to end; mailshot does not send those"
+        ));
+    }
+    // Internationalized domains travel as punycode, which every relay accepts.
+    let ascii_domain = lettre_idna(domain).ok_or_else(|| {
+        format!("{addr_text:?}: the domain {domain:?} is not a valid domain name")
+    })?;
+    if !ascii_domain.contains('.') {
+        return Err(format!(
+            "{addr_text:?}: the domain {domain:?} has no dot; is a part like .com missing?"
+        ));
+    }
+    let address = Address::new(user, &ascii_domain).map_err(|e| {
+        let what = match e {
+            lettre::address::AddressError::InvalidUser => "the part before the @ is not valid",
+            lettre::address::AddressError::InvalidDomain => "the domain is not valid",
+            _ => "it is not a valid address",
+        };
+        format!("{addr_text:?}: {what}")
+    })?;
+    Ok((address, display.filter(|d| !d.is_empty())))
+}
+
+fn lettre_idna(domain: &str) -> Option<String> {
+    if domain.is_ascii() {
+        return Some(domain.to_ascii_lowercase());
+    }
+    idna::domain_to_ascii(domain).ok()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn reader(csv: &[u8]) -> (tempfile::TempDir, RecipientReader) {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("r.csv");
+        std::fs::write(&path, csv).unwrap();
+        let r = RecipientReader::open(&RecipientSource {
+            file: path,
+            address_column: "email".into(),
+            name_column: None,
+        })
+        .unwrap();
+        (dir, r)
+    }
+
+    fn all(r: &mut RecipientReader) -> Vec<Row> {
+        std::iter::from_fn(|| r.next_row())
+            .map(Result::unwrap)
+            .collect()
+    }
+
+    #[test]
+    fn bom_quoted_newlines_invalid_and_duplicates() {
+        let (_d, mut r) = reader(
+            b"\xEF\xBB\xBFemail,note\na@example.com,\"two\nlines\"\nbad,x\nA@Example.com,dup\nb@example.com,ok\n",
+        );
+        assert_eq!(&r.headers()[..], ["email", "note"]);
+        let rows = all(&mut r);
+        assert!(matches!(&rows[0], Row::Valid(v) if v.row == 2 && v.fields[1] == "two\nlines"));
+        assert!(matches!(&rows[1], Row::Invalid { row: 3, .. }));
+        assert!(matches!(
+            &rows[2],
+            Row::Duplicate {
+                row: 4,
+                first_row: 2,
+                ..
+            }
+        ));
+        assert!(matches!(&rows[3], Row::Valid(v) if v.row == 5));
+    }
+
+    #[test]
+    fn ragged_row_is_invalid_not_fatal() {
+        let (_d, mut r) = reader(b"email,name\na@example.com\nb@example.com,B\n");
+        let rows = all(&mut r);
+        assert!(matches!(&rows[0], Row::Invalid { reason, .. } if reason.contains("has 1 fields")));
+        assert!(matches!(&rows[1], Row::Valid(_)));
+    }
+
+    #[test]
+    fn missing_column_lists_available() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("r.csv");
+        std::fs::write(&path, "mail,name\n").unwrap();
+        let err = RecipientReader::open(&RecipientSource {
+            file: path,
+            address_column: "email".into(),
+            name_column: None,
+        })
+        .err()
+        .unwrap()
+        .to_string();
+        assert!(err.contains("mail, name"), "{err}");
+        assert!(err.contains("address_column"), "{err}");
+    }
+
+    #[test]
+    fn addresses() {
+        assert!(parse_address("a@example.com").is_ok());
+        let (a, n) = parse_address("Ann Example <ann@example.com>").unwrap();
+        assert_eq!(a.to_string(), "ann@example.com");
+        assert_eq!(n.as_deref(), Some("Ann Example"));
+        assert_eq!(
+            parse_address("b@bücher.example").unwrap().0.to_string(),
+            "b@xn--bcher-kva.example"
+        );
+        assert!(parse_address("\"quoted local\"@example.com").is_ok());
+        for bad in [
+            "",
+            "a b@example.com",
+            "ab.example.com",
+            "@example.com",
+            "a@",
+            "a@localhost",
+            "a@[127.0.0.1]",
+            "a@example.com\r\nBcc: x@example.com",
+            "jörg@example.com",
+        ] {
+            assert!(parse_address(bad).is_err(), "{bad:?} should be invalid");
+        }
+    }
+}

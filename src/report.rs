@@ -1,0 +1,175 @@
+//! The per-recipient report (CSV) and the tally behind the closing summary.
+//!
+//! Every row of the recipient file gets exactly one line, so the counts always add up:
+//! sent + written + failed + deferred + not attempted + invalid + duplicate = rows.
+
+use std::fs::File;
+use std::io::BufWriter;
+use std::path::{Path, PathBuf};
+use std::time::SystemTime;
+
+use crate::clock::rfc3339;
+
+/// What happened to one row.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Status {
+    /// The relay answered 250 to the message.
+    Sent,
+    /// Written to the outbox folder (outbox transport).
+    Written,
+    /// `--dry-run`: rendered, signed and written, not sent.
+    DryRun,
+    /// A permanent (5xx) refusal, or the message could not be made.
+    Failed,
+    /// A transient failure; the recipient has not received the message.
+    Deferred,
+    /// The run stopped before this recipient was tried.
+    NotAttempted,
+    Invalid,
+    Duplicate,
+}
+
+impl Status {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Status::Sent => "sent",
+            Status::Written => "written",
+            Status::DryRun => "dry-run",
+            Status::Failed => "failed",
+            Status::Deferred => "deferred",
+            Status::NotAttempted => "not-attempted",
+            Status::Invalid => "invalid",
+            Status::Duplicate => "duplicate",
+        }
+    }
+}
+
+/// One line of the report.
+#[derive(Debug, Clone)]
+pub struct Outcome {
+    pub row: u64,
+    pub address: String,
+    pub status: Status,
+    pub code: Option<u16>,
+    pub text: String,
+    pub message_id: Option<String>,
+    pub time: SystemTime,
+}
+
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct Tally {
+    pub sent: u64,
+    pub written: u64,
+    pub dry_run: u64,
+    pub failed: u64,
+    pub deferred: u64,
+    pub not_attempted: u64,
+    pub invalid: u64,
+    pub duplicate: u64,
+}
+
+impl Tally {
+    pub fn add(&mut self, s: Status) {
+        *match s {
+            Status::Sent => &mut self.sent,
+            Status::Written => &mut self.written,
+            Status::DryRun => &mut self.dry_run,
+            Status::Failed => &mut self.failed,
+            Status::Deferred => &mut self.deferred,
+            Status::NotAttempted => &mut self.not_attempted,
+            Status::Invalid => &mut self.invalid,
+            Status::Duplicate => &mut self.duplicate,
+        } += 1;
+    }
+
+    pub fn rows(&self) -> u64 {
+        self.delivered()
+            + self.failed
+            + self.deferred
+            + self.not_attempted
+            + self.invalid
+            + self.duplicate
+    }
+
+    /// Messages that reached their destination for this kind of run.
+    pub fn delivered(&self) -> u64 {
+        self.sent + self.written + self.dry_run
+    }
+
+    /// Valid recipients that did not get the message.
+    pub fn undelivered(&self) -> u64 {
+        self.failed + self.deferred + self.not_attempted
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+#[error("cannot write the report {path}: {source}")]
+pub struct ReportError {
+    pub path: PathBuf,
+    pub source: csv::Error,
+}
+
+pub struct ReportWriter {
+    path: PathBuf,
+    writer: csv::Writer<BufWriter<File>>,
+}
+
+impl ReportWriter {
+    pub fn create(path: &Path) -> Result<ReportWriter, ReportError> {
+        let err = |source: csv::Error| ReportError {
+            path: path.to_owned(),
+            source,
+        };
+        if let Some(dir) = path.parent() {
+            std::fs::create_dir_all(dir).map_err(|e| err(e.into()))?;
+        }
+        let file = File::create(path).map_err(|e| err(e.into()))?;
+        let mut writer = csv::Writer::from_writer(BufWriter::new(file));
+        writer
+            .write_record([
+                "row",
+                "address",
+                "status",
+                "smtp_code",
+                "smtp_text",
+                "message_id",
+                "time",
+            ])
+            .map_err(err)?;
+        Ok(ReportWriter {
+            path: path.to_owned(),
+            writer,
+        })
+    }
+
+    pub fn write(&mut self, o: &Outcome) -> Result<(), ReportError> {
+        let code = o.code.map(|c| c.to_string()).unwrap_or_default();
+        let message_id = o
+            .message_id
+            .as_deref()
+            .map(|m| format!("<{m}>"))
+            .unwrap_or_default();
+        self.writer
+            .write_record([
+                o.row.to_string().as_str(),
+                &o.address,
+                o.status.as_str(),
+                &code,
+                &o.text,
+                &message_id,
+                &rfc3339(o.time),
+            ])
+            .map_err(|source| ReportError {
+                path: self.path.clone(),
+                source,
+            })
+    }
+
+    pub fn finish(mut self) -> Result<PathBuf, ReportError> {
+        self.writer.flush().map_err(|e| ReportError {
+            path: self.path.clone(),
+            source: e.into(),
+        })?;
+        Ok(self.path)
+    }
+}

@@ -1,0 +1,135 @@
+//! The validation pass: reads the whole recipient file once before anything is sent, so the
+//! user sees valid / invalid / duplicate counts first, and a template variable the CSV does
+//! not provide stops the run before the first message.
+
+use crate::config::RecipientSource;
+use crate::message::{Assembler, RowError};
+use crate::recipients::{RecipientReader, RecipientsError, Row};
+use crate::template::TemplateError;
+
+/// How many problem rows the summary lists by name; the report has all of them.
+const LISTED: usize = 10;
+
+#[derive(Debug, Default)]
+pub struct Survey {
+    pub rows: u64,
+    pub valid: u64,
+    pub invalid: u64,
+    pub duplicate: u64,
+    /// The first few problems, as `row N: reason` lines.
+    pub problems: Vec<String>,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ValidateError {
+    #[error(transparent)]
+    Recipients(#[from] RecipientsError),
+    /// A template cannot render for anyone (a variable that is not a column, a bad helper).
+    #[error(transparent)]
+    Template(#[from] TemplateError),
+    #[error("{path} has a header row but no recipients")]
+    NoRecipients { path: String },
+    #[error("{path}: none of the {rows} rows is a valid recipient; see the problems listed above")]
+    NoneValid { path: String, rows: u64 },
+}
+
+/// Outcome of checking one row, shared by the survey and the send pipeline so both passes
+/// classify every row the same way.
+pub enum Checked {
+    Ok(crate::recipients::Recipient),
+    Invalid {
+        row: u64,
+        address: String,
+        reason: String,
+    },
+    Duplicate {
+        row: u64,
+        address: String,
+        first_row: u64,
+    },
+}
+
+/// Classifies one row: CSV-level checks, then the subject render. A missing variable is not
+/// a row problem but a template problem, so it is returned as an error.
+pub fn check_row(row: Row, assembler: &Assembler) -> Result<Checked, TemplateError> {
+    Ok(match row {
+        Row::Valid(r) => match assembler.check(&r) {
+            Ok(()) => Checked::Ok(r),
+            Err(RowError::Template(e @ TemplateError::MissingVariable { .. }))
+            | Err(RowError::Template(e @ TemplateError::ShadowedBuiltin(_))) => return Err(e),
+            Err(e) => Checked::Invalid {
+                row: r.row,
+                address: r.address.to_string(),
+                reason: e.to_string(),
+            },
+        },
+        Row::Invalid {
+            row,
+            address,
+            reason,
+        } => Checked::Invalid {
+            row,
+            address,
+            reason,
+        },
+        Row::Duplicate {
+            row,
+            address,
+            first_row,
+        } => Checked::Duplicate {
+            row,
+            address,
+            first_row,
+        },
+    })
+}
+
+pub fn survey(source: &RecipientSource, assembler: &Assembler) -> Result<Survey, ValidateError> {
+    let mut reader = RecipientReader::open(source)?;
+    let mut s = Survey::default();
+    let mut first_valid = None;
+    while let Some(row) = reader.next_row() {
+        s.rows += 1;
+        match check_row(row?, assembler)? {
+            Checked::Ok(r) => {
+                s.valid += 1;
+                if first_valid.is_none() {
+                    first_valid = Some(r);
+                }
+            }
+            Checked::Invalid { row, reason, .. } => {
+                s.invalid += 1;
+                if s.problems.len() < LISTED {
+                    s.problems.push(format!("row {row}: {reason}"));
+                }
+            }
+            Checked::Duplicate {
+                row,
+                address,
+                first_row,
+            } => {
+                s.duplicate += 1;
+                if s.problems.len() < LISTED {
+                    s.problems.push(format!(
+                        "row {row}: {address} duplicates row {first_row}, skipped"
+                    ));
+                }
+            }
+        }
+    }
+    let path = source.file.display().to_string();
+    if s.rows == 0 {
+        return Err(ValidateError::NoRecipients { path });
+    }
+    // Strict mode only notices a missing variable when a template reaches it, so render the
+    // full text and HTML parts once now rather than at the first send.
+    match first_valid {
+        Some(r) => {
+            assembler.render(&r)?;
+        }
+        None => {
+            return Err(ValidateError::NoneValid { path, rows: s.rows });
+        }
+    }
+    Ok(s)
+}

@@ -1,0 +1,276 @@
+//! Handlebars templates for the subject, text and HTML parts: compiled once, strict, and
+//! checked against the CSV columns before anything is sent.
+
+use std::path::{Path, PathBuf};
+
+use handlebars::{Handlebars, RenderErrorReason};
+use serde_json::{Map, Value};
+
+use crate::config::Campaign;
+
+#[derive(Debug, thiserror::Error)]
+pub enum TemplateError {
+    #[error("cannot read template {path}: {source}")]
+    Read {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("{name}: syntax error{at}: {message}")]
+    Syntax {
+        name: String,
+        at: String,
+        message: String,
+    },
+    #[error(
+        "{name}{at}: the variable `{variable}` is not a column of the recipient file (columns: {columns}); add the column or fix the name"
+    )]
+    MissingVariable {
+        name: String,
+        at: String,
+        variable: String,
+        columns: String,
+    },
+    #[error("{name}{at}: {message}")]
+    Render {
+        name: String,
+        at: String,
+        message: String,
+    },
+    #[error(
+        "the recipient file has a column named {0:?}, which mailshot sets itself; rename the column"
+    )]
+    ShadowedBuiltin(String),
+}
+
+/// The rendered parts of one message.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Rendered {
+    pub subject: String,
+    pub text: Option<String>,
+    pub html: Option<String>,
+}
+
+/// The compiled templates. Two registries because escaping is per registry: HTML output is
+/// escaped, while the subject and the text part must keep `&` and `<` as typed.
+pub struct Templates {
+    plain: Handlebars<'static>,
+    html: Handlebars<'static>,
+    has_text: bool,
+    has_html: bool,
+    /// Display names for messages, e.g. "templates/news.html.hbs".
+    names: [String; 3],
+}
+
+const SUBJECT: usize = 0;
+const TEXT: usize = 1;
+const HTML: usize = 2;
+
+impl Templates {
+    pub fn compile(campaign: &Campaign) -> Result<Templates, TemplateError> {
+        let mut plain = Handlebars::new();
+        plain.set_strict_mode(true);
+        plain.register_escape_fn(handlebars::no_escape);
+        let mut html = Handlebars::new();
+        html.set_strict_mode(true);
+
+        let base = campaign.path.parent().unwrap_or(Path::new("."));
+        let display = |p: &Path| p.strip_prefix(base).unwrap_or(p).display().to_string();
+        let mut names = [
+            format!("{} [campaign.subject]", campaign.path.display()),
+            String::new(),
+            String::new(),
+        ];
+        register(&mut plain, &names[SUBJECT], &campaign.subject)?;
+        if let Some(path) = &campaign.text_template {
+            names[TEXT] = display(path);
+            register(&mut plain, &names[TEXT], &read(path)?)?;
+        }
+        if let Some(path) = &campaign.html_template {
+            names[HTML] = display(path);
+            register(&mut html, &names[HTML], &read(path)?)?;
+        }
+        Ok(Templates {
+            plain,
+            html,
+            has_text: campaign.text_template.is_some(),
+            has_html: campaign.html_template.is_some(),
+            names,
+        })
+    }
+
+    /// Renders all parts for one recipient's data.
+    pub fn render(&self, data: &Value, columns: &[String]) -> Result<Rendered, TemplateError> {
+        let go = |reg: &Handlebars<'static>, which: usize| {
+            reg.render(&self.names[which], data)
+                .map_err(|e| self.render_error(e, columns))
+        };
+        Ok(Rendered {
+            subject: go(&self.plain, SUBJECT)?.trim().to_owned(),
+            text: self.has_text.then(|| go(&self.plain, TEXT)).transpose()?,
+            html: self.has_html.then(|| go(&self.html, HTML)).transpose()?,
+        })
+    }
+
+    /// Renders only the subject; the cheap check the validation pass runs on every row.
+    pub fn render_subject(
+        &self,
+        data: &Value,
+        columns: &[String],
+    ) -> Result<String, TemplateError> {
+        self.plain
+            .render(&self.names[SUBJECT], data)
+            .map(|s| s.trim().to_owned())
+            .map_err(|e| self.render_error(e, columns))
+    }
+
+    fn render_error(&self, e: handlebars::RenderError, columns: &[String]) -> TemplateError {
+        let name = e.template_name.clone().unwrap_or_default();
+        let at = match (e.line_no, e.column_no) {
+            (Some(l), Some(c)) => format!(" line {l}, column {c}"),
+            _ => String::new(),
+        };
+        match e.reason() {
+            RenderErrorReason::MissingVariable(Some(var)) => TemplateError::MissingVariable {
+                name,
+                at,
+                variable: var.clone(),
+                columns: columns.join(", "),
+            },
+            other => TemplateError::Render {
+                name,
+                at,
+                message: other.to_string(),
+            },
+        }
+    }
+}
+
+fn read(path: &Path) -> Result<String, TemplateError> {
+    std::fs::read_to_string(path).map_err(|source| TemplateError::Read {
+        path: path.to_owned(),
+        source,
+    })
+}
+
+fn register(reg: &mut Handlebars<'static>, name: &str, source: &str) -> Result<(), TemplateError> {
+    reg.register_template_string(name, source).map_err(|e| {
+        let at = e
+            .pos()
+            .map(|(l, c)| format!(" at line {l}, column {c}"))
+            .unwrap_or_default();
+        TemplateError::Syntax {
+            name: name.to_owned(),
+            at,
+            message: e.reason().to_string(),
+        }
+    })
+}
+
+/// The data one recipient's templates see: every CSV column by its header name, plus the
+/// built-ins.
+pub fn context(
+    columns: &[String],
+    fields: &[String],
+    builtins: &[(&str, &str)],
+) -> Result<Value, TemplateError> {
+    let mut map = Map::with_capacity(columns.len() + builtins.len());
+    for (k, v) in columns.iter().zip(fields) {
+        map.insert(k.clone(), Value::String(v.clone()));
+    }
+    for (k, v) in builtins {
+        if map.contains_key(*k) {
+            return Err(TemplateError::ShadowedBuiltin((*k).to_owned()));
+        }
+        map.insert((*k).to_owned(), Value::String((*v).to_owned()));
+    }
+    Ok(Value::Object(map))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn campaign(dir: &Path, subject: &str, text: &str, html: &str) -> Campaign {
+        std::fs::write(dir.join("t.txt.hbs"), text).unwrap();
+        std::fs::write(dir.join("t.html.hbs"), html).unwrap();
+        let toml = format!(
+            r#"
+[campaign]
+id = "c"
+from = "a@example.com"
+subject = "{subject}"
+[templates]
+text = "t.txt.hbs"
+html = "t.html.hbs"
+[recipients]
+file = "r.csv"
+[[dkim]]
+domain = "example.com"
+selector = "s"
+private_key = "k.pem"
+[outbox]
+dir = "o"
+"#
+        );
+        Campaign::parse(&dir.join("campaign.toml"), &toml).unwrap()
+    }
+
+    #[test]
+    fn html_is_escaped_text_and_subject_are_not() {
+        let d = tempfile::tempdir().unwrap();
+        let t = Templates::compile(&campaign(
+            d.path(),
+            "Hi {{name}}",
+            "Hi {{name}}",
+            "<p>{{name}}</p>",
+        ))
+        .unwrap();
+        let cols = vec!["name".to_owned()];
+        let data = context(&cols, &["A & <B>".to_owned()], &[]).unwrap();
+        let r = t.render(&data, &cols).unwrap();
+        assert_eq!(r.subject, "Hi A & <B>");
+        assert_eq!(r.text.as_deref(), Some("Hi A & <B>"));
+        assert_eq!(r.html.as_deref(), Some("<p>A &amp; &lt;B&gt;</p>"));
+    }
+
+    #[test]
+    fn missing_variable_names_template_line_and_variable() {
+        let d = tempfile::tempdir().unwrap();
+        let t = Templates::compile(&campaign(
+            d.path(),
+            "Hi",
+            "Hello\n\n{{first_nam}}!",
+            "<p></p>",
+        ))
+        .unwrap();
+        let cols = vec!["first_name".to_owned()];
+        let data = context(&cols, &["Ann".to_owned()], &[]).unwrap();
+        let err = t.render(&data, &cols).unwrap_err().to_string();
+        assert!(err.contains("t.txt.hbs"), "{err}");
+        assert!(err.contains("line 3"), "{err}");
+        assert!(err.contains("`first_nam`"), "{err}");
+        assert!(err.contains("first_name"), "{err}");
+    }
+
+    #[test]
+    fn syntax_error_has_position() {
+        let d = tempfile::tempdir().unwrap();
+        let err = Templates::compile(&campaign(
+            d.path(),
+            "Hi",
+            "ok\n{{#if x}}never closed",
+            "<p></p>",
+        ))
+        .err()
+        .unwrap()
+        .to_string();
+        assert!(err.contains("t.txt.hbs"), "{err}");
+        assert!(err.contains("line"), "{err}");
+    }
+
+    #[test]
+    fn column_may_not_shadow_a_builtin() {
+        let cols = vec!["unsubscribe_url".to_owned()];
+        assert!(context(&cols, &["x".to_owned()], &[("unsubscribe_url", "y")]).is_err());
+    }
+}

@@ -1,0 +1,369 @@
+//! `mailshot send` end to end against real SMTP servers (aiosmtpd) with a test CA, checked
+//! by an independent DKIM verifier (dkimpy).
+
+use std::path::Path;
+
+use crate::util::dkim::verify_with_dkimpy;
+use crate::util::smtp::{Mode, SmtpServer};
+use crate::util::tls::TestPki;
+use crate::util::{CampaignDir, Spec, run, stderr, stdout};
+
+const USER: &str = "news@news.example.com";
+const PASSWORD: &str = "correct horse battery staple";
+const PASSWORD_ENV: &str = "MAILSHOT_TEST_SMTP_PASSWORD";
+
+fn smtp_tail(server: &SmtpServer, tls: &str, ca: &Path, auth: bool, extra: &str) -> String {
+    let auth = if auth {
+        format!("username = \"{USER}\"\npassword_env = \"{PASSWORD_ENV}\"\n")
+    } else {
+        String::new()
+    };
+    format!(
+        "[smtp]\nhost = \"localhost\"\nport = {}\ntls = \"{tls}\"\nca_file = \"{}\"\n{auth}pool_size = 2\ntimeout_secs = 20\n\n{extra}",
+        server.port,
+        ca.display()
+    )
+}
+
+fn plain_tail(server: &SmtpServer, extra: &str) -> String {
+    format!(
+        "[smtp]\nhost = \"127.0.0.1\"\nport = {}\ntls = \"none\"\n\n{extra}",
+        server.port
+    )
+}
+
+/// STARTTLS + AUTH: every message arrives once, byte for byte what a dry run of the same
+/// campaign wrote (same code path, same clock), and both signatures verify with dkimpy.
+#[test]
+fn starttls_auth_delivers_exact_signed_bytes_that_dkimpy_verifies() {
+    let pki = TestPki::new();
+    let server = SmtpServer::start(Mode::Starttls, &pki, Some((USER, PASSWORD)));
+    let tail = smtp_tail(&server, "starttls", &pki.ca_pem, true, "");
+    let c = CampaignDir::new(&Spec {
+        tail: &tail,
+        ..Spec::default()
+    });
+
+    // The dry run needs no password and sends nothing.
+    let dry = run(&["send", "--dry-run", c.toml_str()], &[]);
+    assert_eq!(dry.status.code(), Some(0));
+    assert!(server.received().is_empty(), "a dry run must not send");
+    let dry_rows = c.report("dry-run-report.csv");
+    assert!(
+        dry_rows.iter().all(|r| r.status == "dry-run"),
+        "{dry_rows:?}"
+    );
+    let signed = c.eml_files(".mailshot/test-campaign/dry-run");
+    assert_eq!(signed.len(), 3);
+
+    let out = run(&["send", c.toml_str()], &[(PASSWORD_ENV, PASSWORD)]);
+    assert_eq!(out.status.code(), Some(0));
+    let received = server.received();
+    assert_eq!(received.len(), 3);
+
+    for r in &received {
+        assert_eq!(r.mail_from, "bounces@news.example.com");
+        assert_eq!(r.rcpt_tos.len(), 1);
+        assert_eq!(r.auth_user.as_deref(), Some(USER));
+        let rcpt = &r.rcpt_tos[0];
+        let file = signed
+            .iter()
+            .find(|p| p.to_string_lossy().ends_with(&format!("-{rcpt}.eml")))
+            .unwrap_or_else(|| panic!("no dry-run file for {rcpt}"));
+        let want = std::fs::read(file).unwrap();
+        assert!(
+            r.raw == want,
+            "bytes received for {rcpt} differ from the signed bytes"
+        );
+        let raw = String::from_utf8_lossy(&r.raw);
+        assert_eq!(raw.matches("DKIM-Signature:").count(), 2);
+        assert!(raw.contains("List-Unsubscribe-Post: List-Unsubscribe=One-Click\r\n"));
+        let check = verify_with_dkimpy(&r.path, &c.zone);
+        assert!(check.ok, "dkimpy rejected {rcpt}: {}", check.output);
+        assert!(check.output.contains("rsa-sha256") && check.output.contains("ed25519-sha256"));
+    }
+    let mut got: Vec<&str> = received.iter().map(|r| r.rcpt_tos[0].as_str()).collect();
+    got.sort();
+    assert_eq!(
+        got,
+        ["ann@example.com", "bob@example.org", "cat@example.net"]
+    );
+
+    let rows = c.report("report.csv");
+    assert_eq!(rows.len(), 3);
+    for row in &rows {
+        assert_eq!(row.status, "sent");
+        assert_eq!(row.code, "250");
+        assert!(row.message_id.starts_with("<test-campaign."));
+    }
+    // The password never reaches output or the report.
+    let report_text =
+        std::fs::read_to_string(c.path().join(".mailshot/test-campaign/report.csv")).unwrap();
+    assert!(!stdout(&out).contains(PASSWORD) && !stderr(&out).contains(PASSWORD));
+    assert!(!report_text.contains(PASSWORD));
+}
+
+#[test]
+fn implicit_tls_delivers_and_signatures_verify() {
+    let pki = TestPki::new();
+    let server = SmtpServer::start(Mode::Implicit, &pki, Some((USER, PASSWORD)));
+    let tail = smtp_tail(&server, "implicit", &pki.ca_pem, true, "");
+    let c = CampaignDir::new(&Spec {
+        tail: &tail,
+        html: None,
+        ..Spec::default()
+    });
+    let out = run(&["send", c.toml_str()], &[(PASSWORD_ENV, PASSWORD)]);
+    assert_eq!(out.status.code(), Some(0));
+    let received = server.received();
+    assert_eq!(received.len(), 3);
+    for r in &received {
+        let check = verify_with_dkimpy(&r.path, &c.zone);
+        assert!(check.ok, "{}", check.output);
+        assert!(String::from_utf8_lossy(&r.raw).contains("Content-Type: text/plain"));
+    }
+}
+
+#[test]
+fn untrusted_certificate_stops_before_any_message() {
+    let pki = TestPki::new();
+    let server = SmtpServer::start(Mode::Starttls, &pki, Some((USER, PASSWORD)));
+    let tail = smtp_tail(&server, "starttls", &pki.other_ca_pem, true, "");
+    let c = CampaignDir::new(&Spec {
+        tail: &tail,
+        ..Spec::default()
+    });
+    let out = run(&["send", c.toml_str()], &[(PASSWORD_ENV, PASSWORD)]);
+    assert_eq!(out.status.code(), Some(2), "could not start");
+    let err = stderr(&out);
+    assert!(err.contains("cannot start"), "{err}");
+    assert!(err.contains("ca_file"), "the fix names the setting: {err}");
+    assert_eq!(
+        err.matches("cannot start").count(),
+        1,
+        "one message, not one per recipient"
+    );
+    assert!(server.received().is_empty());
+}
+
+#[test]
+fn wrong_password_stops_once_and_names_the_variable() {
+    let pki = TestPki::new();
+    let server = SmtpServer::start(Mode::Starttls, &pki, Some((USER, PASSWORD)));
+    let tail = smtp_tail(&server, "starttls", &pki.ca_pem, true, "");
+    let c = CampaignDir::new(&Spec {
+        tail: &tail,
+        ..Spec::default()
+    });
+    let wrong = "wrong-password-123";
+    let out = run(&["send", c.toml_str()], &[(PASSWORD_ENV, wrong)]);
+    assert_eq!(out.status.code(), Some(2));
+    let err = stderr(&out);
+    assert!(err.contains("535"), "{err}");
+    assert!(err.contains(PASSWORD_ENV), "{err}");
+    assert!(!err.contains(wrong) && !stdout(&out).contains(wrong));
+    assert!(server.received().is_empty());
+}
+
+#[test]
+fn missing_password_variable_is_named() {
+    let pki = TestPki::new();
+    let server = SmtpServer::start(Mode::Starttls, &pki, Some((USER, PASSWORD)));
+    let tail = smtp_tail(&server, "starttls", &pki.ca_pem, true, "");
+    let c = CampaignDir::new(&Spec {
+        tail: &tail,
+        ..Spec::default()
+    });
+    let out = run(&["send", c.toml_str()], &[]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(stderr(&out).contains(PASSWORD_ENV), "{}", stderr(&out));
+}
+
+#[test]
+fn header_injection_from_csv_is_refused_for_that_row_only() {
+    let pki = TestPki::new();
+    let server = SmtpServer::start(Mode::Plain, &pki, None);
+    let tail = plain_tail(&server, "");
+    let csv = "email,first_name\nann@example.com,Ann\nbob@example.org,\"Bob\r\nBcc: victim@example.com\"\ncat@example.net,Cat\n";
+    let c = CampaignDir::new(&Spec {
+        csv,
+        tail: &tail,
+        ..Spec::default()
+    });
+    let out = run(&["send", c.toml_str()], &[]);
+    assert_eq!(out.status.code(), Some(0), "the other rows are sent");
+    assert!(stdout(&out).contains("row 3"), "{}", stdout(&out));
+    let received = server.received();
+    assert_eq!(received.len(), 2);
+    for r in &received {
+        assert!(!r.rcpt_tos.iter().any(|a| a.contains("victim")));
+        let raw = String::from_utf8_lossy(&r.raw);
+        let headers = raw.split("\r\n\r\n").next().unwrap();
+        assert!(!headers.to_ascii_lowercase().contains("bcc:"), "{headers}");
+    }
+    let rows = c.report("report.csv");
+    let bob = rows.iter().find(|r| r.row == 3).unwrap();
+    assert_eq!(bob.status, "invalid");
+    assert!(bob.text.contains("inject"), "{}", bob.text);
+}
+
+#[test]
+fn missing_template_variable_stops_before_the_first_message() {
+    let pki = TestPki::new();
+    let server = SmtpServer::start(Mode::Plain, &pki, None);
+    let tail = plain_tail(&server, "");
+    let c = CampaignDir::new(&Spec {
+        tail: &tail,
+        text: "Hi {{first_name}},\n\nYour plan: {{plan}}\n",
+        ..Spec::default()
+    });
+    let out = run(&["send", c.toml_str()], &[]);
+    assert_eq!(out.status.code(), Some(2));
+    let err = stderr(&out);
+    assert!(err.contains("message.txt.hbs"), "names the template: {err}");
+    assert!(err.contains("line 3"), "names the line: {err}");
+    assert!(err.contains("`plan`"), "names the variable: {err}");
+    assert!(
+        err.contains("email, first_name"),
+        "lists the columns: {err}"
+    );
+    assert!(server.received().is_empty());
+}
+
+#[test]
+fn invalid_and_duplicate_rows_are_skipped_and_counted() {
+    let pki = TestPki::new();
+    let server = SmtpServer::start(Mode::Plain, &pki, None);
+    let tail = plain_tail(&server, "");
+    let csv = "email,first_name\nann@example.com,Ann\nnot-an-address,X\nANN@Example.com,Ann again\nbob@example.org,Bob\nbob@,Broken\nzed@example.com,Zed,extra\n";
+    let c = CampaignDir::new(&Spec {
+        csv,
+        tail: &tail,
+        ..Spec::default()
+    });
+    let out = run(&["send", c.toml_str()], &[]);
+    assert_eq!(out.status.code(), Some(0));
+    let so = stdout(&out);
+    assert!(
+        so.contains("6 rows: 2 valid, 3 invalid, 1 duplicate"),
+        "{so}"
+    );
+    assert!(
+        so.contains("row 3:")
+            && so.contains("row 4:")
+            && so.contains("row 6:")
+            && so.contains("row 7:"),
+        "{so}"
+    );
+    let mut got: Vec<String> = server
+        .received()
+        .iter()
+        .map(|r| r.rcpt_tos[0].clone())
+        .collect();
+    got.sort();
+    assert_eq!(got, ["ann@example.com", "bob@example.org"]);
+    let rows = c.report("report.csv");
+    let statuses: Vec<(u64, &str)> = rows.iter().map(|r| (r.row, r.status.as_str())).collect();
+    assert_eq!(
+        statuses,
+        [
+            (2, "sent"),
+            (3, "invalid"),
+            (4, "duplicate"),
+            (5, "sent"),
+            (6, "invalid"),
+            (7, "invalid")
+        ]
+    );
+}
+
+#[test]
+fn permanent_refusal_fails_that_recipient_and_exit_code_says_so() {
+    let pki = TestPki::new();
+    let server = SmtpServer::start_with(Mode::Plain, &pki, None, &["bob@example.org"]);
+    let tail = plain_tail(&server, "");
+    let c = CampaignDir::new(&Spec {
+        tail: &tail,
+        ..Spec::default()
+    });
+    let out = run(&["send", c.toml_str()], &[]);
+    assert_eq!(out.status.code(), Some(1), "some failed");
+    assert_eq!(server.received().len(), 2);
+    let rows = c.report("report.csv");
+    let bob = rows
+        .iter()
+        .find(|r| r.address == "bob@example.org")
+        .unwrap();
+    assert_eq!(bob.status, "failed");
+    assert_eq!(bob.code, "550");
+    assert_eq!(rows.iter().filter(|r| r.status == "sent").count(), 2);
+}
+
+/// Pacing holds across concurrent senders. The assertion is a count, not a speed: with at
+/// most N messages in any one-second window, 3N messages cannot span less than 2 seconds,
+/// however slow or fast the machine is.
+#[test]
+fn rate_limit_holds_across_concurrent_senders() {
+    let pki = TestPki::new();
+    let server = SmtpServer::start(Mode::Plain, &pki, None);
+    let per_second = 5;
+    let total = 3 * per_second;
+    let tail = plain_tail(
+        &server,
+        &format!("[limits]\nper_second = {per_second}\nconcurrency = 4\n"),
+    );
+    let mut csv = String::from("email,first_name\n");
+    for i in 0..total {
+        csv.push_str(&format!("user{i}@example.com,U{i}\n"));
+    }
+    let c = CampaignDir::new(&Spec {
+        csv: &csv,
+        tail: &tail,
+        ..Spec::default()
+    });
+    let out = run(&["send", "--quiet", c.toml_str()], &[]);
+    assert_eq!(out.status.code(), Some(0));
+    let received = server.received();
+    assert_eq!(received.len(), total);
+    let mut times: Vec<f64> = received.iter().map(|r| r.received_at).collect();
+    times.sort_by(f64::total_cmp);
+    let span = times[total - 1] - times[0];
+    assert!(
+        span >= 2.0,
+        "{total} messages at {per_second}/s arrived within {span:.3} s: the limit was exceeded"
+    );
+}
+
+#[test]
+fn unknown_config_key_is_an_error_with_its_line() {
+    let c = CampaignDir::new(&Spec {
+        tail: "[outbox]\ndir = \"outbox\"\nfolder = \"x\"\n",
+        ..Spec::default()
+    });
+    let out = run(&["send", c.toml_str()], &[]);
+    assert_eq!(out.status.code(), Some(2));
+    let err = stderr(&out);
+    assert!(err.contains("folder"), "{err}");
+    assert!(err.contains("line"), "{err}");
+    assert!(c.eml_files("outbox").is_empty());
+}
+
+#[test]
+fn init_scaffold_runs_as_a_dry_run() {
+    let dir = tempfile::tempdir().unwrap();
+    let target = dir.path().join("camp");
+    let out = run(&["init", target.to_str().unwrap()], &[]);
+    assert_eq!(out.status.code(), Some(0));
+    assert!(stdout(&out).contains("mailshot1._domainkey.news.example.com. 3600 IN TXT"));
+    let toml = target.join("campaign.toml");
+    let out = run(&["send", "--dry-run", toml.to_str().unwrap()], &[]);
+    assert_eq!(out.status.code(), Some(0));
+    assert!(
+        stdout(&out).contains("2 rendered and signed"),
+        "{}",
+        stdout(&out)
+    );
+    // A second init never overwrites.
+    let again = run(&["init", target.to_str().unwrap()], &[]);
+    assert_eq!(again.status.code(), Some(2));
+}
