@@ -25,8 +25,41 @@ pub struct Cli {
 pub enum Command {
     /// Scaffold a campaign folder: campaign.toml, recipients.csv, templates and a DKIM key.
     Init(InitArgs),
-    /// Validate, render, sign and deliver a campaign, then write a per-recipient report.
+    /// Audit the sending domain (SPF, DKIM, DMARC, alignment, relay TLS) before sending.
+    Check(CheckArgs),
+    /// Validate, audit, render, sign and deliver a campaign, then write a per-recipient report.
     Send(SendArgs),
+}
+
+/// Where the preflight gets its DNS answers; flags override campaign.toml's [preflight].
+#[derive(Debug, Args, Clone, Default)]
+pub struct DnsArgs {
+    /// Ask this nameserver (IP or IP:PORT) instead of the system resolver.
+    #[arg(long, value_name = "IP[:PORT]")]
+    pub nameserver: Option<String>,
+    /// A zone file of records you are about to publish: its names are answered from the file,
+    /// everything else from DNS.
+    #[arg(long, value_name = "FILE")]
+    pub zone: Option<PathBuf>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum Format {
+    Human,
+    Json,
+}
+
+#[derive(Debug, Args)]
+pub struct CheckArgs {
+    /// Path to campaign.toml.
+    pub campaign: PathBuf,
+    #[arg(long, value_enum, default_value = "human")]
+    pub format: Format,
+    #[command(flatten)]
+    pub dns: DnsArgs,
+    /// Treat this blocking finding (by id, e.g. dmarc.policy) as accepted. Repeatable.
+    #[arg(long = "override", value_name = "ID")]
+    pub overrides: Vec<String>,
 }
 
 #[derive(Debug, Args)]
@@ -46,4 +79,10 @@ pub struct SendArgs {
     /// <state_dir>/<id>/dry-run/ and the report says dry-run, never sent.
     #[arg(long)]
     pub dry_run: bool,
+    #[command(flatten)]
+    pub dns: DnsArgs,
+    /// Send despite this blocking preflight finding (by id). Repeatable; recorded in
+    /// <state_dir>/<id>/preflight.json.
+    #[arg(long = "override", value_name = "ID")]
+    pub overrides: Vec<String>,
 }

@@ -52,6 +52,17 @@ mod raw {
         #[serde(default)]
         pub limits: Limits,
         pub unsubscribe: Option<Unsubscribe>,
+        #[serde(default)]
+        pub preflight: Preflight,
+    }
+
+    #[derive(Debug, Deserialize, Default)]
+    #[serde(deny_unknown_fields)]
+    pub struct Preflight {
+        pub nameserver: Option<String>,
+        pub zone: Option<String>,
+        #[serde(default)]
+        pub sending_ips: Vec<String>,
     }
 
     #[derive(Debug, Deserialize)]
@@ -165,6 +176,18 @@ pub struct Campaign {
     pub unsubscribe: Option<UnsubscribeConfig>,
     /// Where reports (and later the journal) live: `<state_dir>/<id>/`.
     pub state_dir: PathBuf,
+    pub preflight: PreflightConfig,
+}
+
+/// Where the audit's DNS answers come from, and what it knows about the relay.
+#[derive(Debug, Clone, Default)]
+pub struct PreflightConfig {
+    /// `IP[:PORT]` of the one nameserver to ask; the system resolver when unset.
+    pub nameserver: Option<String>,
+    /// A zone file of records about to be published, answered instead of DNS for its names.
+    pub zone: Option<PathBuf>,
+    /// The addresses the relay sends from, for the SPF and reverse-DNS checks.
+    pub sending_ips: Vec<IpAddr>,
 }
 
 #[derive(Debug, Clone)]
@@ -362,6 +385,24 @@ impl Resolver<'_> {
         };
 
         let unsubscribe = f.unsubscribe.map(|u| self.unsubscribe(u)).transpose()?;
+        let sending_ips = f
+            .preflight
+            .sending_ips
+            .iter()
+            .map(|ip| {
+                ip.trim().parse::<IpAddr>().map_err(|_| {
+                    self.invalid(
+                        "preflight.sending_ips",
+                        format!("{ip:?} is not an IP address"),
+                    )
+                })
+            })
+            .collect::<Result<Vec<_>, _>>()?;
+        let preflight = PreflightConfig {
+            nameserver: f.preflight.nameserver,
+            zone: f.preflight.zone.as_deref().map(|z| self.file_path(z)),
+            sending_ips,
+        };
 
         Ok(Campaign {
             path: self.path.to_owned(),
@@ -382,6 +423,7 @@ impl Resolver<'_> {
             limits,
             unsubscribe,
             state_dir: self.file_path(f.campaign.state_dir.as_deref().unwrap_or(".mailshot")),
+            preflight,
         })
     }
 

@@ -67,10 +67,15 @@ pub fn write_private(path: &Path, pem: &str) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// The record's value: `v=DKIM1; k=<type>; p=<base64>`.
+pub fn txt_value(key_type: &str, public: &[u8]) -> String {
+    format!("v=DKIM1; k={key_type}; p={}", STANDARD.encode(public))
+}
+
 /// `selector._domainkey.domain. IN TXT "v=DKIM1; k=rsa; p=..."`, split into strings of at
 /// most 255 characters as DNS requires.
 pub fn txt_record(selector: &str, domain: &str, key_type: &str, public_der: &[u8]) -> String {
-    let value = format!("v=DKIM1; k={key_type}; p={}", STANDARD.encode(public_der));
+    let value = txt_value(key_type, public_der);
     let strings: Vec<String> = value
         .as_bytes()
         .chunks(255)

@@ -7,6 +7,7 @@ mod commands;
 mod config;
 mod keygen;
 mod message;
+mod preflight;
 mod progress;
 mod recipients;
 mod report;
@@ -44,6 +45,7 @@ fn run(cli: &Cli) -> anyhow::Result<Exit> {
                 .map_err(|_| anyhow::anyhow!("the system random source failed"))?;
             commands::init::run(args, &secret)
         }
+        Command::Check(args) => runtime()?.block_on(commands::check::run(args, clock)),
         Command::Send(args) => runtime()?.block_on(commands::send::run(args, cli.quiet, clock)),
     }
 }

@@ -44,24 +44,49 @@ pub fn run(args: &InitArgs, secret: &[u8]) -> anyhow::Result<Exit> {
     write_new(&dir.join("recipients.csv"), RECIPIENTS)?;
     write_new(&dir.join("message.txt.hbs"), TEXT)?;
     write_new(&dir.join("message.html.hbs"), HTML)?;
+    let record = keygen::txt_record(selector, &domain, "rsa", &key.public_der);
+    write_new(&dir.join("planned.zone"), &planned_zone(&domain, &record))?;
     let secret_hex: String = secret.iter().map(|b| format!("{b:02x}")).collect();
     keygen::write_private(&dir.join("unsubscribe.secret"), &format!("{secret_hex}\n"))?;
 
     println!("Created {}:", dir.display());
     println!("  campaign.toml, recipients.csv, message.txt.hbs, message.html.hbs");
     println!("  keys/{selector}.pem (RSA-2048, mode 600), unsubscribe.secret (mode 600)");
+    println!("  planned.zone: the DNS records this campaign needs");
     println!();
-    println!("Publish this DKIM record before sending:");
+    println!("Publish this DKIM record (and the rest of planned.zone) before sending:");
+    println!("{record}");
+    println!();
+    let toml = dir.join("campaign.toml");
+    let zone = dir.join("planned.zone");
     println!(
-        "{}",
-        keygen::txt_record(selector, &domain, "rsa", &key.public_der)
+        "Audit the planned records now: mailshot check --zone {} {}",
+        zone.display(),
+        toml.display()
     );
-    println!();
     println!(
-        "Then try it: mailshot send --dry-run {}",
-        dir.join("campaign.toml").display()
+        "Try the whole pipeline:       mailshot send --dry-run --zone {} {}",
+        zone.display(),
+        toml.display()
     );
     Ok(Exit::Success)
+}
+
+/// The records the scaffold needs, as a zone file that `check --zone` can audit before they
+/// are published.
+fn planned_zone(domain: &str, dkim: &str) -> String {
+    format!(
+        "; DNS records for {domain}, written by mailshot init. Publish them, then audit the live\n\
+         ; domain with `mailshot check campaign.toml`.\n\
+         $ORIGIN {domain}.\n\
+         $TTL 3600\n\
+         ; SPF: add your relay's servers before -all (for example include:_spf.your-provider.example).\n\
+         @ IN TXT \"v=spf1 -all\"\n\
+         ; DKIM: the public half of keys/mailshot1.pem.\n\
+         {dkim}\n\
+         ; DMARC: start with monitoring; tighten once reports show all your mail aligned.\n\
+         _dmarc IN TXT \"v=DMARC1; p=none; rua=mailto:dmarc-reports@{domain}\"\n"
+    )
 }
 
 fn write_new(path: &Path, text: &str) -> anyhow::Result<()> {

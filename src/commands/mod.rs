@@ -1,18 +1,128 @@
-//! One thin file per subcommand, and the exit codes they return.
+//! One thin file per subcommand, the exit codes they return, and the loading steps that
+//! `check`, `send` and `preview` share.
 
+pub mod check;
 pub mod init;
 pub mod send;
+
+use std::path::Path;
+use std::sync::Arc;
+
+use anyhow::Context;
+
+use crate::cli::DnsArgs;
+use crate::clock::Clock;
+use crate::config::Campaign;
+use crate::message::{Assembler, Signer};
+use crate::preflight::dns::{Dns, Overlay, Source};
+use crate::preflight::{self, Audit, Inputs};
+use crate::recipients::RecipientReader;
+use crate::send::validate::{Survey, survey};
+use crate::template::Templates;
+use crate::unsubscribe::Unsubscriber;
 
 /// Process exit codes (documented in the README).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Exit {
-    /// Every valid recipient was sent (or written, for outbox and dry runs).
+    /// send: every valid recipient was sent. check: you may send.
     Success = 0,
-    /// The run finished, but some recipients failed or were deferred.
+    /// send: the run finished, but some recipients failed or were deferred.
+    /// check: blocking findings.
     SomeFailed = 1,
-    /// Nothing was sent: bad configuration or input, or the relay could not be used.
+    /// Nothing was sent: bad configuration or input, blocking preflight findings, or the
+    /// relay could not be used. check: the audit could not run.
     CouldNotStart = 2,
     /// The run stopped part-way (authentication or TLS failure, unreadable input); the
     /// report says which recipients were not attempted.
     Stopped = 3,
+}
+
+/// A campaign with everything parsed and compiled once, and its recipients surveyed.
+pub struct Loaded {
+    pub campaign: Campaign,
+    pub assembler: Arc<Assembler>,
+    pub signer_keys: Signer,
+    pub survey: Survey,
+}
+
+pub fn load(path: &Path, clock: Arc<dyn Clock>) -> anyhow::Result<Loaded> {
+    let campaign = Campaign::load(path)?;
+    let columns = RecipientReader::open(&campaign.recipients)?
+        .headers()
+        .clone();
+    let templates = Templates::compile(&campaign)?;
+    let signer = Signer::load(&campaign.dkim)?;
+    // A second copy of the keys for the audit: parsing twice at start-up is cheaper than
+    // sharing the signer across the audit and the pipeline's threads.
+    let audit_keys = Signer::load(&campaign.dkim)?;
+    let unsubscribe = campaign
+        .unsubscribe
+        .as_ref()
+        .map(Unsubscriber::new)
+        .transpose()
+        .context("unsubscribe secret")?;
+    let assembler = Arc::new(Assembler::new(
+        &campaign,
+        columns,
+        templates,
+        signer,
+        unsubscribe,
+        clock,
+    ));
+    let survey = survey(&campaign.recipients, &assembler)?;
+    Ok(Loaded {
+        campaign,
+        assembler,
+        signer_keys: audit_keys,
+        survey,
+    })
+}
+
+/// Builds the audit's DNS from flags, falling back to campaign.toml's [preflight].
+pub fn dns(campaign: &Campaign, args: &DnsArgs) -> anyhow::Result<Dns> {
+    let nameserver = args
+        .nameserver
+        .clone()
+        .or(campaign.preflight.nameserver.clone());
+    let source = match nameserver.as_deref() {
+        // Only the zone overlay answers: for planned records and fictional example domains.
+        Some("none") => Source::Offline,
+        Some(ns) => Source::nameserver(ns)?,
+        None => Source::System,
+    };
+    let zone = args.zone.clone().or(campaign.preflight.zone.clone());
+    let overlay = zone.as_deref().map(Overlay::load).transpose()?;
+    Ok(Dns::new(&source, overlay)?)
+}
+
+/// Runs the preflight on a loaded campaign.
+pub async fn audit(
+    loaded: &Loaded,
+    dns: &Dns,
+    clock: &dyn Clock,
+    probe_tls: bool,
+) -> anyhow::Result<Audit> {
+    let first = loaded
+        .survey
+        .first
+        .clone()
+        .context("no valid recipient to build a sample message from")?;
+    let rendered = loaded.assembler.render(&first)?;
+    let unsubscribe_url = loaded.assembler.unsubscribe_url(&first);
+    let sample = loaded.assembler.assemble(first)?;
+    let bodies = [rendered.text, rendered.html]
+        .into_iter()
+        .flatten()
+        .collect();
+    let inputs = Inputs {
+        campaign: &loaded.campaign,
+        keys: loaded.signer_keys.keys(),
+        sample: &sample.bytes,
+        sample_bodies: bodies,
+        unsubscribe_url,
+        sending_ips: loaded.campaign.preflight.sending_ips.clone(),
+        probe_tls,
+        now: clock.now(),
+    };
+    Ok(preflight::run(dns, &inputs).await)
 }

@@ -7,46 +7,23 @@ use anyhow::Context;
 
 use crate::cli::SendArgs;
 use crate::clock::Clock;
-use crate::commands::Exit;
+use crate::commands::{self, Exit, load};
 use crate::config::{Campaign, TransportConfig};
-use crate::message::{Assembler, Signer};
+use crate::preflight::{Severity, render};
 use crate::progress::Progress;
-use crate::recipients::RecipientReader;
 use crate::report::ReportWriter;
 use crate::send::transport::{Outbox, SmtpRelay};
-use crate::send::validate::survey;
 use crate::send::{DeliveryError, Mode, Pacer, Pipeline, Stop, Transport};
-use crate::template::Templates;
-use crate::unsubscribe::Unsubscriber;
 
 pub async fn run(args: &SendArgs, quiet: bool, clock: Arc<dyn Clock>) -> anyhow::Result<Exit> {
-    let campaign = Campaign::load(&args.campaign)?;
-    let columns = RecipientReader::open(&campaign.recipients)?
-        .headers()
-        .clone();
-    let templates = Templates::compile(&campaign)?;
-    let signer = Signer::load(&campaign.dkim)?;
-    let unsubscribe = campaign
-        .unsubscribe
-        .as_ref()
-        .map(Unsubscriber::new)
-        .transpose()
-        .context("unsubscribe secret")?;
-    if unsubscribe.is_none() {
+    let loaded = load(&args.campaign, clock.clone())?;
+    let campaign = &loaded.campaign;
+    if campaign.unsubscribe.is_none() {
         tracing::warn!(
             "no [unsubscribe] table: Gmail and Yahoo require one-click unsubscribe (RFC 8058) for bulk mail"
         );
     }
-    let assembler = Arc::new(Assembler::new(
-        &campaign,
-        columns,
-        templates,
-        signer,
-        unsubscribe,
-        clock.clone(),
-    ));
-
-    let s = survey(&campaign.recipients, &assembler)?;
+    let s = &loaded.survey;
     println!(
         "{}: {} rows: {} valid, {} invalid, {} duplicate",
         campaign.recipients.file.display(),
@@ -66,7 +43,60 @@ pub async fn run(args: &SendArgs, quiet: bool, clock: Arc<dyn Clock>) -> anyhow:
         );
     }
 
+    // The preflight: blocking findings stop the run unless each is overridden by id.
+    let dns = commands::dns(campaign, &args.dns)?;
+    let audit = commands::audit(&loaded, &dns, clock.as_ref(), true).await?;
     let run_dir = campaign.run_dir();
+    std::fs::create_dir_all(&run_dir)
+        .with_context(|| format!("cannot create {}", run_dir.display()))?;
+    let audit_path = run_dir.join(if args.dry_run {
+        "dry-run-preflight.json"
+    } else {
+        "preflight.json"
+    });
+    std::fs::write(&audit_path, render::json(&audit, &args.overrides))
+        .with_context(|| format!("cannot write {}", audit_path.display()))?;
+    let unresolved = audit.unresolved(&args.overrides);
+    if !unresolved.is_empty() {
+        print!("{}", render::human(&audit, &args.overrides));
+        eprintln!(
+            "mailshot: not sending: {} blocking preflight finding{} ({}); full audit in {}",
+            unresolved.len(),
+            if unresolved.len() == 1 { "" } else { "s" },
+            unresolved
+                .iter()
+                .map(|f| f.id)
+                .collect::<Vec<_>>()
+                .join(", "),
+            audit_path.display()
+        );
+        return Ok(Exit::CouldNotStart);
+    }
+    let overridden: Vec<&str> = audit
+        .blocking()
+        .map(|f| f.id)
+        .filter(|id| args.overrides.iter().any(|o| o == id))
+        .collect();
+    println!(
+        "preflight: {} ({} pass, {} warn{})",
+        render::verdict(&audit, &args.overrides),
+        audit.count(Severity::Pass),
+        audit.count(Severity::Warn),
+        if overridden.is_empty() {
+            String::new()
+        } else {
+            format!(", OVERRIDDEN: {}", overridden.join(", "))
+        }
+    );
+    for f in audit
+        .findings
+        .iter()
+        .filter(|f| f.severity == Severity::Warn)
+    {
+        println!("  warn {}: {}", f.id, f.message);
+    }
+
+    let assembler = loaded.assembler.clone();
     let (transport, mode, report_path) = if args.dry_run {
         let outbox = Outbox::new(&run_dir.join("dry-run"))?;
         (
@@ -93,7 +123,7 @@ pub async fn run(args: &SendArgs, quiet: bool, clock: Arc<dyn Clock>) -> anyhow:
             "mailshot: cannot start: {}: {}\n  fix: {}",
             transport.describe(),
             e.text,
-            hint(&e, &campaign)
+            hint(&e, campaign)
         );
         return Ok(Exit::CouldNotStart);
     }
@@ -152,7 +182,7 @@ pub async fn run(args: &SendArgs, quiet: bool, clock: Arc<dyn Clock>) -> anyhow:
 
     if let Some(stop) = &result.stopped {
         let fix = match stop {
-            Stop::Delivery(e) => hint(e, &campaign),
+            Stop::Delivery(e) => hint(e, campaign),
             Stop::Recipients(_) => "fix the recipient file".into(),
         };
         eprintln!("mailshot: stopped: {stop}\n  fix: {fix}");

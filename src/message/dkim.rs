@@ -59,15 +59,43 @@ pub struct SignError {
     pub detail: String,
 }
 
+/// The public half of a configured key, for comparing with what DNS publishes.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum PublicKey {
+    /// SubjectPublicKeyInfo DER (what `p=` normally carries) and the modulus size.
+    Rsa { spki: Vec<u8>, bits: usize },
+    /// The bare 32-byte key (RFC 8463).
+    Ed25519(Vec<u8>),
+}
+
+impl PublicKey {
+    /// The DKIM `k=` value.
+    pub fn k(&self) -> &'static str {
+        match self {
+            PublicKey::Rsa { .. } => "rsa",
+            PublicKey::Ed25519(_) => "ed25519",
+        }
+    }
+
+    /// The `p=` value's bytes.
+    pub fn p(&self) -> &[u8] {
+        match self {
+            PublicKey::Rsa { spki, .. } => spki,
+            PublicKey::Ed25519(raw) => raw,
+        }
+    }
+}
+
 /// One configured key with its signature template.
 pub struct DkimKeyPair {
     template: Signature,
     key: DkimKey,
+    public: PublicKey,
 }
 
 impl DkimKeyPair {
     pub fn load(cfg: &DkimKeyConfig) -> Result<DkimKeyPair, KeyError> {
-        let key = load_key(&cfg.private_key)?;
+        let (key, public) = load_key(&cfg.private_key)?;
         let template = Signature {
             v: 1,
             a: key.algorithm(),
@@ -78,7 +106,23 @@ impl DkimKeyPair {
             cb: Canonicalization::Relaxed,
             ..Default::default()
         };
-        Ok(DkimKeyPair { template, key })
+        Ok(DkimKeyPair {
+            template,
+            key,
+            public,
+        })
+    }
+
+    pub fn domain(&self) -> &str {
+        &self.template.d
+    }
+
+    pub fn selector(&self) -> &str {
+        &self.template.s
+    }
+
+    pub fn public(&self) -> &PublicKey {
+        &self.public
     }
 
     /// The `DKIM-Signature: ...\r\n` header for `message`, signed at `now` (unix seconds).
@@ -188,6 +232,10 @@ impl Signer {
     }
 
     /// Returns the signed message: the signature headers followed by `message` unchanged.
+    pub fn keys(&self) -> &[DkimKeyPair] {
+        &self.keys
+    }
+
     pub fn sign(&self, message: &[u8], now: u64) -> Result<Vec<u8>, SignError> {
         let mut headers = Vec::with_capacity(self.keys.len());
         for key in &self.keys {
@@ -203,7 +251,7 @@ impl Signer {
     }
 }
 
-fn load_key(path: &Path) -> Result<DkimKey, KeyError> {
+fn load_key(path: &Path) -> Result<(DkimKey, PublicKey), KeyError> {
     let bytes = std::fs::read(path).map_err(|source| KeyError::Read {
         path: path.to_owned(),
         source,
@@ -223,21 +271,48 @@ fn load_key(path: &Path) -> Result<DkimKey, KeyError> {
         path: path.to_owned(),
         detail,
     };
+    let public_of = |result: Result<DkimKey, KeyError>, public: Option<PublicKey>| {
+        let key = result?;
+        public
+            .map(|p| (key, p))
+            .ok_or_else(|| invalid("cannot derive the public key".into()))
+    };
     match der {
-        PrivateKeyDer::Pkcs1(_) => RsaKey::<Sha256>::from_key_der(der)
-            .map(DkimKey::from)
-            .map_err(|e| invalid(e.to_string())),
+        PrivateKeyDer::Pkcs1(ref p1) => {
+            let public = rsa_public(aws_lc_rs::rsa::KeyPair::from_der(p1.secret_pkcs1_der()).ok());
+            public_of(
+                RsaKey::<Sha256>::from_key_der(der.clone_key())
+                    .map(DkimKey::from)
+                    .map_err(|e| invalid(e.to_string())),
+                public,
+            )
+        }
         PrivateKeyDer::Pkcs8(ref p8) => {
             let raw = p8.secret_pkcs8_der().to_vec();
-            match RsaKey::<Sha256>::from_key_der(der) {
-                Ok(k) => Ok(DkimKey::from(k)),
-                Err(rsa_err) => Ed25519Key::from_pkcs8_maybe_unchecked_der(&raw)
-                    .map(DkimKey::from)
-                    .map_err(|_| {
-                        invalid(format!(
-                            "neither an RSA nor an Ed25519 key ({rsa_err}); an EC key? DKIM uses RSA or Ed25519"
-                        ))
-                    }),
+            match RsaKey::<Sha256>::from_key_der(der.clone_key()) {
+                Ok(k) => public_of(
+                    Ok(DkimKey::from(k)),
+                    rsa_public(aws_lc_rs::rsa::KeyPair::from_pkcs8(&raw).ok()),
+                ),
+                Err(rsa_err) => {
+                    let public =
+                        aws_lc_rs::signature::Ed25519KeyPair::from_pkcs8_maybe_unchecked(&raw)
+                            .ok()
+                            .map(|k| {
+                                use aws_lc_rs::signature::KeyPair;
+                                PublicKey::Ed25519(k.public_key().as_ref().to_vec())
+                            });
+                    public_of(
+                        Ed25519Key::from_pkcs8_maybe_unchecked_der(&raw)
+                            .map(DkimKey::from)
+                            .map_err(|_| {
+                                invalid(format!(
+                                    "neither an RSA nor an Ed25519 key ({rsa_err}); an EC key? DKIM uses RSA or Ed25519"
+                                ))
+                            }),
+                        public,
+                    )
+                }
             }
         }
         PrivateKeyDer::Sec1(_) => Err(KeyError::WrongType {
@@ -245,6 +320,17 @@ fn load_key(path: &Path) -> Result<DkimKey, KeyError> {
         }),
         _ => Err(invalid("unsupported key format".into())),
     }
+}
+
+fn rsa_public(pair: Option<aws_lc_rs::rsa::KeyPair>) -> Option<PublicKey> {
+    use aws_lc_rs::encoding::{AsDer, PublicKeyX509Der};
+    use aws_lc_rs::signature::KeyPair;
+    let pair = pair?;
+    let spki: PublicKeyX509Der = pair.public_key().as_der().ok()?;
+    Some(PublicKey::Rsa {
+        spki: spki.as_ref().to_vec(),
+        bits: pair.public_modulus_len() * 8,
+    })
 }
 
 /// A DKIM key lets anyone sign as the domain; say so when others can read it.

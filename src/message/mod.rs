@@ -67,6 +67,11 @@ impl Assembler {
         }
     }
 
+    /// The recipient's one-click (HTTPS) unsubscribe URL, when one is configured.
+    pub fn unsubscribe_url(&self, r: &Recipient) -> Option<String> {
+        self.links(r).and_then(|l| l.https)
+    }
+
     fn links(&self, r: &Recipient) -> Option<Links> {
         self.unsubscribe.as_ref().map(|u| u.links(&r.address))
     }

@@ -18,6 +18,8 @@ pub struct Survey {
     pub duplicate: u64,
     /// The first few problems, as `row N: reason` lines.
     pub problems: Vec<String>,
+    /// The first valid recipient: the sample for the preflight and the template check.
+    pub first: Option<crate::recipients::Recipient>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -126,6 +128,7 @@ pub fn survey(source: &RecipientSource, assembler: &Assembler) -> Result<Survey,
     match first_valid {
         Some(r) => {
             assembler.render(&r)?;
+            s.first = Some(r);
         }
         None => {
             return Err(ValidateError::NoneValid { path, rows: s.rows });

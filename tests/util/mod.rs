@@ -57,6 +57,8 @@ pub struct CampaignDir {
 }
 
 pub struct Spec<'a> {
+    /// The [preflight] table; the default answers from the campaign's own dns.zone only.
+    pub preflight: &'a str,
     pub csv: &'a str,
     /// The transport table(s) and anything else appended to campaign.toml.
     pub tail: &'a str,
@@ -68,6 +70,7 @@ pub struct Spec<'a> {
 impl Default for Spec<'_> {
     fn default() -> Self {
         Spec {
+            preflight: "[preflight]\nzone = \"dns.zone\"\nnameserver = \"none\"\n",
             csv: "email,first_name\nann@example.com,Ann\nbob@example.org,Bob\ncat@example.net,Cat\n",
             tail: "[outbox]\ndir = \"outbox\"\n",
             subject: "Hello {{first_name}}",
@@ -125,14 +128,18 @@ url = "https://news.example.com/unsubscribe"
 mailto = "unsubscribe@news.example.com"
 secret_file = "unsub.secret"
 
+{preflight}
 {tail}"#,
             subject = spec.subject,
+            preflight = spec.preflight,
             tail = spec.tail,
         );
         let path = d.join("campaign.toml");
         std::fs::write(&path, toml).unwrap();
         let zone = d.join("dkim.zone");
-        std::fs::write(&zone, dkim_zone(d)).unwrap();
+        let dkim = dkim_zone(d);
+        std::fs::write(&zone, &dkim).unwrap();
+        std::fs::write(d.join("dns.zone"), format!("{DOMAIN_ZONE}{dkim}")).unwrap();
         CampaignDir {
             dir,
             toml: path,
@@ -223,6 +230,16 @@ fn parse_csv(text: &str) -> Vec<Vec<String>> {
     }
     rows
 }
+
+/// The rest of news.example.com's records for the preflight overlay (the DKIM lines, in
+/// absolute form, follow). SPF authorizes loopback, where the test servers are.
+const DOMAIN_ZONE: &str = "$ORIGIN news.example.com.
+$TTL 300
+@ IN TXT \"v=spf1 ip4:127.0.0.0/8 -all\"
+@ IN MX 10 mx.news.example.com.
+mx IN A 127.0.0.1
+_dmarc IN TXT \"v=DMARC1; p=quarantine; rua=mailto:dmarc@news.example.com\"
+";
 
 /// Zone lines for the example keys, public halves computed by openssl (not by mailshot).
 fn dkim_zone(dir: &Path) -> String {

@@ -1,0 +1,153 @@
+//! Audit output: human (verdict first, then one line per finding grouped by protocol, with
+//! evidence and fixes under the ones that need attention) and JSON (schema in the README).
+
+use serde::Serialize;
+
+use super::{Audit, Finding, Group, Severity};
+
+pub const SCHEMA: &str = "mailshot.preflight/1";
+
+#[derive(Serialize)]
+struct Counts {
+    pass: usize,
+    info: usize,
+    warn: usize,
+    fail: usize,
+    temperror: usize,
+}
+
+#[derive(Serialize)]
+struct Json<'a> {
+    schema: &'static str,
+    campaign: &'a str,
+    from_domain: &'a str,
+    envelope_domain: &'a str,
+    /// "pass", "warn" or "blocked".
+    verdict: &'static str,
+    may_send: bool,
+    counts: Counts,
+    blocking: Vec<&'static str>,
+    overridden: Vec<&'a str>,
+    dns_queries: usize,
+    findings: &'a [Finding],
+}
+
+pub fn verdict(audit: &Audit, overrides: &[String]) -> &'static str {
+    if !audit.unresolved(overrides).is_empty() {
+        "blocked"
+    } else if audit.count(Severity::Warn) > 0 || audit.blocking().next().is_some() {
+        "warn"
+    } else {
+        "pass"
+    }
+}
+
+pub fn json(audit: &Audit, overrides: &[String]) -> String {
+    let blocking: Vec<&'static str> = audit.unresolved(overrides).iter().map(|f| f.id).collect();
+    let overridden: Vec<&str> = overrides
+        .iter()
+        .map(String::as_str)
+        .filter(|o| audit.blocking().any(|f| f.id == *o))
+        .collect();
+    let j = Json {
+        schema: SCHEMA,
+        campaign: &audit.campaign,
+        from_domain: &audit.from_domain,
+        envelope_domain: &audit.envelope_domain,
+        verdict: verdict(audit, overrides),
+        may_send: blocking.is_empty(),
+        counts: Counts {
+            pass: audit.count(Severity::Pass),
+            info: audit.count(Severity::Info),
+            warn: audit.count(Severity::Warn),
+            fail: audit.count(Severity::Fail),
+            temperror: audit.count(Severity::TempError),
+        },
+        blocking,
+        overridden,
+        dns_queries: audit.dns_queries,
+        findings: &audit.findings,
+    };
+    serde_json::to_string_pretty(&j).unwrap_or_else(|e| format!("{{\"error\": \"{e}\"}}"))
+}
+
+pub fn human(audit: &Audit, overrides: &[String]) -> String {
+    let mut s = String::new();
+    let unresolved = audit.unresolved(overrides);
+    s.push_str(&format!(
+        "Preflight for {}: From domain {}, envelope domain {}\n",
+        audit.campaign, audit.from_domain, audit.envelope_domain
+    ));
+    if unresolved.is_empty() {
+        let warns = audit.count(Severity::Warn);
+        s.push_str(&format!(
+            "Verdict: you may send{}\n",
+            if warns > 0 {
+                format!(" ({warns} warning{})", if warns == 1 { "" } else { "s" })
+            } else {
+                String::new()
+            }
+        ));
+    } else {
+        s.push_str(&format!(
+            "Verdict: BLOCKED by {} finding{}:\n",
+            unresolved.len(),
+            if unresolved.len() == 1 { "" } else { "s" }
+        ));
+        for f in &unresolved {
+            s.push_str(&format!(
+                "  {:<9} {:<24} {}\n",
+                f.severity.label(),
+                f.id,
+                f.message
+            ));
+            if let Some(fix) = &f.fix {
+                s.push_str(&format!("  {:<9} {:<24} fix: {fix}\n", "", ""));
+            }
+        }
+        s.push_str(
+            "  (fix them, or pass --override <id> to send anyway; the override is recorded)\n",
+        );
+    }
+    let overridden: Vec<&Finding> = audit
+        .blocking()
+        .filter(|f| overrides.iter().any(|o| o == f.id))
+        .collect();
+    for f in overridden {
+        s.push_str(&format!("  OVERRIDDEN {} ({})\n", f.id, f.message));
+    }
+    for group in [
+        Group::Spf,
+        Group::Dkim,
+        Group::Dmarc,
+        Group::Tls,
+        Group::Dns,
+        Group::Bulk,
+    ] {
+        let items: Vec<&Finding> = audit.findings.iter().filter(|f| f.group == group).collect();
+        if items.is_empty() {
+            continue;
+        }
+        s.push_str(&format!("\n{}\n", group.title()));
+        for f in items {
+            s.push_str(&format!(
+                "  {:<9} {:<24} {}: {}\n",
+                f.severity.label(),
+                f.id,
+                f.subject,
+                f.message
+            ));
+            if f.severity >= Severity::Warn {
+                if let Some(e) = &f.evidence {
+                    for line in e.lines() {
+                        s.push_str(&format!("  {:<9} {:<24} seen: {line}\n", "", ""));
+                    }
+                }
+                if let Some(fix) = &f.fix {
+                    s.push_str(&format!("  {:<9} {:<24} fix: {fix}\n", "", ""));
+                }
+            }
+        }
+    }
+    s
+}

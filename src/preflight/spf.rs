@@ -1,0 +1,633 @@
+//! SPF (RFC 7208) for the envelope sender's domain: the record, its syntax, the lookup
+//! budget across nested includes, loops, the `all` term, and whether the relay's addresses
+//! pass, evaluated with check_host() as a receiver would.
+
+use std::future::Future;
+use std::net::IpAddr;
+use std::pin::Pin;
+
+use mail_auth::common::parse::TxtRecordParser;
+use mail_auth::spf::{Macro, Mechanism, Qualifier, Spf};
+
+use super::dns::{Dns, TempError, Txt};
+use super::{Finding, Group, Severity};
+
+/// RFC 7208 section 4.6.4.
+const MAX_LOOKUPS: usize = 10;
+const MAX_VOID: usize = 2;
+
+/// The result of check_host(), in the RFC's words.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum SpfResult {
+    Pass,
+    Fail,
+    SoftFail,
+    Neutral,
+    None,
+    TempError(String),
+    PermError(String),
+}
+
+impl std::fmt::Display for SpfResult {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            SpfResult::Pass => f.write_str("pass"),
+            SpfResult::Fail => f.write_str("fail"),
+            SpfResult::SoftFail => f.write_str("softfail"),
+            SpfResult::Neutral => f.write_str("neutral"),
+            SpfResult::None => f.write_str("none"),
+            SpfResult::TempError(e) => write!(f, "temperror ({e})"),
+            SpfResult::PermError(e) => write!(f, "permerror ({e})"),
+        }
+    }
+}
+
+/// Fetches the SPF record of `domain`: `Ok(None)` when there is none, `Err` for a DNS failure
+/// or when more than one record makes the result a permerror.
+pub async fn record(dns: &Dns, domain: &str) -> Result<Option<(Txt, Spf)>, SpfLookupError> {
+    let txts = dns.txt(domain).await.map_err(SpfLookupError::Temp)?;
+    let spf: Vec<Txt> = txts.into_iter().filter(|t| is_spf(&t.joined())).collect();
+    match spf.len() {
+        0 => Ok(None),
+        1 => {
+            let t = spf.into_iter().next().unwrap_or_else(|| unreachable!());
+            match Spf::parse(&t.joined()) {
+                Ok(parsed) => Ok(Some((t, parsed))),
+                Err(e) => Err(SpfLookupError::Syntax(t, e.to_string())),
+            }
+        }
+        _ => Err(SpfLookupError::Multiple(spf)),
+    }
+}
+
+fn is_spf(record: &[u8]) -> bool {
+    let r = record.to_ascii_lowercase();
+    r == b"v=spf1" || r.starts_with(b"v=spf1 ")
+}
+
+#[derive(Debug, Clone)]
+pub enum SpfLookupError {
+    Temp(TempError),
+    Multiple(Vec<Txt>),
+    Syntax(Txt, String),
+}
+
+/// What a static walk of the record tree found.
+#[derive(Debug, Default)]
+pub struct Walk {
+    pub lookups: usize,
+    pub voids: usize,
+    pub loops: Vec<String>,
+    pub ptr: Vec<String>,
+    pub macros: Vec<String>,
+    pub problems: Vec<String>,
+    pub temp: Vec<TempError>,
+    /// (depth, domain, record) for the evidence.
+    pub tree: Vec<(usize, String, String)>,
+}
+
+type Boxed<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
+
+/// Walks every include and redirect, counting DNS-querying terms (nested ones included)
+/// and void lookups, as the limits of RFC 7208 section 4.6.4 are counted.
+pub fn walk<'a>(
+    dns: &'a Dns,
+    domain: String,
+    stack: Vec<String>,
+    w: &'a mut Walk,
+) -> Boxed<'a, ()> {
+    Box::pin(async move {
+        let (txt, spf) = match record(dns, &domain).await {
+            Ok(Some(r)) => r,
+            Ok(None) => {
+                if !stack.is_empty() {
+                    w.voids += 1;
+                    w.problems.push(format!(
+                        "{domain} is included but publishes no SPF record (permerror)"
+                    ));
+                }
+                return;
+            }
+            Err(SpfLookupError::Temp(t)) => {
+                w.temp.push(t);
+                return;
+            }
+            Err(SpfLookupError::Multiple(_)) => {
+                w.problems.push(format!(
+                    "{domain} publishes more than one SPF record (permerror)"
+                ));
+                return;
+            }
+            Err(SpfLookupError::Syntax(_, e)) => {
+                w.problems.push(format!("{domain}: SPF syntax error: {e}"));
+                return;
+            }
+        };
+        w.tree.push((stack.len(), domain.clone(), txt.text()));
+        let mut next = Vec::new();
+        for d in spf.directives.iter() {
+            match &d.mechanism {
+                Mechanism::Include { macro_string } => {
+                    w.lookups += 1;
+                    match literal(macro_string, &domain) {
+                        Some(t) => next.push(t),
+                        None => w.macros.push(format!("{domain}: include uses a macro")),
+                    }
+                }
+                Mechanism::A { macro_string, .. } => {
+                    w.lookups += 1;
+                    if let Some(t) = literal(macro_string, &domain) {
+                        match dns.ips(&t).await {
+                            Ok(ips) if ips.is_empty() => w.voids += 1,
+                            Ok(_) => {}
+                            Err(e) => w.temp.push(e),
+                        }
+                    } else {
+                        w.macros.push(format!("{domain}: a uses a macro"));
+                    }
+                }
+                Mechanism::Mx { macro_string, .. } => {
+                    w.lookups += 1;
+                    if let Some(t) = literal(macro_string, &domain) {
+                        match dns.mx(&t).await {
+                            Ok(mx) if mx.is_empty() => w.voids += 1,
+                            Ok(mx) if mx.len() > 10 => w.problems.push(format!(
+                                "{t} has {} MX records; SPF allows 10 per mx term (permerror)",
+                                mx.len()
+                            )),
+                            Ok(_) => {}
+                            Err(e) => w.temp.push(e),
+                        }
+                    } else {
+                        w.macros.push(format!("{domain}: mx uses a macro"));
+                    }
+                }
+                Mechanism::Ptr { .. } => {
+                    w.lookups += 1;
+                    w.ptr.push(domain.clone());
+                }
+                Mechanism::Exists { macro_string } => {
+                    w.lookups += 1;
+                    if literal(macro_string, &domain).is_none() {
+                        w.macros.push(format!("{domain}: exists uses a macro"));
+                    }
+                }
+                Mechanism::All | Mechanism::Ip4 { .. } | Mechanism::Ip6 { .. } => {}
+            }
+        }
+        if let Some(r) = &spf.redirect {
+            w.lookups += 1;
+            match literal(r, &domain) {
+                Some(t) => next.push(t),
+                None => w.macros.push(format!("{domain}: redirect uses a macro")),
+            }
+        }
+        for target in next {
+            let t = super::dns::normalize(&target);
+            if stack.contains(&t) || t == super::dns::normalize(&domain) {
+                w.loops.push(format!("{} -> {}", stack.join(" -> "), t));
+                continue;
+            }
+            // Stop early: a loop or a huge tree must not make the audit itself run away.
+            if w.lookups > 4 * MAX_LOOKUPS {
+                break;
+            }
+            let mut s = stack.clone();
+            s.push(super::dns::normalize(&domain));
+            walk(dns, t, s, w).await;
+        }
+    })
+}
+
+/// A macro-string without macros, as a domain name (`None` in the record means the current
+/// domain).
+fn literal(m: &Macro, current: &str) -> Option<String> {
+    match m {
+        Macro::None => Some(current.to_owned()),
+        Macro::Literal(b) => Some(String::from_utf8_lossy(b).into_owned()),
+        _ => None,
+    }
+}
+
+/// RFC 7208 check_host() for one IP, over the cached DNS.
+pub fn check_host<'a>(
+    dns: &'a Dns,
+    ip: IpAddr,
+    domain: String,
+    depth: usize,
+) -> Boxed<'a, SpfResult> {
+    Box::pin(async move {
+        if depth > MAX_LOOKUPS {
+            return SpfResult::PermError("too many nested lookups".into());
+        }
+        let spf = match record(dns, &domain).await {
+            Ok(Some((_, spf))) => spf,
+            Ok(None) => return SpfResult::None,
+            Err(SpfLookupError::Temp(t)) => return SpfResult::TempError(t.to_string()),
+            Err(SpfLookupError::Multiple(_)) => {
+                return SpfResult::PermError(format!("{domain} has more than one SPF record"));
+            }
+            Err(SpfLookupError::Syntax(_, e)) => return SpfResult::PermError(e),
+        };
+        for d in spf.directives.iter() {
+            let matched = match &d.mechanism {
+                Mechanism::All => Ok(true),
+                Mechanism::Ip4 { addr, mask } => Ok(match ip {
+                    IpAddr::V4(v4) => u32::from(v4) & mask == u32::from(*addr) & mask,
+                    IpAddr::V6(_) => false,
+                }),
+                Mechanism::Ip6 { addr, mask } => Ok(match ip {
+                    IpAddr::V6(v6) => u128::from(v6) & mask == u128::from(*addr) & mask,
+                    IpAddr::V4(_) => false,
+                }),
+                Mechanism::A {
+                    macro_string,
+                    ip4_mask,
+                    ip6_mask,
+                } => match literal(macro_string, &domain) {
+                    None => Err(SpfResult::Neutral),
+                    Some(t) => match dns.ips(&t).await {
+                        Ok(ips) => Ok(ips.iter().any(|a| in_net(ip, *a, *ip4_mask, *ip6_mask))),
+                        Err(e) => Err(SpfResult::TempError(e.to_string())),
+                    },
+                },
+                Mechanism::Mx {
+                    macro_string,
+                    ip4_mask,
+                    ip6_mask,
+                } => match literal(macro_string, &domain) {
+                    None => Err(SpfResult::Neutral),
+                    Some(t) => match dns.mx(&t).await {
+                        Err(e) => Err(SpfResult::TempError(e.to_string())),
+                        Ok(mx) => {
+                            let mut hit = Ok(false);
+                            for (_, host) in mx.iter().take(10) {
+                                match dns.ips(host).await {
+                                    Ok(ips)
+                                        if ips
+                                            .iter()
+                                            .any(|a| in_net(ip, *a, *ip4_mask, *ip6_mask)) =>
+                                    {
+                                        hit = Ok(true);
+                                        break;
+                                    }
+                                    Ok(_) => {}
+                                    Err(e) => {
+                                        hit = Err(SpfResult::TempError(e.to_string()));
+                                        break;
+                                    }
+                                }
+                            }
+                            hit
+                        }
+                    },
+                },
+                Mechanism::Include { macro_string } => match literal(macro_string, &domain) {
+                    None => Err(SpfResult::Neutral),
+                    Some(t) => match check_host(dns, ip, t, depth + 1).await {
+                        SpfResult::Pass => Ok(true),
+                        SpfResult::Fail | SpfResult::SoftFail | SpfResult::Neutral => Ok(false),
+                        SpfResult::None => Err(SpfResult::PermError(
+                            "an included domain has no SPF record".into(),
+                        )),
+                        other => Err(other),
+                    },
+                },
+                Mechanism::Exists { macro_string } => match literal(macro_string, &domain) {
+                    None => Err(SpfResult::Neutral),
+                    Some(t) => match dns.ips(&t).await {
+                        Ok(ips) => Ok(ips.iter().any(IpAddr::is_ipv4)),
+                        Err(e) => Err(SpfResult::TempError(e.to_string())),
+                    },
+                },
+                Mechanism::Ptr { macro_string } => match literal(macro_string, &domain) {
+                    None => Err(SpfResult::Neutral),
+                    Some(t) => Ok(ptr_matches(dns, ip, &t).await),
+                },
+            };
+            match matched {
+                Ok(true) => {
+                    return match d.qualifier {
+                        Qualifier::Pass => SpfResult::Pass,
+                        Qualifier::Fail => SpfResult::Fail,
+                        Qualifier::SoftFail => SpfResult::SoftFail,
+                        Qualifier::Neutral => SpfResult::Neutral,
+                    };
+                }
+                Ok(false) => {}
+                Err(SpfResult::Neutral) => {
+                    return SpfResult::TempError(
+                        "the record uses macros, which the audit does not expand".into(),
+                    );
+                }
+                Err(other) => return other,
+            }
+        }
+        if let Some(r) = &spf.redirect {
+            return match literal(r, &domain) {
+                None => SpfResult::TempError("redirect uses a macro".into()),
+                Some(t) => match check_host(dns, ip, t, depth + 1).await {
+                    SpfResult::None => {
+                        SpfResult::PermError("the redirect target has no SPF record".into())
+                    }
+                    other => other,
+                },
+            };
+        }
+        SpfResult::Neutral
+    })
+}
+
+fn in_net(ip: IpAddr, candidate: IpAddr, m4: u32, m6: u128) -> bool {
+    match (ip, candidate) {
+        (IpAddr::V4(a), IpAddr::V4(b)) => u32::from(a) & m4 == u32::from(b) & m4,
+        (IpAddr::V6(a), IpAddr::V6(b)) => u128::from(a) & m6 == u128::from(b) & m6,
+        _ => false,
+    }
+}
+
+/// The validated-domain test of `ptr` (RFC 7208 section 5.5).
+async fn ptr_matches(dns: &Dns, ip: IpAddr, target: &str) -> bool {
+    let target = super::dns::normalize(target);
+    let Ok(names) = dns.ptr(ip).await else {
+        return false;
+    };
+    for n in names.iter().take(10) {
+        if (n == &target || n.ends_with(&format!(".{target}")))
+            && dns.ips(n).await.is_ok_and(|ips| ips.contains(&ip))
+        {
+            return true;
+        }
+    }
+    false
+}
+
+/// The `all` term of the top-level record, with its qualifier.
+fn all_qualifier(spf: &Spf) -> Option<&Qualifier> {
+    spf.directives
+        .iter()
+        .find(|d| matches!(d.mechanism, Mechanism::All))
+        .map(|d| &d.qualifier)
+}
+
+/// Runs the SPF checks for `domain` (the envelope sender's domain).
+pub async fn audit(dns: &Dns, domain: &str, relay_ips: &RelayIps) -> Vec<Finding> {
+    let mut out = Vec::new();
+    let f = |id: &'static str, severity: Severity, message: String| {
+        Finding::new(Group::Spf, id, severity, domain, message)
+    };
+    let suggestion = suggested_record(relay_ips);
+    let (txt, spf) = match record(dns, domain).await {
+        Ok(Some(r)) => r,
+        Ok(None) => {
+            out.push(
+                f("spf.record", Severity::Fail, format!("{domain} publishes no SPF record; receivers cannot tell which servers may send as it"))
+                    .fix(format!("publish {domain}. TXT \"{suggestion}\"")),
+            );
+            return out;
+        }
+        Err(SpfLookupError::Temp(t)) => {
+            out.push(f(
+                "spf.record",
+                Severity::TempError,
+                format!("the SPF lookup failed: {t}"),
+            ));
+            return out;
+        }
+        Err(SpfLookupError::Multiple(recs)) => {
+            out.push(
+                f("spf.record", Severity::Fail, format!("{domain} publishes {} SPF records; receivers treat that as a permanent error", recs.len()))
+                    .evidence(recs.iter().map(Txt::zone_form).collect::<Vec<_>>().join("\n"))
+                    .fix("merge them into one v=spf1 record and delete the others".into()),
+            );
+            return out;
+        }
+        Err(SpfLookupError::Syntax(t, e)) => {
+            out.push(
+                f(
+                    "spf.syntax",
+                    Severity::Fail,
+                    format!("the SPF record does not parse: {e}"),
+                )
+                .evidence(t.zone_form())
+                .fix(format!(
+                    "publish a valid record, for example {domain}. TXT \"{suggestion}\""
+                )),
+            );
+            return out;
+        }
+    };
+    out.push(
+        f(
+            "spf.record",
+            Severity::Pass,
+            "exactly one SPF record".into(),
+        )
+        .evidence(txt.zone_form()),
+    );
+
+    if let Some(long) = txt.strings.iter().find(|s| s.len() > 255) {
+        out.push(
+            f(
+                "spf.length",
+                Severity::Fail,
+                format!(
+                    "a TXT string is {} characters; DNS allows 255 per string",
+                    long.len()
+                ),
+            )
+            .fix(
+                "split the record into several quoted strings of at most 255 characters each"
+                    .into(),
+            ),
+        );
+    }
+    let wire = 12 + domain.len() + 2 + 4 + 12 + txt.joined().len() + txt.strings.len();
+    if wire > 512 {
+        out.push(f("spf.length", Severity::Warn, format!("the SPF answer is about {wire} bytes, over the 512 that plain UDP DNS carries; some receivers will fail over to TCP or give up")));
+    }
+
+    match all_qualifier(&spf) {
+        Some(Qualifier::Pass) => out.push(
+            f(
+                "spf.all",
+                Severity::Fail,
+                "`+all` authorizes every server on the internet to send as this domain".into(),
+            )
+            .fix("end the record with -all (or ~all while you are still adding senders)".into()),
+        ),
+        Some(Qualifier::Neutral) => out.push(
+            f(
+                "spf.all",
+                Severity::Warn,
+                "`?all` says nothing about other servers; receivers treat them as neutral".into(),
+            )
+            .fix("end the record with -all or ~all".into()),
+        ),
+        Some(_) => out.push(f(
+            "spf.all",
+            Severity::Pass,
+            "the record ends with -all or ~all".into(),
+        )),
+        None if spf.redirect.is_none() => out.push(
+            f(
+                "spf.all",
+                Severity::Warn,
+                "no `all` term: mail from unlisted servers is neutral".into(),
+            )
+            .fix("end the record with -all or ~all".into()),
+        ),
+        None => {}
+    }
+
+    let mut w = Walk::default();
+    walk(dns, domain.to_owned(), Vec::new(), &mut w).await;
+    let tree = w
+        .tree
+        .iter()
+        .map(|(d, name, rec)| format!("{}{name} \"{rec}\"", "  ".repeat(*d)))
+        .collect::<Vec<_>>()
+        .join("\n");
+    if !w.temp.is_empty() {
+        out.push(f(
+            "spf.lookups",
+            Severity::TempError,
+            format!(
+                "{} lookup(s) in the SPF tree failed: {}",
+                w.temp.len(),
+                w.temp[0]
+            ),
+        ));
+    }
+    if !w.loops.is_empty() {
+        out.push(
+            f(
+                "spf.loop",
+                Severity::Fail,
+                format!("include/redirect loop: {}", w.loops[0]),
+            )
+            .evidence(tree.clone())
+            .fix("remove the include or redirect that points back up the chain".into()),
+        );
+    }
+    if w.lookups > MAX_LOOKUPS {
+        out.push(
+            f("spf.lookups", Severity::Fail, format!("{} DNS-querying terms (include, a, mx, ptr, exists, redirect), nested ones included; receivers stop at {MAX_LOOKUPS} with a permerror", w.lookups))
+                .evidence(tree.clone())
+                .fix("replace includes you no longer use, or flatten them into ip4:/ip6: terms".into()),
+        );
+    } else if w.temp.is_empty() {
+        out.push(
+            f(
+                "spf.lookups",
+                Severity::Pass,
+                format!("{} of {MAX_LOOKUPS} DNS-querying terms used", w.lookups),
+            )
+            .evidence(tree.clone()),
+        );
+    }
+    if w.voids > MAX_VOID {
+        out.push(
+            f(
+                "spf.void-lookups",
+                Severity::Fail,
+                format!(
+                    "{} lookups return no records; receivers allow {MAX_VOID} before a permerror",
+                    w.voids
+                ),
+            )
+            .evidence(tree.clone())
+            .fix("remove terms that name domains without records".into()),
+        );
+    }
+    for p in &w.problems {
+        out.push(f("spf.syntax", Severity::Fail, p.clone()).evidence(tree.clone()));
+    }
+    if !w.ptr.is_empty() {
+        out.push(
+            f(
+                "spf.ptr",
+                Severity::Warn,
+                format!(
+                    "`ptr` is used ({}); RFC 7208 says not to, and some receivers ignore it",
+                    w.ptr.join(", ")
+                ),
+            )
+            .fix("replace ptr with ip4:/ip6: terms for the servers it meant".into()),
+        );
+    }
+    if !w.macros.is_empty() {
+        out.push(f(
+            "spf.macros",
+            Severity::Info,
+            format!(
+                "macros are used ({}); the audit counts them but does not expand them",
+                w.macros.join("; ")
+            ),
+        ));
+    }
+
+    match relay_ips {
+        RelayIps::Unknown(why) => out.push(f(
+            "spf.relay",
+            Severity::Info,
+            format!("the relay's sending addresses are unknown ({why}); set preflight.sending_ips to check that SPF authorizes them"),
+        )),
+        RelayIps::Known { ips, source } => {
+            for ip in ips {
+                let r = check_host(dns, *ip, domain.to_owned(), 0).await;
+                let sev = match r {
+                    SpfResult::Pass => Severity::Pass,
+                    SpfResult::TempError(_) => Severity::TempError,
+                    _ => Severity::Fail,
+                };
+                let mut finding = f("spf.relay", sev, format!("check_host({ip}, {domain}) = {r} ({source})"));
+                if sev == Severity::Fail {
+                    let term = match ip {
+                        IpAddr::V4(_) => format!("ip4:{ip}"),
+                        IpAddr::V6(_) => format!("ip6:{ip}"),
+                    };
+                    finding = finding.fix(format!("add {term} (or your provider's include:) before the all term: {domain}. TXT \"{}\"", insert_term(&txt.text(), &term)));
+                }
+                out.push(finding);
+            }
+        }
+    }
+    out
+}
+
+/// Where the relay's addresses came from.
+#[derive(Debug, Clone)]
+pub enum RelayIps {
+    Known { ips: Vec<IpAddr>, source: String },
+    Unknown(String),
+}
+
+fn suggested_record(ips: &RelayIps) -> String {
+    let terms: Vec<String> = match ips {
+        RelayIps::Known { ips, .. } => ips
+            .iter()
+            .map(|ip| match ip {
+                IpAddr::V4(_) => format!("ip4:{ip}"),
+                IpAddr::V6(_) => format!("ip6:{ip}"),
+            })
+            .collect(),
+        RelayIps::Unknown(_) => vec!["include:<your-provider's-spf-domain>".into()],
+    };
+    format!("v=spf1 {} -all", terms.join(" "))
+}
+
+/// Puts `term` before the record's `all` (or at the end).
+pub fn insert_term(record: &str, term: &str) -> String {
+    let mut parts: Vec<&str> = record.split_whitespace().collect();
+    let pos = parts
+        .iter()
+        .position(|p| {
+            p.trim_start_matches(['+', '-', '~', '?'])
+                .eq_ignore_ascii_case("all")
+                || p.starts_with("redirect=")
+        })
+        .unwrap_or(parts.len());
+    parts.insert(pos, term);
+    parts.join(" ")
+}
