@@ -290,25 +290,49 @@ impl Resolver<'_> {
         }
     }
 
+    /// Parses `Name <user@domain>` or `user@domain`; an internationalized domain is turned
+    /// into its ASCII (punycode) form, which is what SMTP and DKIM carry.
     fn mailbox(&self, key: &'static str, value: &str) -> Result<Mailbox, ConfigError> {
-        value.parse::<Mailbox>().map_err(|e| {
+        let mb = value.parse::<Mailbox>().map_err(|e| {
             self.invalid(
                 key,
                 format!("{value:?} is not an address ({e}); write `Name <user@example.com>` or `user@example.com`"),
             )
-        })
+        })?;
+        if let Some(c) = mb
+            .name
+            .as_deref()
+            .and_then(crate::recipients::header_unsafe_char)
+        {
+            return Err(self.invalid(key, format!("the display name contains {c}")));
+        }
+        let domain = self.domain(key, mb.email.domain())?;
+        let email = Address::new(mb.email.user(), &domain)
+            .map_err(|e| self.invalid(key, format!("{value:?}: {e}")))?;
+        Ok(Mailbox::new(mb.name, email))
+    }
+
+    /// A domain name in lowercase ASCII form, checked label by label.
+    fn domain(&self, key: &'static str, value: &str) -> Result<String, ConfigError> {
+        let d = value.trim().trim_end_matches('.');
+        let ascii = idna::domain_to_ascii(d)
+            .map_err(|_| self.invalid(key, format!("{value:?} is not a valid domain name")))?;
+        if !is_dns_name(&ascii) || !ascii.contains('.') {
+            return Err(self.invalid(key, format!("{value:?} is not a valid domain name")));
+        }
+        Ok(ascii)
     }
 
     fn resolve(&self, f: raw::File) -> Result<Campaign, ConfigError> {
         let id = f.campaign.id.trim().to_owned();
-        if id.is_empty()
+        if !id.starts_with(|c: char| c.is_ascii_alphanumeric())
             || !id
                 .chars()
                 .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'))
         {
             return Err(self.invalid(
                 "campaign.id",
-                format!("{id:?} must be non-empty and use only letters, digits, '-', '_' and '.': it becomes part of every Message-ID and of file names"),
+                format!("{id:?} must start with a letter or digit and use only letters, digits, '-', '_' and '.': it becomes part of every Message-ID and of file names"),
             ));
         }
         let from = self.mailbox("campaign.from", &f.campaign.from)?;
@@ -343,13 +367,17 @@ impl Resolver<'_> {
             .dkim
             .into_iter()
             .map(|d| {
-                let domain = d.domain.trim().trim_end_matches('.').to_ascii_lowercase();
-                if domain.is_empty() || d.selector.trim().is_empty() {
-                    return Err(self.invalid("dkim", "domain and selector must not be empty"));
+                let domain = self.domain("dkim.domain", &d.domain)?;
+                let selector = d.selector.trim().to_ascii_lowercase();
+                if !is_dns_name(&selector) {
+                    return Err(self.invalid(
+                        "dkim.selector",
+                        format!("{:?} is not a DNS label (letters, digits, '-', '_', dots between labels)", d.selector),
+                    ));
                 }
                 Ok(DkimKeyConfig {
                     domain,
-                    selector: d.selector.trim().to_owned(),
+                    selector,
                     private_key: self.file_path(&d.private_key),
                 })
             })
@@ -358,6 +386,12 @@ impl Resolver<'_> {
         let concurrency = f.limits.concurrency.unwrap_or(4);
         if concurrency == 0 {
             return Err(self.invalid("limits.concurrency", "must be at least 1"));
+        }
+        if f.limits.per_second.is_some_and(|n| n > 100_000) {
+            return Err(self.invalid(
+                "limits.per_second",
+                "at most 100000; leave it out for no limit",
+            ));
         }
         let limits = Limits {
             per_second: nonzero(self, "limits.per_second", f.limits.per_second)?,
@@ -491,15 +525,8 @@ impl Resolver<'_> {
         if u.url.is_none() && u.mailto.is_none() {
             return Err(self.invalid("unsubscribe", "set `url` (https), `mailto`, or both"));
         }
-        if let Some(url) = &u.url
-            && !url.starts_with("https://")
-        {
-            return Err(self.invalid(
-                "unsubscribe.url",
-                format!(
-                    "{url:?} must start with https://: RFC 8058 one-click unsubscribe needs HTTPS"
-                ),
-            ));
+        if let Some(url) = &u.url {
+            check_unsubscribe_url(url).map_err(|m| self.invalid("unsubscribe.url", m))?;
         }
         let mailto = u
             .mailto
@@ -531,6 +558,47 @@ impl Resolver<'_> {
             secret,
         })
     }
+}
+
+/// The URL goes inside `<...>` in a header and gets `?email=...&token=...` appended, so it
+/// must be plain ASCII, HTTPS, with a host and no fragment.
+fn check_unsubscribe_url(url: &str) -> Result<(), String> {
+    let Some(rest) = url.strip_prefix("https://") else {
+        return Err(format!(
+            "{url:?} must start with https://: RFC 8058 one-click unsubscribe needs HTTPS"
+        ));
+    };
+    let host = rest.split(['/', '?']).next().unwrap_or_default();
+    if host.is_empty() {
+        return Err(format!("{url:?} has no host"));
+    }
+    if url.contains('#') {
+        return Err(format!(
+            "{url:?} has a #fragment; mailshot appends the parameters, which would land inside it"
+        ));
+    }
+    if let Some(c) = url
+        .chars()
+        .find(|c| !c.is_ascii_graphic() || matches!(c, '<' | '>' | '"' | '\\'))
+    {
+        return Err(format!(
+            "{url:?} contains {c:?}; percent-encode it (the URL is written into a header)"
+        ));
+    }
+    Ok(())
+}
+
+/// Labels of letters, digits, '-' and '_' (DKIM selectors and `_dmarc`-style names use '_'),
+/// at most 63 characters each, separated by single dots.
+fn is_dns_name(s: &str) -> bool {
+    !s.is_empty()
+        && s.len() <= 253
+        && s.split('.').all(|l| {
+            !l.is_empty()
+                && l.len() <= 63
+                && l.chars()
+                    .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
+        })
 }
 
 fn nonzero(
@@ -657,6 +725,38 @@ dir = "out"
             format!("{GOOD}\n[unsubscribe]\nurl = \"http://example.com/u\"\nsecret_env = \"S\"\n");
         let err = parse(&text).unwrap_err().to_string();
         assert!(err.contains("https"), "{err}");
+    }
+
+    #[test]
+    fn unsubscribe_url_shapes() {
+        assert!(check_unsubscribe_url("https://news.example.com/u?list=1").is_ok());
+        for bad in [
+            "https://",
+            "https://x.example/u#top",
+            "https://x.example/a b",
+            "https://x.example/a>,<https://evil.example/",
+            "https://bücher.example/u",
+        ] {
+            assert!(check_unsubscribe_url(bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn selectors_domains_and_ids_are_checked() {
+        let sel = GOOD.replace("selector = \"s1\"", "selector = \"s1; d=evil.example\"");
+        assert!(
+            parse(&sel)
+                .unwrap_err()
+                .to_string()
+                .contains("dkim.selector")
+        );
+        let id = GOOD.replace("id = \"nov\"", "id = \"..\"");
+        assert!(parse(&id).is_err());
+        let idn = GOOD.replace("News <news@example.com>", "News <news@bücher.example>");
+        assert_eq!(
+            parse(&idn).unwrap().from.email.domain(),
+            "xn--bcher-kva.example"
+        );
     }
 
     #[test]

@@ -8,7 +8,6 @@ use std::path::PathBuf;
 use std::sync::Arc;
 
 use lettre::Address;
-use lettre::message::Mailbox;
 
 use crate::config::RecipientSource;
 
@@ -230,6 +229,7 @@ impl RecipientReader {
                 }
                 (!n.is_empty()).then(|| n.to_owned())
             }
+            // parse_address already refused control characters anywhere in the cell.
             None => display,
         };
         let key: Box<str> = address.to_string().to_lowercase().into();
@@ -250,13 +250,17 @@ impl RecipientReader {
     }
 }
 
-/// Names a character that must never reach a header value: a line break would let a value
-/// start a header of its own (header injection), and NUL is not allowed in mail at all.
+/// Names a character that must never reach a header value. A line break would let a value
+/// start a header of its own (header injection); other control characters (form feed, NUL,
+/// escape...) are not allowed in headers and are canonicalized differently by different DKIM
+/// verifiers, so a signature could verify at one receiver and fail at the next. TAB is fine.
 pub(crate) fn header_unsafe_char(s: &str) -> Option<&'static str> {
     s.chars().find_map(|c| match c {
         '\r' => Some("a carriage return (CR)"),
         '\n' => Some("a line feed (LF)"),
         '\0' => Some("a NUL byte"),
+        '\t' => None,
+        c if c.is_control() => Some("a control character"),
         _ => None,
     })
 }
@@ -274,13 +278,14 @@ pub(crate) fn parse_address(cell: &str) -> Result<(Address, Option<String>), Str
             "the address contains {c}, which could inject a header; fix the cell"
         ));
     }
-    let (addr_text, display) = if cell.ends_with('>') && cell.contains('<') {
-        let mb: Mailbox = cell
-            .parse()
-            .map_err(|e| format!("{cell:?} is not a valid `Name <address>`: {e}"))?;
-        (mb.email.to_string(), mb.name)
-    } else {
-        (cell.to_owned(), None)
+    // `Name <address>`: split at the last '<' ourselves, so names with commas or other
+    // specials ("Example, Inc") work without the quoting RFC 5322 would want.
+    let (addr_text, display) = match (cell.strip_suffix('>'), cell.rfind('<')) {
+        (Some(_), Some(lt)) => {
+            let name = cell[..lt].trim().trim_matches('"').trim().to_owned();
+            (cell[lt + 1..cell.len() - 1].trim().to_owned(), Some(name))
+        }
+        _ => (cell.to_owned(), None),
     };
     let Some((user, domain)) = addr_text.rsplit_once('@') else {
         return Err(format!("{addr_text:?} has no @domain part"));
@@ -315,6 +320,15 @@ pub(crate) fn parse_address(cell: &str) -> Result<(Address, Option<String>), Str
             "{addr_text:?}: the domain {domain:?} has no dot; is a part like .com missing?"
         ));
     }
+    if ascii_domain
+        .rsplit('.')
+        .next()
+        .is_some_and(|tld| tld.chars().all(|c| c.is_ascii_digit()))
+    {
+        return Err(format!(
+            "{addr_text:?}: the domain {domain:?} looks like an IP address; bulk mail goes to domains"
+        ));
+    }
     let address = Address::new(user, &ascii_domain).map_err(|e| {
         let what = match e {
             lettre::address::AddressError::InvalidUser => "the part before the @ is not valid",
@@ -326,11 +340,13 @@ pub(crate) fn parse_address(cell: &str) -> Result<(Address, Option<String>), Str
     Ok((address, display.filter(|d| !d.is_empty())))
 }
 
+/// The domain in ASCII (punycode) form; `None` when it is not a valid IDNA name, which also
+/// catches ASCII labels with broken punycode such as `xn--zz`.
 fn lettre_idna(domain: &str) -> Option<String> {
-    if domain.is_ascii() {
-        return Some(domain.to_ascii_lowercase());
-    }
-    idna::domain_to_ascii(domain).ok()
+    let ascii = idna::domain_to_ascii(domain).ok()?;
+    let (_, check) = idna::domain_to_unicode(&ascii);
+    check.ok()?;
+    Some(ascii)
 }
 
 #[cfg(test)]
@@ -407,6 +423,10 @@ mod tests {
         let (a, n) = parse_address("Ann Example <ann@example.com>").unwrap();
         assert_eq!(a.to_string(), "ann@example.com");
         assert_eq!(n.as_deref(), Some("Ann Example"));
+        let (_, n) = parse_address("\"Example, Inc\" <j@example.com>").unwrap();
+        assert_eq!(n.as_deref(), Some("Example, Inc"));
+        let (_, n) = parse_address("Example, Inc <j@example.com>").unwrap();
+        assert_eq!(n.as_deref(), Some("Example, Inc"));
         assert_eq!(
             parse_address("b@bücher.example").unwrap().0.to_string(),
             "b@xn--bcher-kva.example"
@@ -422,6 +442,8 @@ mod tests {
             "a@[127.0.0.1]",
             "a@example.com\r\nBcc: x@example.com",
             "jörg@example.com",
+            "h@123.123.123.123",
+            "i@xn--zz.example",
         ] {
             assert!(parse_address(bad).is_err(), "{bad:?} should be invalid");
         }

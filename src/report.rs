@@ -109,6 +109,16 @@ pub struct ReportError {
     pub source: csv::Error,
 }
 
+/// Spreadsheets run a cell that starts with `=`, `+`, `-` or `@` as a formula; the report
+/// echoes recipient data, so such cells get a leading apostrophe (OWASP's advice for CSV).
+fn defuse(cell: &str) -> std::borrow::Cow<'_, str> {
+    if cell.starts_with(['=', '+', '-', '@']) {
+        format!("'{cell}").into()
+    } else {
+        cell.into()
+    }
+}
+
 pub struct ReportWriter {
     path: PathBuf,
     writer: csv::Writer<BufWriter<File>>,
@@ -142,6 +152,8 @@ impl ReportWriter {
         })
     }
 
+    /// Writes one line and flushes it: a report cut short by a crash still lists every
+    /// recipient whose outcome was known.
     pub fn write(&mut self, o: &Outcome) -> Result<(), ReportError> {
         let code = o.code.map(|c| c.to_string()).unwrap_or_default();
         let message_id = o
@@ -152,13 +164,14 @@ impl ReportWriter {
         self.writer
             .write_record([
                 o.row.to_string().as_str(),
-                &o.address,
+                &defuse(&o.address),
                 o.status.as_str(),
                 &code,
-                &o.text,
+                &defuse(&o.text),
                 &message_id,
                 &rfc3339(o.time),
             ])
+            .and_then(|()| self.writer.flush().map_err(csv::Error::from))
             .map_err(|source| ReportError {
                 path: self.path.clone(),
                 source,

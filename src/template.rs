@@ -111,18 +111,6 @@ impl Templates {
         })
     }
 
-    /// Renders only the subject; the cheap check the validation pass runs on every row.
-    pub fn render_subject(
-        &self,
-        data: &Value,
-        columns: &[String],
-    ) -> Result<String, TemplateError> {
-        self.plain
-            .render(&self.names[SUBJECT], data)
-            .map(|s| s.trim().to_owned())
-            .map_err(|e| self.render_error(e, columns))
-    }
-
     fn render_error(&self, e: handlebars::RenderError, columns: &[String]) -> TemplateError {
         let name = e.template_name.clone().unwrap_or_default();
         let at = match (e.line_no, e.column_no) {

@@ -344,6 +344,17 @@ fn rate_limit_holds_across_concurrent_senders() {
         span >= 2.0,
         "{total} messages at {per_second}/s arrived within {span:.3} s: the limit was exceeded"
     );
+    // No window holds more than N: message i + N starts a second after message i. Arrival
+    // times carry delivery jitter, so allow 150 ms; a burst design (N at once, then paced)
+    // puts N + 1 arrivals within a fraction of a second and fails by far.
+    for i in 0..total - per_second {
+        let gap = times[i + per_second] - times[i];
+        assert!(
+            gap >= 0.85,
+            "arrivals {i}..={} fall within {gap:.3} s: more than {per_second} in one second",
+            i + per_second
+        );
+    }
 }
 
 #[test]
@@ -390,4 +401,114 @@ fn init_scaffold_runs_as_a_dry_run() {
     // A second init never overwrites.
     let again = run(&["init", target.to_str().unwrap()], &[]);
     assert_eq!(again.status.code(), Some(2));
+}
+
+/// Control characters other than CR/LF also break headers (and DKIM verifiers disagree on
+/// them); each bad row is refused alone, and the messages that go out verify with dkimpy.
+#[test]
+fn control_characters_in_header_fields_are_refused_per_row() {
+    let pki = TestPki::new();
+    let server = SmtpServer::start(Mode::Plain, &pki, None);
+    let tail = plain_tail(&server, "");
+    let csv = "email,first_name\n\
+        ann@example.com,Ann\n\
+        b1@example.org,\"Form\x0cfeed\"\n\
+        b2@example.org,\"Lone\nLF\"\n\
+        \"Evil\r\nBcc: x@example.com <b3@example.org>\",Name\n\
+        b4@example.org,\"Esc\x1bape\"\n\
+        cat@example.net,Cat\n";
+    let c = CampaignDir::new(&Spec {
+        csv,
+        tail: &tail,
+        ..Spec::default()
+    });
+    let out = run(&["send", c.toml_str()], &[]);
+    assert_eq!(out.status.code(), Some(0));
+    let rows = c.report("report.csv");
+    let statuses: Vec<(u64, &str)> = rows.iter().map(|r| (r.row, r.status.as_str())).collect();
+    assert_eq!(
+        statuses,
+        [
+            (2, "sent"),
+            (3, "invalid"),
+            (4, "invalid"),
+            (5, "invalid"),
+            (6, "invalid"),
+            (7, "sent")
+        ]
+    );
+    let received = server.received();
+    assert_eq!(received.len(), 2);
+    for r in &received {
+        let check = verify_with_dkimpy(&r.path, &c.zone);
+        assert!(check.ok, "{}", check.output);
+    }
+}
+
+/// Non-ASCII display names, subject and Reply-To are encoded (RFC 2047) and the signatures
+/// over them verify with dkimpy; a second Subject prepended later breaks the signature
+/// (the signed headers are oversigned).
+#[test]
+fn encoded_headers_verify_and_added_headers_break_the_signature() {
+    let pki = TestPki::new();
+    let server = SmtpServer::start(Mode::Plain, &pki, None);
+    let tail = plain_tail(&server, "");
+    let csv = "email,first_name\n\"Chloé Durand <chloe@example.net>\",Chloé\n\"Example, Inc <j@example.com>\",Jo\n";
+    let c = CampaignDir::new(&Spec {
+        csv,
+        tail: &tail,
+        subject: "{{first_name}}, ça va? Neuigkeiten für Sie",
+        ..Spec::default()
+    });
+    let text = std::fs::read_to_string(&c.toml).unwrap().replace(
+        "return_path =",
+        "reply_to = \"Équipe Support <support@news.example.com>\"\nreturn_path =",
+    );
+    std::fs::write(&c.toml, text).unwrap();
+    let out = run(&["send", c.toml_str()], &[]);
+    assert_eq!(out.status.code(), Some(0));
+    let received = server.received();
+    assert_eq!(received.len(), 2);
+    for r in &received {
+        let raw = String::from_utf8_lossy(&r.raw).into_owned();
+        let head = raw.split("\r\n\r\n").next().unwrap();
+        assert!(head.is_ascii(), "headers must be 7-bit: {head}");
+        assert!(head.contains("Reply-To: =?utf-8?"), "{head}");
+        let check = verify_with_dkimpy(&r.path, &c.zone);
+        assert!(check.ok, "{}", check.output);
+
+        let forged = r.path.with_extension("forged.eml");
+        let mut bytes = b"Subject: Urgent: verify your account\r\n".to_vec();
+        bytes.extend_from_slice(&r.raw);
+        std::fs::write(&forged, bytes).unwrap();
+        let check = verify_with_dkimpy(&forged, &c.zone);
+        assert!(
+            !check.ok,
+            "an added Subject must break the signature: {}",
+            check.output
+        );
+    }
+}
+
+/// A variable used only inside a branch that the first row does not take is still found
+/// before anything is sent: the survey renders every row.
+#[test]
+fn missing_variable_in_a_branch_stops_before_sending() {
+    let pki = TestPki::new();
+    let server = SmtpServer::start(Mode::Plain, &pki, None);
+    let tail = plain_tail(&server, "");
+    let c = CampaignDir::new(&Spec {
+        csv: "email,first_name,vip\nann@example.com,Ann,\nbob@example.org,Bob,yes\n",
+        tail: &tail,
+        text: "Hi {{first_name}}\n{{#if vip}}Your code: {{vip_code}}{{/if}}\n",
+        ..Spec::default()
+    });
+    let out = run(&["send", c.toml_str()], &[]);
+    assert_eq!(out.status.code(), Some(2));
+    let err = stderr(&out);
+    assert!(
+        err.contains("`vip_code`") && err.contains("line 2"),
+        "{err}"
+    );
+    assert!(server.received().is_empty());
 }

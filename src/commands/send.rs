@@ -133,7 +133,11 @@ pub async fn run(args: &SendArgs, quiet: bool, clock: Arc<dyn Clock>) -> anyhow:
         campaign.id,
         s.valid,
         transport.describe(),
-        Pacer::describe(&campaign.limits),
+        if mode == Mode::Smtp {
+            Pacer::describe(&campaign.limits)
+        } else {
+            "unpaced".into()
+        },
         campaign.limits.concurrency
     );
     let mut report = ReportWriter::create(&report_path)?;
@@ -142,16 +146,27 @@ pub async fn run(args: &SendArgs, quiet: bool, clock: Arc<dyn Clock>) -> anyhow:
     let pipeline = Pipeline {
         assembler,
         transport: Arc::new(transport),
-        pacer: Arc::new(Pacer::new(&campaign.limits)),
+        pacer: Arc::new(if mode == Mode::Smtp {
+            Pacer::new(&campaign.limits)
+        } else {
+            Pacer::none()
+        }),
         envelope_from: campaign.return_path.clone(),
         concurrency: campaign.limits.concurrency,
         mode,
         clock,
+        expected_rows: s.rows,
     };
-    let result = pipeline
+    let mut result = pipeline
         .run(&campaign.recipients, &mut report, &mut progress)
-        .await?;
-    let report_path = report.finish()?;
+        .await;
+    let report_path = match report.finish() {
+        Ok(p) => p,
+        Err(e) => {
+            result.stopped.get_or_insert(Stop::Report(e.to_string()));
+            report_path
+        }
+    };
     let secs = started.elapsed().as_secs_f64();
     let t = result.tally;
 
@@ -184,6 +199,8 @@ pub async fn run(args: &SendArgs, quiet: bool, clock: Arc<dyn Clock>) -> anyhow:
         let fix = match stop {
             Stop::Delivery(e) => hint(e, campaign),
             Stop::Recipients(_) => "fix the recipient file".into(),
+            Stop::Report(_) => "free disk space or fix the state folder's permissions; the report lists every recipient it could record".into(),
+            Stop::Internal(_) => "this is a bug in mailshot; the report lists what was done".into(),
         };
         eprintln!("mailshot: stopped: {stop}\n  fix: {fix}");
         return Ok(Exit::Stopped);

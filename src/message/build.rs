@@ -16,14 +16,25 @@ use crate::recipients::{Recipient, header_unsafe_char};
 use crate::template::Rendered;
 use crate::unsubscribe::Links;
 
-/// A rendered value would have broken a header. The row is skipped; nothing is sent.
+/// A rendered value would have broken the message's structure. The row is skipped; nothing
+/// is sent.
 #[derive(Debug, thiserror::Error)]
-#[error(
-    "the rendered {header} contains {what}, which would inject a header; remove line breaks from the recipient's fields"
-)]
-pub struct HeaderInjection {
-    pub header: &'static str,
-    pub what: &'static str,
+pub enum HeaderInjection {
+    #[error(
+        "the rendered {header} contains {what}, which would inject a header; remove it from the recipient's fields"
+    )]
+    Header {
+        header: &'static str,
+        what: &'static str,
+    },
+    #[error(
+        "the rendered {part} part contains a NUL byte, which mail cannot carry; remove it from the recipient's fields"
+    )]
+    Nul { part: &'static str },
+    #[error(
+        "the rendered {part} part contains this message's MIME boundary, which would let it forge a MIME part"
+    )]
+    Boundary { part: &'static str },
 }
 
 /// Holds what is the same for every message of a campaign.
@@ -51,9 +62,25 @@ impl Composer {
         format!(
             "{}.{}@{}",
             self.campaign_id,
-            recipient_hash(address),
+            self.hash("message-id", address),
             self.id_domain
         )
+    }
+
+    /// 96 bits of SHA-256 over a purpose, the campaign and the lowercase address, in hex:
+    /// stable for a recipient within a campaign, different across campaigns and purposes, and
+    /// not the address. The boundary cannot be read off the (visible) Message-ID.
+    fn hash(&self, purpose: &str, address: &Address) -> String {
+        let input = format!(
+            "{purpose}\0{}\0{}",
+            self.campaign_id,
+            address.to_string().to_lowercase()
+        );
+        let d = digest::digest(&digest::SHA256, input.as_bytes());
+        d.as_ref()[..12]
+            .iter()
+            .map(|b| format!("{b:02x}"))
+            .collect()
     }
 
     /// Serializes the unsigned message. `date` is unix seconds.
@@ -65,12 +92,24 @@ impl Composer {
         date: u64,
     ) -> Result<Vec<u8>, HeaderInjection> {
         if let Some(what) = header_unsafe_char(&rendered.subject) {
-            return Err(HeaderInjection {
+            return Err(HeaderInjection::Header {
                 header: "Subject",
                 what,
             });
         }
-        let hash = recipient_hash(&recipient.address);
+        let boundary = format!("=_mailshot_{}", self.hash("boundary", &recipient.address));
+        let text = rendered.text.as_deref().map(normalize_newlines);
+        let html = rendered.html.as_deref().map(normalize_newlines);
+        for (part, body) in [("text", &text), ("HTML", &html)] {
+            if let Some(b) = body {
+                if b.contains('\0') {
+                    return Err(HeaderInjection::Nul { part });
+                }
+                if b.contains(&boundary) {
+                    return Err(HeaderInjection::Boundary { part });
+                }
+            }
+        }
         let to_email = recipient.address.to_string();
         let to = MbAddress::new_address(recipient.name.as_deref(), to_email.as_str());
         let from_email = self.from.email.to_string();
@@ -100,20 +139,13 @@ impl Composer {
                 );
             }
         }
-        let text = rendered
-            .text
-            .as_deref()
-            .map(|t| MimePart::new("text/plain", t));
-        let html = rendered
-            .html
-            .as_deref()
-            .map(|h| MimePart::new("text/html", h));
+        let text = text.map(|t| MimePart::new("text/plain", t));
+        let html = html.map(|h| MimePart::new("text/html", h));
         let body = match (text, html) {
             (Some(t), Some(h)) => MimePart::new(
                 // mail-builder would pick a random boundary; ours is derived from the
                 // recipient so the same message always has the same bytes.
-                ContentType::new("multipart/alternative")
-                    .attribute("boundary", format!("=_mailshot_{hash}")),
+                ContentType::new("multipart/alternative").attribute("boundary", boundary),
                 vec![t, h],
             ),
             (Some(t), None) => t,
@@ -126,14 +158,8 @@ impl Composer {
     }
 }
 
-/// 96 bits of SHA-256 over the lowercase address, in hex: stable, and not the address.
-fn recipient_hash(address: &Address) -> String {
-    let d = digest::digest(
-        &digest::SHA256,
-        address.to_string().to_lowercase().as_bytes(),
-    );
-    d.as_ref()[..12]
-        .iter()
-        .map(|b| format!("{b:02x}"))
-        .collect()
+/// Line ends as LF only; mail-builder writes each as CRLF. A bare CR would otherwise reach
+/// the wire, where DKIM verifiers disagree on how to hash it.
+fn normalize_newlines(s: &str) -> String {
+    s.replace("\r\n", "\n").replace('\r', "\n")
 }

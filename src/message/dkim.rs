@@ -14,18 +14,30 @@ use rustls_pki_types::pem::PemObject;
 
 use crate::config::DkimKeyConfig;
 
-/// Headers covered by every signature. Listing a header the message lacks (Reply-To, the
-/// List-* pair) is deliberate: the signature then also fails if someone adds one later.
+/// Headers covered by every signature, each listed twice. mail-auth signs the instance a
+/// message has and records the second name as absent (RFC 6376 section 5.4.2,
+/// "oversigning"), so nobody can add a second From, Subject or Content-Type, nor a Reply-To
+/// or List-* header the message lacks, without breaking the signature.
 pub const SIGNED_HEADERS: &[&str] = &[
     "From",
+    "From",
+    "To",
     "To",
     "Subject",
+    "Subject",
+    "Date",
     "Date",
     "Message-ID",
+    "Message-ID",
+    "MIME-Version",
     "MIME-Version",
     "Content-Type",
+    "Content-Type",
+    "Reply-To",
     "Reply-To",
     "List-Unsubscribe",
+    "List-Unsubscribe",
+    "List-Unsubscribe-Post",
     "List-Unsubscribe-Post",
 ];
 

@@ -7,7 +7,7 @@ pub mod dkim;
 
 use std::sync::Arc;
 
-pub use build::{Composer, HeaderInjection};
+pub use build::Composer;
 pub use dkim::{SignError, Signer};
 
 use crate::clock::Clock;
@@ -15,6 +15,7 @@ use crate::config::Campaign;
 use crate::recipients::Recipient;
 use crate::template::{self, Rendered, TemplateError, Templates};
 use crate::unsubscribe::{Links, Unsubscriber};
+use build::HeaderInjection;
 
 /// Why one recipient's message could not be made. Only this row is affected.
 #[derive(Debug, thiserror::Error)]
@@ -101,20 +102,15 @@ impl Assembler {
             .render(&self.data(r, links.as_ref())?, &self.columns)
     }
 
-    /// The cheap per-row check of the validation pass: the subject renders and cannot inject
-    /// a header. The full render happens once, when the message is made.
+    /// The validation pass's check of one row: everything `assemble` does except signing,
+    /// so a template variable hidden in a branch, a header injection or a NUL is found before
+    /// the first message is sent.
     pub fn check(&self, r: &Recipient) -> Result<(), RowError> {
         let links = self.links(r);
-        let subject = self
+        let rendered = self
             .templates
-            .render_subject(&self.data(r, links.as_ref())?, &self.columns)?;
-        if let Some(what) = crate::recipients::header_unsafe_char(&subject) {
-            return Err(HeaderInjection {
-                header: "Subject",
-                what,
-            }
-            .into());
-        }
+            .render(&self.data(r, links.as_ref())?, &self.columns)?;
+        self.composer.compose(r, &rendered, links.as_ref(), 0)?;
         Ok(())
     }
 

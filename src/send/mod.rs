@@ -17,10 +17,10 @@ use tokio::sync::mpsc;
 
 use crate::clock::Clock;
 use crate::config::RecipientSource;
-use crate::message::{Assembler, Prepared};
+use crate::message::{Assembler, Prepared, RowError};
 use crate::progress::Progress;
 use crate::recipients::{RecipientReader, RecipientsError};
-use crate::report::{Outcome, ReportError, ReportWriter, Status, Tally};
+use crate::report::{Outcome, ReportWriter, Status, Tally};
 
 pub use rate::Pacer;
 pub use transport::{DeliveryError, FailureClass, Transport};
@@ -39,13 +39,15 @@ pub enum Mode {
 pub enum Stop {
     Delivery(DeliveryError),
     Recipients(String),
+    Report(String),
+    Internal(String),
 }
 
 impl std::fmt::Display for Stop {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
             Stop::Delivery(e) => f.write_str(&e.text),
-            Stop::Recipients(e) => f.write_str(e),
+            Stop::Recipients(e) | Stop::Report(e) | Stop::Internal(e) => f.write_str(e),
         }
     }
 }
@@ -84,6 +86,15 @@ pub struct Pipeline {
     pub concurrency: usize,
     pub mode: Mode,
     pub clock: Arc<dyn Clock>,
+    /// Rows the survey counted; the run checks that every one of them was reported.
+    pub expected_rows: u64,
+}
+
+/// After this many recipients in a row were refused, the problem is the sender, not them:
+/// an account suspended mid-run, a sender address the relay no longer accepts, a relay going
+/// down. Stopping keeps the rest of the list from being marked failed.
+fn breaker_limit(concurrency: usize) -> u64 {
+    (2 * concurrency as u64).max(10)
 }
 
 impl Pipeline {
@@ -93,7 +104,7 @@ impl Pipeline {
         source: &RecipientSource,
         report: &mut ReportWriter,
         progress: &mut Progress,
-    ) -> Result<RunResult, ReportError> {
+    ) -> RunResult {
         let abort = Arc::new(Abort::default());
         let (outcome_tx, mut outcome_rx) = mpsc::channel::<Outcome>(1024);
         let (job_tx, job_rx) = mpsc::channel::<Prepared>(self.concurrency * 2);
@@ -137,29 +148,67 @@ impl Pipeline {
             };
             senders.push(tokio::spawn(s.run()));
         }
+        // Only the senders hold the queue now: if they all die, the preparers' sends fail
+        // instead of blocking forever.
+        drop(job_rx);
         drop(outcome_tx);
 
         let mut tally = Tally::default();
+        let mut refused_in_a_row = 0u64;
+        let mut report_ok = true;
         while let Some(o) = outcome_rx.recv().await {
             tally.add(o.status);
+            match o.status {
+                Status::Sent | Status::Written | Status::DryRun => refused_in_a_row = 0,
+                Status::Failed | Status::Deferred if o.message_id.is_some() => {
+                    refused_in_a_row += 1;
+                    if refused_in_a_row == breaker_limit(self.concurrency) {
+                        abort.trip(Stop::Delivery(DeliveryError {
+                            class: FailureClass::Fatal,
+                            code: o.code,
+                            text: format!(
+                                "{refused_in_a_row} recipients in a row were refused (last: {}); the relay is refusing this sender, not these recipients",
+                                o.text
+                            ),
+                        }));
+                    }
+                }
+                _ => {}
+            }
             if !matches!(o.status, Status::Invalid | Status::Duplicate) {
                 progress.inc();
             }
-            report.write(&o)?;
+            if report_ok && let Err(e) = report.write(&o) {
+                // Without a report nobody can tell who got the message: stop taking new
+                // recipients, let the ones in flight finish.
+                abort.trip(Stop::Report(e.to_string()));
+                report_ok = false;
+            }
         }
         for s in senders {
-            let _ = s.await;
+            if let Err(e) = s.await {
+                abort.trip(Stop::Internal(format!("a sender task failed: {e}")));
+            }
         }
         for p in preparers {
-            let _ = p.join();
+            if p.join().is_err() {
+                abort.trip(Stop::Internal("a preparer thread panicked".into()));
+            }
         }
         progress.finish();
+        if tally.rows() != self.expected_rows && !abort.is_set() {
+            abort.trip(Stop::Internal(format!(
+                "{} rows were reported but the recipient file has {}; the file may have changed during the run",
+                tally.rows(),
+                self.expected_rows
+            )));
+        }
         let stopped = abort
             .reason
             .lock()
             .unwrap_or_else(|e| e.into_inner())
             .take();
-        Ok(RunResult { tally, stopped })
+        RunResult { tally, stopped }
     }
 }
 
@@ -204,10 +253,8 @@ impl Preparer {
                 time: now,
             };
             let row_no = row.row();
-            let checked = match check_row(row, &self.assembler) {
+            let checked = match check_row(row, None) {
                 Ok(c) => c,
-                // The survey rendered every subject already, so this happens only if the file
-                // changed underneath us. Fail the row rather than guess.
                 Err(e) => Checked::Invalid {
                     row: row_no,
                     address: String::new(),
@@ -234,12 +281,24 @@ impl Preparer {
                     r.row,
                     r.address.to_string(),
                     Status::NotAttempted,
-                    "the run stopped before this recipient".into(),
+                    NOT_ATTEMPTED.into(),
                 )),
                 Checked::Ok(r) => {
                     let (row, address) = (r.row, r.address.to_string());
                     match self.assembler.assemble(r) {
-                        Ok(p) => self.jobs.blocking_send(p).is_ok(),
+                        Ok(p) => match self.jobs.blocking_send(p) {
+                            Ok(()) => true,
+                            // No sender is left to take it: the run is over.
+                            Err(mpsc::error::SendError(p)) => self.emit(outcome(
+                                p.recipient.row,
+                                address,
+                                Status::NotAttempted,
+                                NOT_ATTEMPTED.into(),
+                            )),
+                        },
+                        Err(RowError::Injection(e)) => {
+                            self.emit(outcome(row, address, Status::Invalid, e.to_string()))
+                        }
                         Err(e) => self.emit(outcome(row, address, Status::Failed, e.to_string())),
                     }
                 }
@@ -250,6 +309,8 @@ impl Preparer {
         }
     }
 }
+
+const NOT_ATTEMPTED: &str = "the run stopped before this recipient";
 
 struct Sender {
     jobs: Arc<tokio::sync::Mutex<mpsc::Receiver<Prepared>>>,
@@ -267,15 +328,14 @@ impl Sender {
         loop {
             let job = { self.jobs.lock().await.recv().await };
             let Some(msg) = job else { return };
-            let outcome = if self.abort.is_set() {
-                self.outcome(
-                    &msg,
-                    Status::NotAttempted,
-                    None,
-                    "the run stopped before this recipient".into(),
-                )
-            } else {
+            if !self.abort.is_set() {
                 self.pacer.wait().await;
+            }
+            // Checked after the wait too: a fatal error may have come in meanwhile, and one
+            // more attempt with a refused password could lock the account.
+            let outcome = if self.abort.is_set() {
+                self.outcome(&msg, Status::NotAttempted, None, NOT_ATTEMPTED.into())
+            } else {
                 match self.transport.send(&self.from, &msg).await {
                     Ok(ok) => {
                         let status = match self.mode {

@@ -24,8 +24,11 @@ pub struct Pacer {
 
 /// The interval between two messages, or `None` when no limit is set.
 pub fn interval(limits: &Limits) -> Option<Duration> {
-    let per_second = limits.per_second.map(|n| Duration::from_secs(1) / n.get());
-    let per_hour = limits.per_hour.map(|n| Duration::from_secs(3600) / n.get());
+    // Rounded up to the nanosecond: rounding down would let n + 1 starts into a window.
+    let per =
+        |window: u64, n: u32| Duration::from_nanos((window * 1_000_000_000).div_ceil(n as u64));
+    let per_second = limits.per_second.map(|n| per(1, n.get()));
+    let per_hour = limits.per_hour.map(|n| per(3600, n.get()));
     match (per_second, per_hour) {
         (Some(a), Some(b)) => Some(a.max(b)),
         (a, b) => a.or(b),
@@ -42,6 +45,11 @@ impl Pacer {
         Pacer {
             limiter: quota(limits).map(RateLimiter::direct),
         }
+    }
+
+    /// No pacing: the outbox and dry runs deliver nowhere that could throttle.
+    pub fn none() -> Pacer {
+        Pacer { limiter: None }
     }
 
     /// Waits until the next message may start.
@@ -118,6 +126,19 @@ mod tests {
         assert_eq!(
             interval(&limits(Some(10), Some(3600))),
             Some(Duration::from_secs(1))
+        );
+    }
+
+    #[test]
+    fn interval_rounds_up() {
+        // 1 s / 3 is 333,333,333.3 ns: rounding down would fit a 4th start into one second.
+        assert_eq!(
+            interval(&limits(Some(3), None)),
+            Some(Duration::from_nanos(333_333_334))
+        );
+        assert_eq!(
+            interval(&limits(None, Some(7))),
+            Some(Duration::from_nanos(514_285_714_286))
         );
     }
 

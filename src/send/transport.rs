@@ -260,9 +260,11 @@ impl Outbox {
     }
 }
 
-/// Keeps letters, digits and `@._+-`; anything else becomes `_`.
+/// Keeps letters, digits and `@._+-`; anything else becomes `_`. Cut at 100 characters so a
+/// long (but valid, up to 254) address cannot exceed the file system's name limit.
 fn safe_file_part(s: &str) -> String {
     s.chars()
+        .take(100)
         .map(|c| {
             if c.is_ascii_alphanumeric() || matches!(c, '@' | '.' | '_' | '+' | '-') {
                 c

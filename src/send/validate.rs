@@ -51,11 +51,13 @@ pub enum Checked {
     },
 }
 
-/// Classifies one row: CSV-level checks, then the subject render. A missing variable is not
-/// a row problem but a template problem, so it is returned as an error.
-pub fn check_row(row: Row, assembler: &Assembler) -> Result<Checked, TemplateError> {
+/// Classifies one row: the CSV-level verdict, then (with an assembler) a full render and
+/// build. A missing variable is not a row problem but a template problem, so it is returned
+/// as an error. The send pipeline passes no assembler: the survey already checked every row,
+/// and assembling the message checks it again anyway.
+pub fn check_row(row: Row, assembler: Option<&Assembler>) -> Result<Checked, TemplateError> {
     Ok(match row {
-        Row::Valid(r) => match assembler.check(&r) {
+        Row::Valid(r) => match assembler.map_or(Ok(()), |a| a.check(&r)) {
             Ok(()) => Checked::Ok(r),
             Err(RowError::Template(e @ TemplateError::MissingVariable { .. }))
             | Err(RowError::Template(e @ TemplateError::ShadowedBuiltin(_))) => return Err(e),
@@ -92,7 +94,7 @@ pub fn survey(source: &RecipientSource, assembler: &Assembler) -> Result<Survey,
     let mut first_valid = None;
     while let Some(row) = reader.next_row() {
         s.rows += 1;
-        match check_row(row?, assembler)? {
+        match check_row(row?, Some(assembler))? {
             Checked::Ok(r) => {
                 s.valid += 1;
                 if first_valid.is_none() {
@@ -123,13 +125,8 @@ pub fn survey(source: &RecipientSource, assembler: &Assembler) -> Result<Survey,
     if s.rows == 0 {
         return Err(ValidateError::NoRecipients { path });
     }
-    // Strict mode only notices a missing variable when a template reaches it, so render the
-    // full text and HTML parts once now rather than at the first send.
     match first_valid {
-        Some(r) => {
-            assembler.render(&r)?;
-            s.first = Some(r);
-        }
+        Some(r) => s.first = Some(r),
         None => {
             return Err(ValidateError::NoneValid { path, rows: s.rows });
         }
