@@ -85,4 +85,17 @@ pub struct SendArgs {
     /// <state_dir>/<id>/preflight.json.
     #[arg(long = "override", value_name = "ID")]
     pub overrides: Vec<String>,
+    /// Recipients an interrupted run left in flight may or may not have received the message:
+    /// `resend` them (same Message-ID) or `skip` them (reported as in doubt).
+    #[arg(long, value_enum, value_name = "resend|skip")]
+    pub in_doubt: Option<InDoubtArg>,
+    /// Resume even though the recipient file or the templates changed since the journal began.
+    #[arg(long)]
+    pub accept_changes: bool,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum InDoubtArg {
+    Resend,
+    Skip,
 }

@@ -54,6 +54,25 @@ mod raw {
         pub unsubscribe: Option<Unsubscribe>,
         #[serde(default)]
         pub preflight: Preflight,
+        pub suppression: Option<Suppression>,
+        #[serde(default)]
+        pub retry: Retry,
+    }
+
+    #[derive(Debug, Deserialize)]
+    #[serde(deny_unknown_fields)]
+    pub struct Suppression {
+        pub file: String,
+        #[serde(default)]
+        pub add_permanent_failures: bool,
+    }
+
+    #[derive(Debug, Deserialize, Default)]
+    #[serde(deny_unknown_fields)]
+    pub struct Retry {
+        pub attempts: Option<u32>,
+        pub first_delay_secs: Option<u64>,
+        pub max_delay_secs: Option<u64>,
     }
 
     #[derive(Debug, Deserialize, Default)]
@@ -177,6 +196,24 @@ pub struct Campaign {
     /// Where reports (and later the journal) live: `<state_dir>/<id>/`.
     pub state_dir: PathBuf,
     pub preflight: PreflightConfig,
+    pub suppression: Option<SuppressionConfig>,
+    pub retry: RetryPolicy,
+}
+
+#[derive(Debug, Clone)]
+pub struct SuppressionConfig {
+    pub file: PathBuf,
+    /// Append recipients the relay refused as unknown (5.1.x) to the file.
+    pub add_permanent_failures: bool,
+}
+
+/// Transient failures are retried within the run: `attempts` in all, waiting
+/// `first_delay * 2^(n-1)` (with jitter) up to `max_delay` between them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RetryPolicy {
+    pub attempts: u32,
+    pub first_delay: Duration,
+    pub max_delay: Duration,
 }
 
 /// Where the audit's DNS answers come from, and what it knows about the relay.
@@ -432,6 +469,18 @@ impl Resolver<'_> {
                 })
             })
             .collect::<Result<Vec<_>, _>>()?;
+        let retry = RetryPolicy {
+            attempts: f.retry.attempts.unwrap_or(3),
+            first_delay: Duration::from_secs(f.retry.first_delay_secs.unwrap_or(10)),
+            max_delay: Duration::from_secs(f.retry.max_delay_secs.unwrap_or(300)),
+        };
+        if retry.attempts == 0 {
+            return Err(self.invalid("retry.attempts", "must be at least 1 (1 means no retry)"));
+        }
+        let suppression = f.suppression.map(|s| SuppressionConfig {
+            file: self.file_path(&s.file),
+            add_permanent_failures: s.add_permanent_failures,
+        });
         let preflight = PreflightConfig {
             nameserver: f.preflight.nameserver,
             zone: f.preflight.zone.as_deref().map(|z| self.file_path(z)),
@@ -458,6 +507,8 @@ impl Resolver<'_> {
             unsubscribe,
             state_dir: self.file_path(f.campaign.state_dir.as_deref().unwrap_or(".mailshot")),
             preflight,
+            suppression,
+            retry,
         })
     }
 

@@ -13,6 +13,7 @@ mod recipients;
 mod report;
 mod secret;
 mod send;
+mod suppression;
 mod template;
 mod unsubscribe;
 

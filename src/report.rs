@@ -1,7 +1,8 @@
 //! The per-recipient report (CSV) and the tally behind the closing summary.
 //!
 //! Every row of the recipient file gets exactly one line, so the counts always add up:
-//! sent + written + failed + deferred + not attempted + invalid + duplicate = rows.
+//! sent + written + dry-run + failed + deferred + not attempted + in doubt + suppressed +
+//! invalid + duplicate = rows.
 
 use std::fs::File;
 use std::io::BufWriter;
@@ -25,6 +26,11 @@ pub enum Status {
     Deferred,
     /// The run stopped before this recipient was tried.
     NotAttempted,
+    /// In flight when an earlier run died, and `--in-doubt skip` chose not to resend: it may
+    /// or may not have been delivered.
+    InDoubt,
+    /// On the suppression list (unsubscribed, bounced, complained): never sent to.
+    Suppressed,
     Invalid,
     Duplicate,
 }
@@ -38,6 +44,8 @@ impl Status {
             Status::Failed => "failed",
             Status::Deferred => "deferred",
             Status::NotAttempted => "not-attempted",
+            Status::InDoubt => "in-doubt",
+            Status::Suppressed => "suppressed",
             Status::Invalid => "invalid",
             Status::Duplicate => "duplicate",
         }
@@ -54,6 +62,8 @@ pub struct Outcome {
     pub text: String,
     pub message_id: Option<String>,
     pub time: SystemTime,
+    /// Settled by an earlier run of the campaign (from the journal), not by this one.
+    pub earlier: bool,
 }
 
 #[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
@@ -64,8 +74,12 @@ pub struct Tally {
     pub failed: u64,
     pub deferred: u64,
     pub not_attempted: u64,
+    pub in_doubt: u64,
+    pub suppressed: u64,
     pub invalid: u64,
     pub duplicate: u64,
+    /// Of `sent`, how many were sent by an earlier run of this campaign (from the journal).
+    pub sent_earlier: u64,
 }
 
 impl Tally {
@@ -77,6 +91,8 @@ impl Tally {
             Status::Failed => &mut self.failed,
             Status::Deferred => &mut self.deferred,
             Status::NotAttempted => &mut self.not_attempted,
+            Status::InDoubt => &mut self.in_doubt,
+            Status::Suppressed => &mut self.suppressed,
             Status::Invalid => &mut self.invalid,
             Status::Duplicate => &mut self.duplicate,
         } += 1;
@@ -87,6 +103,8 @@ impl Tally {
             + self.failed
             + self.deferred
             + self.not_attempted
+            + self.in_doubt
+            + self.suppressed
             + self.invalid
             + self.duplicate
     }
@@ -96,9 +114,9 @@ impl Tally {
         self.sent + self.written + self.dry_run
     }
 
-    /// Valid recipients that did not get the message.
+    /// Valid recipients that did not (or may not) have got the message.
     pub fn undelivered(&self) -> u64 {
-        self.failed + self.deferred + self.not_attempted
+        self.failed + self.deferred + self.not_attempted + self.in_doubt
     }
 }
 

@@ -5,15 +5,17 @@ use std::time::Instant;
 
 use anyhow::Context;
 
-use crate::cli::SendArgs;
+use crate::cli::{InDoubtArg, SendArgs};
 use crate::clock::Clock;
 use crate::commands::{self, Exit, load};
 use crate::config::{Campaign, TransportConfig};
 use crate::preflight::{Severity, render};
 use crate::progress::Progress;
 use crate::report::ReportWriter;
+use crate::send::journal::{self, Journal};
 use crate::send::transport::{Outbox, SmtpRelay};
-use crate::send::{DeliveryError, Mode, Pacer, Pipeline, Stop, Transport};
+use crate::send::{Abort, DeliveryError, InDoubt, Mode, Pacer, Pipeline, Stop, Transport};
+use crate::suppression::Suppression;
 
 pub async fn run(args: &SendArgs, quiet: bool, clock: Arc<dyn Clock>) -> anyhow::Result<Exit> {
     let loaded = load(&args.campaign, clock.clone())?;
@@ -97,6 +99,86 @@ pub async fn run(args: &SendArgs, quiet: bool, clock: Arc<dyn Clock>) -> anyhow:
     }
 
     let assembler = loaded.assembler.clone();
+
+    // The journal: what earlier runs of this campaign did. Dry runs read it (to show what a
+    // real run would skip) but never write it.
+    let journal_path = run_dir.join("journal");
+    let prior = journal::read(&journal_path)?;
+    let fingerprint = fingerprint(campaign)?;
+    if let Some(old) = &prior.fingerprint
+        && *old != fingerprint
+        && !args.accept_changes
+    {
+        let what: Vec<&str> = ["recipients", "templates"]
+            .into_iter()
+            .filter(|part| field(old, part) != field(&fingerprint, part))
+            .collect();
+        eprintln!(
+            "mailshot: the {} changed since this campaign's journal began ({}).\n  Addresses already sent to are still skipped; rerun with --accept-changes to resume with the new files,\n  or give the campaign a new id to start over.",
+            if what.is_empty() {
+                "inputs".to_owned()
+            } else {
+                what.join(" and ")
+            },
+            journal_path.display()
+        );
+        return Ok(Exit::CouldNotStart);
+    }
+    let doubt = prior.in_doubt();
+    let in_doubt = match (args.in_doubt, doubt.is_empty()) {
+        (_, true) | (Some(InDoubtArg::Resend), _) => InDoubt::Resend,
+        (Some(InDoubtArg::Skip), _) => InDoubt::Skip,
+        (None, false) => {
+            eprintln!(
+                "mailshot: {} recipient{} were in flight when an earlier run stopped; they may or may not have received the message:",
+                doubt.len(),
+                if doubt.len() == 1 { "" } else { "s" }
+            );
+            for (row, addr) in doubt.iter().take(20) {
+                eprintln!("  row {row}: {addr}");
+            }
+            if doubt.len() > 20 {
+                eprintln!("  ... and {} more", doubt.len() - 20);
+            }
+            eprintln!(
+                "  rerun with --in-doubt resend (they may get it twice; the Message-ID is the same, so many receivers drop the copy)\n  or --in-doubt skip (they may not get it at all; the report marks them in-doubt)."
+            );
+            return Ok(Exit::CouldNotStart);
+        }
+    };
+    if prior.fingerprint.is_some() {
+        println!(
+            "journal: {} sent earlier, {} refused earlier, {} deferred (retried now), {} in doubt{}",
+            prior.count(journal::State::Sent),
+            prior.count(journal::State::Failed),
+            prior.count(journal::State::Deferred),
+            doubt.len(),
+            if doubt.is_empty() {
+                String::new()
+            } else {
+                format!(
+                    " ({})",
+                    if in_doubt == InDoubt::Resend {
+                        "resending"
+                    } else {
+                        "skipping"
+                    }
+                )
+            }
+        );
+    }
+    let suppression = match &campaign.suppression {
+        Some(cfg) => {
+            let s = Suppression::load(&cfg.file, cfg.add_permanent_failures)?;
+            println!(
+                "suppression list: {} entries ({})",
+                s.len(),
+                cfg.file.display()
+            );
+            s
+        }
+        None => Suppression::none(),
+    };
     let (transport, mode, report_path) = if args.dry_run {
         let outbox = Outbox::new(&run_dir.join("dry-run"))?;
         (
@@ -140,6 +222,17 @@ pub async fn run(args: &SendArgs, quiet: bool, clock: Arc<dyn Clock>) -> anyhow:
         },
         campaign.limits.concurrency
     );
+    let journal = if mode == Mode::DryRun {
+        None
+    } else {
+        Some(Journal::open(
+            &journal_path,
+            &fingerprint,
+            &format!("run {} {:?}", crate::clock::rfc3339(clock.now()), mode),
+        )?)
+    };
+    let abort = Arc::new(Abort::default());
+    watch_signals(abort.clone(), journal.clone());
     let mut report = ReportWriter::create(&report_path)?;
     let mut progress = Progress::new(s.valid, quiet);
     let started = Instant::now();
@@ -156,6 +249,13 @@ pub async fn run(args: &SendArgs, quiet: bool, clock: Arc<dyn Clock>) -> anyhow:
         mode,
         clock,
         expected_rows: s.rows,
+        abort,
+        journal,
+        prior: Arc::new(prior),
+        in_doubt,
+        suppression: Arc::new(suppression),
+        retry: campaign.retry,
+        seed: seed(),
     };
     let mut result = pipeline
         .run(&campaign.recipients, &mut report, &mut progress)
@@ -181,11 +281,19 @@ pub async fn run(args: &SendArgs, quiet: bool, clock: Arc<dyn Clock>) -> anyhow:
         t.delivered(),
         t.delivered() as f64 / secs.max(1e-3)
     );
+    if t.sent_earlier > 0 {
+        println!(
+            "  ({} of them by earlier runs, from the journal)",
+            t.sent_earlier
+        );
+    }
     println!(
-        "  failed {} · deferred {} · not attempted {} · invalid {} · duplicate {} · rows {}",
+        "  failed {} · deferred {} · not attempted {} · in doubt {} · suppressed {} · invalid {} · duplicate {} · rows {}",
         t.failed,
         t.deferred,
         t.not_attempted,
+        t.in_doubt,
+        t.suppressed,
         t.invalid,
         t.duplicate,
         t.rows()
@@ -195,12 +303,21 @@ pub async fn run(args: &SendArgs, quiet: bool, clock: Arc<dyn Clock>) -> anyhow:
         println!("  messages: {}", run_dir.join("dry-run").display());
     }
 
+    if let Some(Stop::Interrupted) = &result.stopped {
+        eprintln!(
+            "mailshot: interrupted; the journal is synced. Resume with:\n  mailshot send {}",
+            args.campaign.display()
+        );
+        return Ok(Exit::Stopped);
+    }
     if let Some(stop) = &result.stopped {
         let fix = match stop {
             Stop::Delivery(e) => hint(e, campaign),
             Stop::Recipients(_) => "fix the recipient file".into(),
             Stop::Report(_) => "free disk space or fix the state folder's permissions; the report lists every recipient it could record".into(),
             Stop::Internal(_) => "this is a bug in mailshot; the report lists what was done".into(),
+            Stop::Journal(_) => "free disk space or fix the state folder's permissions, then resume".into(),
+            Stop::Interrupted => String::new(),
         };
         eprintln!("mailshot: stopped: {stop}\n  fix: {fix}");
         return Ok(Exit::Stopped);
@@ -210,6 +327,87 @@ pub async fn run(args: &SendArgs, quiet: bool, clock: Arc<dyn Clock>) -> anyhow:
     } else {
         Exit::Success
     })
+}
+
+/// First Ctrl-C (or SIGTERM): stop taking recipients, let those in flight finish. Second:
+/// sync the journal and exit at once; every message that may have left is already journaled
+/// as in flight, so the journal stays consistent.
+fn watch_signals(abort: Arc<Abort>, journal: Option<Journal>) {
+    tokio::spawn(async move {
+        let mut term =
+            tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).ok();
+        let mut count = 0;
+        loop {
+            tokio::select! {
+                r = tokio::signal::ctrl_c() => if r.is_err() { return },
+                Some(()) = async { match term.as_mut() { Some(t) => t.recv().await, None => std::future::pending().await } } => {}
+            }
+            count += 1;
+            if count == 1 {
+                abort.trip(Stop::Interrupted);
+                eprintln!(
+                    "\nmailshot: stopping: finishing the messages in flight (Ctrl-C again to quit at once)"
+                );
+            } else {
+                if let Some(j) = &journal {
+                    let _ = j.sync();
+                }
+                eprintln!(
+                    "mailshot: quit; the journal is consistent, resume with the same command"
+                );
+                std::process::exit(130);
+            }
+        }
+    });
+}
+
+/// What the journal remembers of the inputs, to notice a resume with different files:
+/// `recipients=<hash>;templates=<hash>`.
+fn fingerprint(c: &Campaign) -> anyhow::Result<String> {
+    use aws_lc_rs::digest::{Context, SHA256};
+    let hash_files = |paths: &[&std::path::Path], extra: &str| -> anyhow::Result<String> {
+        let mut ctx = Context::new(&SHA256);
+        for p in paths {
+            let mut f =
+                std::fs::File::open(p).with_context(|| format!("cannot read {}", p.display()))?;
+            let mut buf = vec![0u8; 64 * 1024];
+            loop {
+                let n = std::io::Read::read(&mut f, &mut buf)?;
+                if n == 0 {
+                    break;
+                }
+                ctx.update(&buf[..n]);
+            }
+        }
+        ctx.update(extra.as_bytes());
+        Ok(ctx.finish().as_ref()[..8]
+            .iter()
+            .map(|b| format!("{b:02x}"))
+            .collect())
+    };
+    let templates: Vec<&std::path::Path> = [&c.text_template, &c.html_template]
+        .into_iter()
+        .flatten()
+        .map(|p| p.as_path())
+        .collect();
+    Ok(format!(
+        "recipients={};templates={}",
+        hash_files(&[&c.recipients.file], "")?,
+        hash_files(&templates, &c.subject)?
+    ))
+}
+
+fn field<'a>(fingerprint: &'a str, name: &str) -> Option<&'a str> {
+    fingerprint
+        .split(';')
+        .find_map(|kv| kv.strip_prefix(name)?.strip_prefix('='))
+}
+
+/// Seeds the retry jitter from the system's random source.
+fn seed() -> u64 {
+    let mut b = [0u8; 8];
+    let _ = aws_lc_rs::rand::fill(&mut b);
+    u64::from_le_bytes(b)
 }
 
 /// One sentence on what to change, from the kind of failure.

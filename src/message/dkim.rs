@@ -318,9 +318,13 @@ fn load_key(path: &Path) -> Result<(DkimKey, PublicKey), KeyError> {
                         Ed25519Key::from_pkcs8_maybe_unchecked_der(&raw)
                             .map(DkimKey::from)
                             .map_err(|_| {
-                                invalid(format!(
-                                    "neither an RSA nor an Ed25519 key ({rsa_err}); an EC key? DKIM uses RSA or Ed25519"
-                                ))
+                                if rsa_err.to_string().contains("TooSmall") {
+                                    invalid("an RSA key under 2048 bits, which mailshot does not sign with (receivers treat short keys as weak); generate a 2048-bit key: openssl genpkey -algorithm RSA -pkeyopt rsa_keygen_bits:2048".into())
+                                } else {
+                                    invalid(format!(
+                                        "neither an RSA nor an Ed25519 key ({rsa_err}); an EC key? DKIM uses RSA or Ed25519"
+                                    ))
+                                }
                             }),
                         public,
                     )

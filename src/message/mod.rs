@@ -68,6 +68,10 @@ impl Assembler {
         }
     }
 
+    pub fn message_id(&self, address: &lettre::Address) -> String {
+        self.composer.message_id(address)
+    }
+
     /// The recipient's one-click (HTTPS) unsubscribe URL, when one is configured.
     pub fn unsubscribe_url(&self, r: &Recipient) -> Option<String> {
         self.links(r).and_then(|l| l.https)

@@ -198,13 +198,43 @@ pub async fn audit(dns: &Dns, keys: &[DkimKeyPair], sample: &[u8]) -> Vec<Findin
             );
             continue;
         };
+        // The size receivers see is the published key's, whatever the private key is.
+        if k == "rsa" {
+            match rsa_bits(&bytes) {
+                Some(bits) => {
+                    let sev = match bits {
+                        b if b < 1024 => Severity::Fail,
+                        b if b < 2048 => Severity::Warn,
+                        _ => Severity::Pass,
+                    };
+                    let mut finding = f(
+                        "dkim.key-size",
+                        sev,
+                        format!("the published RSA key has {bits} bits"),
+                    );
+                    if sev != Severity::Pass {
+                        finding = finding.evidence(evidence.clone()).fix("generate an RSA-2048 key under a new selector (mailshot init, or openssl genpkey -algorithm RSA -pkeyopt rsa_keygen_bits:2048), publish it, then switch campaign.toml to it".into());
+                    }
+                    out.push(finding);
+                }
+                None => out.push(
+                    f(
+                        "dkim.syntax",
+                        Severity::Fail,
+                        "p= is not an RSA public key".into(),
+                    )
+                    .evidence(evidence.clone())
+                    .fix(fix_record.clone()),
+                ),
+            }
+        }
         if !same_key(key.public(), &bytes) {
             out.push(
                 f(
                     "dkim.key-mismatch",
                     Severity::Fail,
                     format!(
-                        "the published key is not the public half of {}: every signature will fail",
+                        "the published key is not the public half of the configured private key ({}): every signature will fail",
                         key.selector()
                     ),
                 )
@@ -218,24 +248,63 @@ pub async fn audit(dns: &Dns, keys: &[DkimKeyPair], sample: &[u8]) -> Vec<Findin
             Severity::Pass,
             "the published key matches the configured private key".into(),
         ));
-        if let PublicKey::Rsa { bits, .. } = key.public() {
-            let sev = match bits {
-                b if *b < 1024 => Severity::Fail,
-                b if *b < 2048 => Severity::Warn,
-                _ => Severity::Pass,
-            };
-            let mut finding = f("dkim.key-size", sev, format!("RSA key of {bits} bits"));
-            if sev != Severity::Pass {
-                finding = finding.fix("generate an RSA-2048 key under a new selector (mailshot init, or openssl genpkey -algorithm RSA -pkeyopt rsa_keygen_bits:2048) and publish it before switching".into());
-            }
-            out.push(finding);
-        }
         published.push((name.clone(), rec.clone()));
     }
     if !published.is_empty() {
         out.extend(verify_sample(sample, &published).await);
     }
     out
+}
+
+/// Reads one DER element: (tag, contents, rest).
+fn der(input: &[u8]) -> Option<(u8, &[u8], &[u8])> {
+    let (&tag, rest) = input.split_first()?;
+    let (&first, rest) = rest.split_first()?;
+    let (len, rest) = if first < 0x80 {
+        (first as usize, rest)
+    } else {
+        let n = (first & 0x7f) as usize;
+        if n == 0 || n > 4 || rest.len() < n {
+            return None;
+        }
+        let len = rest[..n].iter().fold(0usize, |a, &b| (a << 8) | b as usize);
+        (len, &rest[n..])
+    };
+    (rest.len() >= len).then(|| (tag, &rest[..len], &rest[len..]))
+}
+
+/// The modulus size of an RSA public key published as SubjectPublicKeyInfo (the usual form)
+/// or as a bare RSAPublicKey.
+fn rsa_bits(key: &[u8]) -> Option<usize> {
+    let (tag, seq, _) = der(key)?;
+    if tag != 0x30 {
+        return None;
+    }
+    let (first_tag, _, after_first) = der(seq)?;
+    let rsa_public = match first_tag {
+        // SubjectPublicKeyInfo: AlgorithmIdentifier, then a BIT STRING holding RSAPublicKey.
+        0x30 => {
+            let (bs_tag, bits, _) = der(after_first)?;
+            if bs_tag != 0x03 || bits.first() != Some(&0) {
+                return None;
+            }
+            let (t, inner, _) = der(&bits[1..])?;
+            if t != 0x30 {
+                return None;
+            }
+            inner
+        }
+        // A bare RSAPublicKey: the modulus comes first.
+        0x02 => seq,
+        _ => return None,
+    };
+    let (t, modulus, _) = der(rsa_public)?;
+    if t != 0x02 {
+        return None;
+    }
+    let m: Vec<u8> = modulus.iter().copied().skip_while(|&b| b == 0).collect();
+    let lead = m.first()?.leading_zeros() as usize;
+    Some(m.len() * 8 - lead)
 }
 
 /// True when the record's key bytes are the configured key's public half. RSA keys may be
@@ -350,5 +419,20 @@ impl ResolverCache<Box<str>, Txt> for Seeded {
             .lock()
             .unwrap_or_else(|e| e.into_inner())
             .insert(key, value);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn rsa_sizes_from_published_keys() {
+        // The example's RSA-2048 key, as SubjectPublicKeyInfo.
+        let spki = STANDARD.decode("MIIBIjANBgkqhkiG9w0BAQEFAAOCAQ8AMIIBCgKCAQEAlkqU1t51ZgJ5zeDp/68/+5CFKh21ZzzStGerfiW4Gbs8d/nn7FJrR07KtStGE2O38t/wMEjuzE7bOYqIQTs0YJvhu3X7b1rWO30pMu2/EiIfYdub7NudB4LHiCf1yYei8P0oqANIR3PKCwdVhAG1nyeezaNiB/SN3lqitMx1nviD/IwEf4RANeORN2DXxiQM/YI8Ovjd67c4yg1Y+2WTP+wbpGOlkYZcSRvy1IKIhYpTeIQbNg8OiWlyiLEZfyVhp442t4IBb0BZaH84nu33gE++gd6pqEpzGhoeRSUPaO+BUZI31qI4soX26BHNmwwsEQB9rpAmWXklkEeNIxPhIwIDAQAB").unwrap();
+        assert_eq!(rsa_bits(&spki), Some(2048));
+        // The same key's bare RSAPublicKey (the BIT STRING's contents).
+        assert_eq!(rsa_bits(&spki[24..]), Some(2048));
+        assert_eq!(rsa_bits(b"not der"), None);
     }
 }

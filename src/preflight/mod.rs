@@ -34,7 +34,7 @@ pub enum Severity {
 }
 
 impl Severity {
-    /// Blocking findings stop `send`.
+    /// Severities that block `send` (see [`Finding::blocks`]).
     pub fn blocks(self) -> bool {
         matches!(self, Severity::Fail | Severity::TempError)
     }
@@ -108,6 +108,12 @@ impl Finding {
         }
     }
 
+    /// Fails and temperrors block `send`, except in DNS hygiene: MX, reverse DNS and MTA-STS
+    /// matter for reputation but do not decide whether mail authenticates.
+    pub fn blocks(&self) -> bool {
+        self.severity.blocks() && self.group != Group::Dns
+    }
+
     pub fn evidence(mut self, e: String) -> Finding {
         self.evidence = Some(e);
         self
@@ -132,7 +138,7 @@ pub struct Audit {
 
 impl Audit {
     pub fn blocking(&self) -> impl Iterator<Item = &Finding> {
-        self.findings.iter().filter(|f| f.severity.blocks())
+        self.findings.iter().filter(|f| f.blocks())
     }
 
     /// Blocking findings whose id the user did not override.

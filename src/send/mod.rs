@@ -5,6 +5,7 @@
 //!
 //! Memory stays flat: the queues are bounded and rows are streamed from the file.
 
+pub mod journal;
 pub mod rate;
 pub mod transport;
 pub mod validate;
@@ -17,10 +18,14 @@ use tokio::sync::mpsc;
 
 use crate::clock::Clock;
 use crate::config::RecipientSource;
+use crate::config::RetryPolicy;
 use crate::message::{Assembler, Prepared, RowError};
 use crate::progress::Progress;
+use crate::recipients::Recipient;
 use crate::recipients::{RecipientReader, RecipientsError};
 use crate::report::{Outcome, ReportWriter, Status, Tally};
+use crate::suppression::Suppression;
+use journal::{Journal, Prior, State};
 
 pub use rate::Pacer;
 pub use transport::{DeliveryError, FailureClass, Transport};
@@ -40,6 +45,9 @@ pub enum Stop {
     Delivery(DeliveryError),
     Recipients(String),
     Report(String),
+    Journal(String),
+    /// Ctrl-C (or SIGTERM): in-flight messages finished, nothing new started.
+    Interrupted,
     Internal(String),
 }
 
@@ -47,7 +55,10 @@ impl std::fmt::Display for Stop {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
             Stop::Delivery(e) => f.write_str(&e.text),
-            Stop::Recipients(e) | Stop::Report(e) | Stop::Internal(e) => f.write_str(e),
+            Stop::Recipients(e) | Stop::Report(e) | Stop::Journal(e) | Stop::Internal(e) => {
+                f.write_str(e)
+            }
+            Stop::Interrupted => f.write_str("interrupted"),
         }
     }
 }
@@ -57,25 +68,49 @@ pub struct RunResult {
     pub stopped: Option<Stop>,
 }
 
-/// Shared state for stopping early: the first fatal error wins.
+/// Shared state for stopping early: the first reason wins. Tripped by fatal errors, by the
+/// circuit breaker, and by Ctrl-C.
 #[derive(Default)]
-struct Abort {
+pub struct Abort {
     flag: AtomicBool,
     reason: Mutex<Option<Stop>>,
+    wake: tokio::sync::Notify,
 }
 
 impl Abort {
-    fn trip(&self, why: Stop) {
+    pub fn trip(&self, why: Stop) {
         let mut reason = self.reason.lock().unwrap_or_else(|e| e.into_inner());
         if reason.is_none() {
             *reason = Some(why);
         }
         self.flag.store(true, Ordering::SeqCst);
+        self.wake.notify_waiters();
     }
 
-    fn is_set(&self) -> bool {
+    pub fn is_set(&self) -> bool {
         self.flag.load(Ordering::SeqCst)
     }
+
+    /// Sleeps for `d`, or less if the run is stopped meanwhile.
+    async fn sleep(&self, d: std::time::Duration) {
+        let woken = self.wake.notified();
+        if self.is_set() {
+            return;
+        }
+        tokio::select! {
+            () = tokio::time::sleep(d) => {}
+            () = woken => {}
+        }
+    }
+}
+
+/// What to do with recipients an earlier run left in flight (see the journal).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum InDoubt {
+    /// Send again, with the same Message-ID: at worst a duplicate the receiver may drop.
+    Resend,
+    /// Do not send: report them as in doubt.
+    Skip,
 }
 
 pub struct Pipeline {
@@ -88,6 +123,15 @@ pub struct Pipeline {
     pub clock: Arc<dyn Clock>,
     /// Rows the survey counted; the run checks that every one of them was reported.
     pub expected_rows: u64,
+    pub abort: Arc<Abort>,
+    /// `None` for dry runs, which never mark anything as sent.
+    pub journal: Option<Journal>,
+    pub prior: Arc<Prior>,
+    pub in_doubt: InDoubt,
+    pub suppression: Arc<Suppression>,
+    pub retry: RetryPolicy,
+    /// Seeds the retry jitter.
+    pub seed: u64,
 }
 
 /// After this many recipients in a row were refused, the problem is the sender, not them:
@@ -105,7 +149,7 @@ impl Pipeline {
         report: &mut ReportWriter,
         progress: &mut Progress,
     ) -> RunResult {
-        let abort = Arc::new(Abort::default());
+        let abort = self.abort.clone();
         let (outcome_tx, mut outcome_rx) = mpsc::channel::<Outcome>(1024);
         let (job_tx, job_rx) = mpsc::channel::<Prepared>(self.concurrency * 2);
         let job_rx = Arc::new(tokio::sync::Mutex::new(job_rx));
@@ -128,6 +172,10 @@ impl Pipeline {
                     outcomes: outcome_tx.clone(),
                     abort: abort.clone(),
                     clock: self.clock.clone(),
+                    prior: self.prior.clone(),
+                    in_doubt: self.in_doubt,
+                    suppression: self.suppression.clone(),
+                    journal: self.journal.clone(),
                 };
                 preparers.push(std::thread::spawn(move || p.run()));
             }
@@ -135,7 +183,7 @@ impl Pipeline {
         drop(job_tx);
 
         let mut senders = Vec::new();
-        for _ in 0..self.concurrency {
+        for i in 0..self.concurrency {
             let s = Sender {
                 jobs: job_rx.clone(),
                 outcomes: outcome_tx.clone(),
@@ -145,6 +193,10 @@ impl Pipeline {
                 abort: abort.clone(),
                 mode: self.mode,
                 clock: self.clock.clone(),
+                journal: self.journal.clone(),
+                suppression: self.suppression.clone(),
+                retry: self.retry,
+                rng: Rng::new(self.seed ^ (i as u64 + 1).wrapping_mul(0x9e37_79b9_7f4a_7c15)),
             };
             senders.push(tokio::spawn(s.run()));
         }
@@ -158,6 +210,9 @@ impl Pipeline {
         let mut report_ok = true;
         while let Some(o) = outcome_rx.recv().await {
             tally.add(o.status);
+            if o.earlier {
+                tally.sent_earlier += 1;
+            }
             match o.status {
                 Status::Sent | Status::Written | Status::DryRun => refused_in_a_row = 0,
                 Status::Failed | Status::Deferred if o.message_id.is_some() => {
@@ -175,7 +230,7 @@ impl Pipeline {
                 }
                 _ => {}
             }
-            if !matches!(o.status, Status::Invalid | Status::Duplicate) {
+            if !matches!(o.status, Status::Invalid | Status::Duplicate) && !o.earlier {
                 progress.inc();
             }
             if report_ok && let Err(e) = report.write(&o) {
@@ -194,6 +249,11 @@ impl Pipeline {
             if p.join().is_err() {
                 abort.trip(Stop::Internal("a preparer thread panicked".into()));
             }
+        }
+        if let Some(j) = &self.journal
+            && let Err(e) = j.sync()
+        {
+            abort.trip(Stop::Journal(e));
         }
         progress.finish();
         if tally.rows() != self.expected_rows && !abort.is_set() {
@@ -219,6 +279,10 @@ struct Preparer {
     outcomes: mpsc::Sender<Outcome>,
     abort: Arc<Abort>,
     clock: Arc<dyn Clock>,
+    prior: Arc<Prior>,
+    in_doubt: InDoubt,
+    suppression: Arc<Suppression>,
+    journal: Option<Journal>,
 }
 
 impl Preparer {
@@ -251,6 +315,7 @@ impl Preparer {
                 text,
                 message_id: None,
                 time: now,
+                earlier: false,
             };
             let row_no = row.row();
             let checked = match check_row(row, None) {
@@ -283,6 +348,18 @@ impl Preparer {
                     Status::NotAttempted,
                     NOT_ATTEMPTED.into(),
                 )),
+                Checked::Ok(r) if let Some(why) = self.suppression.check(r.address.as_ref()) => {
+                    if let Some(j) = &self.journal {
+                        j.record(State::Suppressed, r.row, r.address.as_ref(), None, &why);
+                    }
+                    self.emit(outcome(
+                        r.row,
+                        r.address.to_string(),
+                        Status::Suppressed,
+                        why,
+                    ))
+                }
+                Checked::Ok(r) if let Some(o) = self.settled_earlier(&r, now) => self.emit(o),
                 Checked::Ok(r) => {
                     let (row, address) = (r.row, r.address.to_string());
                     match self.assembler.assemble(r) {
@@ -312,6 +389,61 @@ impl Preparer {
 
 const NOT_ATTEMPTED: &str = "the run stopped before this recipient";
 
+impl Preparer {
+    /// The outcome an earlier run already settled for `r`, if any: sent and permanently
+    /// failed recipients are never sent again, and in-doubt ones follow `--in-doubt`.
+    fn settled_earlier(&self, r: &Recipient, now: std::time::SystemTime) -> Option<Outcome> {
+        let (status, text) = match self.prior.state(r.address.as_ref())? {
+            State::Sent => (Status::Sent, "sent by an earlier run (journal)"),
+            State::Failed => (
+                Status::Failed,
+                "refused permanently in an earlier run (journal); not retried",
+            ),
+            State::InFlight if self.in_doubt == InDoubt::Skip => (
+                Status::InDoubt,
+                "in flight when an earlier run stopped; skipped (--in-doubt skip): it may or may not have been delivered",
+            ),
+            State::InFlight | State::Deferred | State::Suppressed => return None,
+        };
+        Some(Outcome {
+            row: r.row,
+            address: r.address.to_string(),
+            status,
+            code: None,
+            text: text.into(),
+            message_id: Some(self.assembler.message_id(&r.address)),
+            time: now,
+            earlier: status != Status::InDoubt,
+        })
+    }
+}
+
+/// Small xorshift generator for retry jitter; seeded by the caller, so tests can fix it.
+struct Rng(u64);
+
+impl Rng {
+    fn new(seed: u64) -> Rng {
+        Rng(seed | 1)
+    }
+
+    /// A factor in [0.5, 1.5).
+    fn jitter(&mut self) -> f64 {
+        self.0 ^= self.0 << 13;
+        self.0 ^= self.0 >> 7;
+        self.0 ^= self.0 << 17;
+        0.5 + (self.0 >> 11) as f64 / (1u64 << 53) as f64
+    }
+}
+
+/// Replies that mean "you are sending too fast" rather than "this message is unwelcome".
+fn is_throttle(e: &DeliveryError) -> bool {
+    match e.code {
+        Some(421 | 454) => true,
+        Some(450..=452) => e.text.contains("4.7."),
+        _ => false,
+    }
+}
+
 struct Sender {
     jobs: Arc<tokio::sync::Mutex<mpsc::Receiver<Prepared>>>,
     outcomes: mpsc::Sender<Outcome>,
@@ -321,46 +453,114 @@ struct Sender {
     abort: Arc<Abort>,
     mode: Mode,
     clock: Arc<dyn Clock>,
+    journal: Option<Journal>,
+    suppression: Arc<Suppression>,
+    retry: RetryPolicy,
+    rng: Rng,
 }
 
 impl Sender {
-    async fn run(self) {
+    async fn run(mut self) {
         loop {
             let job = { self.jobs.lock().await.recv().await };
             let Some(msg) = job else { return };
+            let outcome = self.deliver(&msg).await;
+            if self.outcomes.send(outcome).await.is_err() {
+                return;
+            }
+        }
+    }
+
+    /// One recipient: pace, journal, send, and retry transient failures.
+    async fn deliver(&mut self, msg: &Prepared) -> Outcome {
+        let (row, address) = (msg.recipient.row, msg.recipient.address.to_string());
+        let mut last: Option<DeliveryError> = None;
+        for attempt in 1..=self.retry.attempts {
             if !self.abort.is_set() {
                 self.pacer.wait().await;
             }
             // Checked after the wait too: a fatal error may have come in meanwhile, and one
             // more attempt with a refused password could lock the account.
-            let outcome = if self.abort.is_set() {
-                self.outcome(&msg, Status::NotAttempted, None, NOT_ATTEMPTED.into())
-            } else {
-                match self.transport.send(&self.from, &msg).await {
-                    Ok(ok) => {
-                        let status = match self.mode {
-                            Mode::Smtp => Status::Sent,
-                            Mode::Outbox => Status::Written,
-                            Mode::DryRun => Status::DryRun,
-                        };
-                        self.outcome(&msg, status, ok.code, ok.text)
-                    }
-                    Err(e) => {
-                        let status = match e.class {
-                            FailureClass::Permanent => Status::Failed,
-                            FailureClass::Transient => Status::Deferred,
-                            FailureClass::Fatal => {
-                                self.abort.trip(Stop::Delivery(e.clone()));
-                                Status::Deferred
-                            }
-                        };
-                        self.outcome(&msg, status, e.code, e.text)
-                    }
-                }
-            };
-            if self.outcomes.send(outcome).await.is_err() {
-                return;
+            if self.abort.is_set() {
+                return match last {
+                    // Tried and failed transiently before the stop: deferred, not untouched.
+                    Some(e) => self.outcome(msg, Status::Deferred, e.code, e.text),
+                    None => self.outcome(msg, Status::NotAttempted, None, NOT_ATTEMPTED.into()),
+                };
             }
+            if let Some(j) = &self.journal
+                && let Err(e) = j.in_flight(row, &address).await
+            {
+                self.abort.trip(Stop::Journal(e.clone()));
+                return self.outcome(msg, Status::NotAttempted, None, format!("journal: {e}"));
+            }
+            let result = self.transport.send(&self.from, msg).await;
+            let e = match result {
+                Ok(ok) => {
+                    let status = match self.mode {
+                        Mode::Smtp => Status::Sent,
+                        Mode::Outbox => Status::Written,
+                        Mode::DryRun => Status::DryRun,
+                    };
+                    self.journal_record(State::Sent, row, &address, ok.code, &ok.text);
+                    return self.outcome(msg, status, ok.code, ok.text);
+                }
+                Err(e) => e,
+            };
+            match e.class {
+                FailureClass::Permanent => {
+                    self.journal_record(State::Failed, row, &address, e.code, &e.text);
+                    if Suppression::is_hard_bounce(e.code, &e.text) {
+                        let when = crate::clock::rfc3339(self.clock.now());
+                        self.suppression.add(&address, &e.text, &when);
+                    }
+                    return self.outcome(msg, Status::Failed, e.code, e.text);
+                }
+                FailureClass::Fatal => {
+                    self.journal_record(State::Deferred, row, &address, e.code, &e.text);
+                    self.abort.trip(Stop::Delivery(e.clone()));
+                    return self.outcome(msg, Status::Deferred, e.code, e.text);
+                }
+                FailureClass::Transient => {
+                    // Recorded at once: a crash during the back-off must not leave this
+                    // recipient looking in flight (in doubt) when it was refused.
+                    self.journal_record(State::Deferred, row, &address, e.code, &e.text);
+                    if is_throttle(&e) {
+                        self.pacer.slow_down();
+                    }
+                    if attempt < self.retry.attempts {
+                        let base = self
+                            .retry
+                            .first_delay
+                            .saturating_mul(1 << (attempt - 1).min(16))
+                            .min(self.retry.max_delay);
+                        let wait = base.mul_f64(self.rng.jitter());
+                        tracing::info!(
+                            "{address}: {} ({}); retry {} of {} in {:.1} s",
+                            e.text,
+                            e.code.map(|c| c.to_string()).unwrap_or_default(),
+                            attempt,
+                            self.retry.attempts - 1,
+                            wait.as_secs_f64()
+                        );
+                        self.abort.sleep(wait).await;
+                    }
+                    last = Some(e);
+                }
+            }
+        }
+        let e = last.unwrap_or_else(|| DeliveryError {
+            class: FailureClass::Transient,
+            code: None,
+            text: "not attempted".into(),
+        });
+        let text = format!("{} (after {} attempts)", e.text, self.retry.attempts);
+        self.outcome(msg, Status::Deferred, e.code, text)
+    }
+
+    fn journal_record(&self, state: State, row: u64, address: &str, code: Option<u16>, text: &str) {
+        if let Some(j) = &self.journal {
+            j.record(state, row, address, code, text);
         }
     }
 
@@ -373,6 +573,7 @@ impl Sender {
             text,
             message_id: Some(msg.message_id.clone()),
             time: self.clock.now(),
+            earlier: false,
         }
     }
 }

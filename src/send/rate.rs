@@ -20,7 +20,22 @@ type Limiter<C> = RateLimiter<NotKeyed, InMemoryState, C, NoOpMiddleware<<C as G
 
 pub struct Pacer {
     limiter: Option<Limiter<DefaultClock>>,
+    throttle: std::sync::Mutex<Throttle>,
 }
+
+/// Extra spacing after the relay said "slow down" (421, 4.7.x, 454): every throttling reply
+/// doubles the gap between messages (from 1 s, up to 60 s), and it lasts five minutes after
+/// the last such reply.
+#[derive(Default)]
+struct Throttle {
+    gap: Duration,
+    until: Option<tokio::time::Instant>,
+    next: Option<tokio::time::Instant>,
+}
+
+const THROTTLE_MIN: Duration = Duration::from_secs(1);
+const THROTTLE_MAX: Duration = Duration::from_secs(60);
+const THROTTLE_FOR: Duration = Duration::from_secs(300);
 
 /// The interval between two messages, or `None` when no limit is set.
 pub fn interval(limits: &Limits) -> Option<Duration> {
@@ -44,12 +59,16 @@ impl Pacer {
     pub fn new(limits: &Limits) -> Pacer {
         Pacer {
             limiter: quota(limits).map(RateLimiter::direct),
+            throttle: Default::default(),
         }
     }
 
     /// No pacing: the outbox and dry runs deliver nowhere that could throttle.
     pub fn none() -> Pacer {
-        Pacer { limiter: None }
+        Pacer {
+            limiter: None,
+            throttle: Default::default(),
+        }
     }
 
     /// Waits until the next message may start.
@@ -57,6 +76,33 @@ impl Pacer {
         if let Some(l) = &self.limiter {
             l.until_ready().await;
         }
+        let slot = {
+            let mut t = self.throttle.lock().unwrap_or_else(|e| e.into_inner());
+            let now = tokio::time::Instant::now();
+            match t.until {
+                Some(until) if now < until => {
+                    let start = t.next.map_or(now, |n| n.max(now));
+                    t.next = Some(start + t.gap);
+                    Some(start)
+                }
+                _ => None,
+            }
+        };
+        if let Some(start) = slot {
+            tokio::time::sleep_until(start).await;
+        }
+    }
+
+    /// The relay asked us to slow down.
+    pub fn slow_down(&self) {
+        let mut t = self.throttle.lock().unwrap_or_else(|e| e.into_inner());
+        t.gap = (t.gap * 2).clamp(THROTTLE_MIN, THROTTLE_MAX);
+        t.until = Some(tokio::time::Instant::now() + THROTTLE_FOR);
+        tracing::warn!(
+            "the relay is throttling; spacing messages {} s apart for the next {} s",
+            t.gap.as_secs(),
+            THROTTLE_FOR.as_secs()
+        );
     }
 
     pub fn describe(limits: &Limits) -> String {
