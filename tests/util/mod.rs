@@ -3,6 +3,8 @@
 #![allow(dead_code)]
 
 pub mod dkim;
+pub mod dns;
+pub mod interop;
 pub mod smtp;
 pub mod tls;
 
