@@ -27,8 +27,28 @@ pub enum Command {
     Init(InitArgs),
     /// Audit the sending domain (SPF, DKIM, DMARC, alignment, relay TLS) before sending.
     Check(CheckArgs),
+    /// Show chosen recipients' messages exactly as `send` would send them, with lint findings.
+    Preview(PreviewArgs),
     /// Validate, audit, render, sign and deliver a campaign, then write a per-recipient report.
     Send(SendArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct PreviewArgs {
+    /// Path to campaign.toml.
+    pub campaign: PathBuf,
+    /// The recipient on this row of the CSV (the header is row 1). Repeatable.
+    #[arg(long)]
+    pub row: Vec<u64>,
+    /// The recipient with this address (case-insensitive). Repeatable.
+    #[arg(long)]
+    pub email: Vec<String>,
+    /// N recipients spread evenly over the list.
+    #[arg(long, value_name = "N")]
+    pub sample: Option<usize>,
+    /// Write a browsable folder: each message as .eml, .html and .txt, and an index.html.
+    #[arg(long, value_name = "DIR")]
+    pub out: Option<PathBuf>,
 }
 
 /// Where the preflight gets its DNS answers; flags override campaign.toml's [preflight].

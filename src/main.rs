@@ -47,6 +47,7 @@ fn run(cli: &Cli) -> anyhow::Result<Exit> {
             commands::init::run(args, &secret)
         }
         Command::Check(args) => runtime()?.block_on(commands::check::run(args, clock)),
+        Command::Preview(args) => commands::preview::run(args, clock),
         Command::Send(args) => runtime()?.block_on(commands::send::run(args, cli.quiet, clock)),
     }
 }

@@ -394,7 +394,7 @@ fn init_scaffold_runs_as_a_dry_run() {
     );
     assert_eq!(out.status.code(), Some(0));
     assert!(
-        stdout(&out).contains("2 rendered and signed"),
+        stdout(&out).contains("2 rendered, signed and DKIM-verified"),
         "{}",
         stdout(&out)
     );

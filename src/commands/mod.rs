@@ -3,6 +3,7 @@
 
 pub mod check;
 pub mod init;
+pub mod preview;
 pub mod send;
 
 use std::path::Path;

@@ -9,6 +9,7 @@ use crate::cli::{InDoubtArg, SendArgs};
 use crate::clock::Clock;
 use crate::commands::{self, Exit, load};
 use crate::config::{Campaign, TransportConfig};
+use crate::preflight::dkim::DkimVerifier;
 use crate::preflight::{Severity, render};
 use crate::progress::Progress;
 use crate::report::ReportWriter;
@@ -256,6 +257,11 @@ pub async fn run(args: &SendArgs, quiet: bool, clock: Arc<dyn Clock>) -> anyhow:
         suppression: Arc::new(suppression),
         retry: campaign.retry,
         seed: seed(),
+        verifier: if mode == Mode::DryRun {
+            DkimVerifier::new(&audit.dkim_records).map(Arc::new)
+        } else {
+            None
+        },
     };
     let mut result = pipeline
         .run(&campaign.recipients, &mut report, &mut progress)
@@ -273,7 +279,9 @@ pub async fn run(args: &SendArgs, quiet: bool, clock: Arc<dyn Clock>) -> anyhow:
     let delivered_word = match mode {
         Mode::Smtp => "sent",
         Mode::Outbox => "written to the outbox",
-        Mode::DryRun => "rendered and signed (dry run, nothing sent)",
+        Mode::DryRun => {
+            "rendered, signed and DKIM-verified against the published keys (dry run, nothing sent)"
+        }
     };
     println!(
         "{}: {} {delivered_word} in {secs:.1} s ({:.1} msg/s)",

@@ -48,7 +48,14 @@ fn tags(record: &str) -> KeyRecord {
     r
 }
 
-pub async fn audit(dns: &Dns, keys: &[DkimKeyPair], sample: &[u8]) -> Vec<Finding> {
+/// Runs the DKIM checks. Also returns every key record found, for `send --dry-run` to verify
+/// each message it writes against what DNS (or the overlay) publishes.
+pub async fn audit(
+    dns: &Dns,
+    keys: &[DkimKeyPair],
+    sample: &[u8],
+) -> (Vec<Finding>, Vec<(String, DnsTxt)>) {
+    let mut seen: Vec<(String, DnsTxt)> = Vec::new();
     let mut out = Vec::new();
     let mut published: Vec<(String, DnsTxt)> = Vec::new();
     for key in keys {
@@ -111,6 +118,7 @@ pub async fn audit(dns: &Dns, keys: &[DkimKeyPair], sample: &[u8]) -> Vec<Findin
             );
             continue;
         }
+        seen.push((name.clone(), rec.clone()));
         let text = rec.text();
         let t = tags(&text);
         let evidence = rec.zone_form();
@@ -253,7 +261,7 @@ pub async fn audit(dns: &Dns, keys: &[DkimKeyPair], sample: &[u8]) -> Vec<Findin
     if !published.is_empty() {
         out.extend(verify_sample(sample, &published).await);
     }
-    out
+    (out, seen)
 }
 
 /// Reads one DER element: (tag, contents, rest).
@@ -318,43 +326,95 @@ fn same_key(public: &PublicKey, published: &[u8]) -> bool {
     }
 }
 
-/// Verifies the sample with mail-auth, its DNS answered from the records the audit fetched:
-/// a full receiver-side verification, with no second path to DNS.
-async fn verify_sample(sample: &[u8], published: &[(String, DnsTxt)]) -> Vec<Finding> {
-    let cache = Seeded::default();
-    for (name, txt) in published {
-        let entry = match DomainKey::parse(&txt.joined()) {
-            Ok(k) => Txt::DomainKey(Arc::new(k)),
-            Err(e) => Txt::Error(e),
-        };
-        cache.put(format!("{}.", name.to_ascii_lowercase()), entry);
+/// mail-auth's DKIM verifier with its DNS answered only from the key records the audit
+/// fetched (or the overlay supplied): a full receiver-side verification with no second path
+/// to DNS. `send --dry-run` verifies every message it writes with it.
+pub struct DkimVerifier {
+    auth: MessageAuthenticator,
+    cache: Seeded,
+}
+
+/// One signature's verdict: who signed, and whether it verified.
+pub struct SignatureCheck {
+    pub who: String,
+    pub result: DkimResult,
+}
+
+impl DkimVerifier {
+    pub fn new(published: &[(String, DnsTxt)]) -> Option<DkimVerifier> {
+        let cache = Seeded::default();
+        for (name, txt) in published {
+            let entry = match DomainKey::parse(&txt.joined()) {
+                Ok(k) => Txt::DomainKey(Arc::new(k)),
+                Err(e) => Txt::Error(e),
+            };
+            cache.put(format!("{}.", name.to_ascii_lowercase()), entry);
+        }
+        let auth = MessageAuthenticator::new(
+            ResolverConfig::from_name_servers(Vec::new()),
+            Default::default(),
+        )
+        .ok()?;
+        Some(DkimVerifier { auth, cache })
     }
+
+    /// Every signature's verdict; `None` when the message does not parse.
+    pub async fn check(&self, message: &[u8]) -> Option<Vec<SignatureCheck>> {
+        let msg = AuthenticatedMessage::parse(message)?;
+        let results = self
+            .auth
+            .verify_dkim(Parameters::new(&msg).with_txt_cache(&self.cache))
+            .await;
+        Some(
+            results
+                .iter()
+                .map(|r| SignatureCheck {
+                    who: r
+                        .signature()
+                        .map(|s| format!("s={} d={} a={:?}", s.s, s.d, s.a))
+                        .unwrap_or_default(),
+                    result: r.result().clone(),
+                })
+                .collect(),
+        )
+    }
+
+    /// `Ok` when every signature verifies.
+    pub async fn verify(&self, message: &[u8]) -> Result<(), String> {
+        let checks = self
+            .check(message)
+            .await
+            .ok_or("the message does not parse")?;
+        if checks.is_empty() {
+            return Err("no DKIM signature".into());
+        }
+        for c in checks {
+            if c.result != DkimResult::Pass {
+                return Err(format!("{}: {:?}", c.who, c.result));
+            }
+        }
+        Ok(())
+    }
+}
+
+async fn verify_sample(sample: &[u8], published: &[(String, DnsTxt)]) -> Vec<Finding> {
     let f = |sev, msg: String| Finding::new(Group::Dkim, "dkim.verify", sev, "sample message", msg);
-    let Some(msg) = AuthenticatedMessage::parse(sample) else {
-        return vec![f(
-            Severity::Fail,
-            "the sample message could not be parsed for verification".into(),
-        )];
-    };
-    let Ok(auth) = MessageAuthenticator::new(
-        ResolverConfig::from_name_servers(Vec::new()),
-        Default::default(),
-    ) else {
+    let Some(verifier) = DkimVerifier::new(published) else {
         return vec![f(
             Severity::TempError,
             "could not set up the verifier".into(),
         )];
     };
-    let results = auth
-        .verify_dkim(Parameters::new(&msg).with_txt_cache(&cache))
-        .await;
+    let Some(results) = verifier.check(sample).await else {
+        return vec![f(
+            Severity::Fail,
+            "the sample message could not be parsed for verification".into(),
+        )];
+    };
     let mut out = Vec::new();
     for r in &results {
-        let who = r
-            .signature()
-            .map(|s| format!("s={} d={} a={:?}", s.s, s.d, s.a))
-            .unwrap_or_default();
-        out.push(match r.result() {
+        let who = &r.who;
+        out.push(match &r.result {
             DkimResult::Pass => f(
                 Severity::Pass,
                 format!("a message signed by mailshot verifies ({who})"),

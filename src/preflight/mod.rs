@@ -134,6 +134,9 @@ pub struct Audit {
     pub findings: Vec<Finding>,
     /// Distinct (name, type) questions asked: each is asked once per run.
     pub dns_queries: usize,
+    /// The DKIM key records found, for verifying messages against them.
+    #[serde(skip)]
+    pub dkim_records: Vec<(String, dns::Txt)>,
 }
 
 impl Audit {
@@ -205,6 +208,7 @@ pub async fn run(dns: &Dns, input: &Inputs<'_>) -> Audit {
     );
     let mut findings = Vec::new();
     findings.extend(spf_f);
+    let (dkim_f, dkim_records) = dkim_f;
     findings.extend(dkim_f);
     findings.extend(dmarc_f);
     findings.extend(tls_f);
@@ -217,6 +221,7 @@ pub async fn run(dns: &Dns, input: &Inputs<'_>) -> Audit {
         envelope_domain,
         findings,
         dns_queries: dns.queries(),
+        dkim_records,
     }
 }
 

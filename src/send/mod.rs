@@ -20,6 +20,7 @@ use crate::clock::Clock;
 use crate::config::RecipientSource;
 use crate::config::RetryPolicy;
 use crate::message::{Assembler, Prepared, RowError};
+use crate::preflight::dkim::DkimVerifier;
 use crate::progress::Progress;
 use crate::recipients::Recipient;
 use crate::recipients::{RecipientReader, RecipientsError};
@@ -132,6 +133,8 @@ pub struct Pipeline {
     pub retry: RetryPolicy,
     /// Seeds the retry jitter.
     pub seed: u64,
+    /// Dry runs verify every written message against the key records the preflight saw.
+    pub verifier: Option<Arc<DkimVerifier>>,
 }
 
 /// After this many recipients in a row were refused, the problem is the sender, not them:
@@ -176,6 +179,7 @@ impl Pipeline {
                     in_doubt: self.in_doubt,
                     suppression: self.suppression.clone(),
                     journal: self.journal.clone(),
+                    mode: self.mode,
                 };
                 preparers.push(std::thread::spawn(move || p.run()));
             }
@@ -196,6 +200,7 @@ impl Pipeline {
                 journal: self.journal.clone(),
                 suppression: self.suppression.clone(),
                 retry: self.retry,
+                verifier: self.verifier.clone(),
                 rng: Rng::new(self.seed ^ (i as u64 + 1).wrapping_mul(0x9e37_79b9_7f4a_7c15)),
             };
             senders.push(tokio::spawn(s.run()));
@@ -283,6 +288,7 @@ struct Preparer {
     in_doubt: InDoubt,
     suppression: Arc<Suppression>,
     journal: Option<Journal>,
+    mode: Mode,
 }
 
 impl Preparer {
@@ -394,6 +400,9 @@ impl Preparer {
     /// failed recipients are never sent again, and in-doubt ones follow `--in-doubt`.
     fn settled_earlier(&self, r: &Recipient, now: std::time::SystemTime) -> Option<Outcome> {
         let (status, text) = match self.prior.state(r.address.as_ref())? {
+            State::Sent if self.mode == Mode::Outbox => {
+                (Status::Written, "written by an earlier run (journal)")
+            }
             State::Sent => (Status::Sent, "sent by an earlier run (journal)"),
             State::Failed => (
                 Status::Failed,
@@ -456,6 +465,7 @@ struct Sender {
     journal: Option<Journal>,
     suppression: Arc<Suppression>,
     retry: RetryPolicy,
+    verifier: Option<Arc<DkimVerifier>>,
     rng: Rng,
 }
 
@@ -497,6 +507,16 @@ impl Sender {
             let result = self.transport.send(&self.from, msg).await;
             let e = match result {
                 Ok(ok) => {
+                    if let Some(v) = &self.verifier
+                        && let Err(why) = v.verify(&msg.bytes).await
+                    {
+                        return self.outcome(
+                            msg,
+                            Status::Failed,
+                            None,
+                            format!("written, but its DKIM signature does not verify against the published key: {why}"),
+                        );
+                    }
                     let status = match self.mode {
                         Mode::Smtp => Status::Sent,
                         Mode::Outbox => Status::Written,

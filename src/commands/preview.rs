@@ -1,0 +1,248 @@
+//! `mailshot preview`: chosen recipients' messages, built by the same code path as `send`
+//! (rendered, signed, same Message-ID), shown on the terminal or written as a browsable folder.
+
+use std::fmt::Write as _;
+use std::path::Path;
+use std::sync::Arc;
+
+use anyhow::{Context, bail};
+use mail_parser::MessageParser;
+
+use crate::cli::PreviewArgs;
+use crate::clock::Clock;
+use crate::commands::{Exit, load};
+use crate::message::Prepared;
+use crate::recipients::{Recipient, RecipientReader};
+use crate::send::validate::{Checked, check_row};
+
+/// One previewed message: the bytes as sent, and what a mail client would show.
+struct Shown {
+    prepared: Prepared,
+    subject: String,
+    text: Option<String>,
+    html: Option<String>,
+}
+
+pub fn run(args: &PreviewArgs, clock: Arc<dyn Clock>) -> anyhow::Result<Exit> {
+    let loaded = load(&args.campaign, clock)?;
+    let chosen = choose(&loaded.campaign.recipients, args, loaded.survey.valid)?;
+    let mut shown = Vec::new();
+    for r in chosen {
+        let prepared = loaded.assembler.assemble(r)?;
+        let parsed = MessageParser::default()
+            .parse(&prepared.bytes)
+            .context("the built message does not parse")?;
+        let subject = parsed.subject().unwrap_or_default().to_owned();
+        let text = parsed.body_text(0).map(|t| t.into_owned());
+        let html = parsed.body_html(0).map(|t| t.into_owned());
+        drop(parsed);
+        shown.push(Shown {
+            prepared,
+            subject,
+            text,
+            html,
+        });
+    }
+    match &args.out {
+        Some(dir) => write_folder(dir, &shown)?,
+        None => {
+            for s in &shown {
+                print!("{}", terminal(s));
+            }
+        }
+    }
+    Ok(Exit::Success)
+}
+
+/// The recipients to preview, in file order: by row, by address, a spread sample, or the
+/// first valid one.
+fn choose(
+    source: &crate::config::RecipientSource,
+    args: &PreviewArgs,
+    valid: u64,
+) -> anyhow::Result<Vec<Recipient>> {
+    let emails: Vec<String> = args.email.iter().map(|e| e.trim().to_lowercase()).collect();
+    let sample_at: Vec<u64> = match args.sample {
+        Some(0) => bail!("--sample needs at least 1"),
+        Some(n) => (0..n as u64).map(|i| i * valid / n as u64).collect(),
+        None => Vec::new(),
+    };
+    let any_filter = !args.row.is_empty() || !emails.is_empty() || args.sample.is_some();
+    let mut reader = RecipientReader::open(source)?;
+    let mut out = Vec::new();
+    let mut index = 0u64;
+    let mut problems = Vec::new();
+    while let Some(row) = reader.next_row() {
+        let row = row?;
+        let row_no = row.row();
+        match check_row(row, None)? {
+            Checked::Ok(r) => {
+                let wanted = !any_filter && out.is_empty()
+                    || args.row.contains(&r.row)
+                    || emails.contains(&r.address.to_string().to_lowercase())
+                    || sample_at.contains(&index);
+                if wanted {
+                    out.push(r);
+                }
+                index += 1;
+            }
+            Checked::Invalid { reason, .. } if args.row.contains(&row_no) => {
+                problems.push(format!("row {row_no} is not sendable: {reason}"));
+            }
+            Checked::Duplicate { first_row, .. } if args.row.contains(&row_no) => {
+                problems.push(format!(
+                    "row {row_no} duplicates row {first_row} and is skipped"
+                ));
+            }
+            _ => {}
+        }
+    }
+    for p in &problems {
+        eprintln!("mailshot: {p}");
+    }
+    if out.is_empty() {
+        bail!(
+            "no recipient matches; --row takes the CSV row (the header is row 1), --email an address in the file"
+        );
+    }
+    Ok(out)
+}
+
+fn header(bytes: &[u8], name: &str) -> Vec<String> {
+    let text = String::from_utf8_lossy(bytes);
+    let head = text.split("\r\n\r\n").next().unwrap_or_default();
+    let unfolded = head.replace("\r\n\t", " ").replace("\r\n ", " ");
+    let prefix = format!("{}:", name.to_ascii_lowercase());
+    unfolded
+        .split("\r\n")
+        .filter(|l| l.to_ascii_lowercase().starts_with(&prefix))
+        .map(|l| l[prefix.len()..].trim().to_owned())
+        .collect()
+}
+
+fn terminal(s: &Shown) -> String {
+    let b = &s.prepared.bytes;
+    let mut o = String::new();
+    let r = &s.prepared.recipient;
+    let _ = writeln!(o, "── row {}: {} {}", r.row, r.address, "─".repeat(40));
+    for h in [
+        "From",
+        "To",
+        "Reply-To",
+        "Date",
+        "Message-ID",
+        "List-Unsubscribe",
+        "List-Unsubscribe-Post",
+    ] {
+        for v in header(b, h) {
+            let _ = writeln!(o, "{h}: {v}");
+        }
+    }
+    let _ = writeln!(o, "Subject: {}", s.subject);
+    for sig in header(b, "DKIM-Signature") {
+        let tag = |t: &str| {
+            sig.split(';')
+                .find_map(|p| p.trim().strip_prefix(&format!("{t}=")).map(str::to_owned))
+                .unwrap_or_default()
+        };
+        let _ = writeln!(
+            o,
+            "DKIM-Signature: d={} s={} a={}",
+            tag("d"),
+            tag("s"),
+            tag("a")
+        );
+    }
+    let _ = writeln!(
+        o,
+        "Size: {} bytes (text part {} bytes, HTML part {} bytes)",
+        b.len(),
+        s.text.as_deref().map_or(0, str::len),
+        s.html.as_deref().map_or(0, str::len)
+    );
+    let _ = writeln!(o);
+    match &s.text {
+        Some(t) => {
+            let _ = writeln!(o, "{}", t.trim_end());
+        }
+        None => {
+            let _ = writeln!(o, "(no text part)");
+        }
+    }
+    let _ = writeln!(o);
+    o
+}
+
+fn esc(s: &str) -> String {
+    s.replace('&', "&amp;")
+        .replace('<', "&lt;")
+        .replace('>', "&gt;")
+        .replace('"', "&quot;")
+}
+
+fn write_folder(dir: &Path, shown: &[Shown]) -> anyhow::Result<()> {
+    std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
+    let mut rows = String::new();
+    for s in shown {
+        let r = &s.prepared.recipient;
+        let stem = format!(
+            "{:06}-{}",
+            r.row,
+            r.address
+                .to_string()
+                .chars()
+                .map(|c| if c.is_ascii_alphanumeric() || "@._+-".contains(c) {
+                    c
+                } else {
+                    '_'
+                })
+                .take(100)
+                .collect::<String>()
+        );
+        let write = |ext: &str, data: &[u8]| {
+            let p = dir.join(format!("{stem}.{ext}"));
+            std::fs::write(&p, data).with_context(|| format!("cannot write {}", p.display()))
+        };
+        write("eml", &s.prepared.bytes)?;
+        if let Some(t) = &s.text {
+            write("txt", t.as_bytes())?;
+        }
+        if let Some(h) = &s.html {
+            write("html", h.as_bytes())?;
+        }
+        let links = [
+            s.html
+                .as_ref()
+                .map(|_| format!("<a href=\"{stem}.html\">HTML</a>")),
+            s.text
+                .as_ref()
+                .map(|_| format!("<a href=\"{stem}.txt\">text</a>")),
+            Some(format!("<a href=\"{stem}.eml\">.eml</a>")),
+        ]
+        .into_iter()
+        .flatten()
+        .collect::<Vec<_>>()
+        .join(" · ");
+        let _ = writeln!(
+            rows,
+            "<tr><td>{}</td><td>{}</td><td class=\"subject\">{}</td><td>{}</td><td>{}</td></tr>",
+            r.row,
+            esc(r.address.as_ref()),
+            esc(&s.subject),
+            s.prepared.bytes.len(),
+            links
+        );
+    }
+    let index = format!(
+        "<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\"><title>mailshot preview</title>\n<style>body{{font-family:sans-serif;margin:2em}}table{{border-collapse:collapse}}td,th{{border:1px solid #ccc;padding:4px 8px;text-align:left}}</style></head>\n<body><h1>mailshot preview</h1>\n<p>{} message(s), exactly as <code>mailshot send</code> would send them.</p>\n<table><thead><tr><th>Row</th><th>To</th><th>Subject</th><th>Bytes</th><th>Open</th></tr></thead><tbody>\n{rows}</tbody></table></body></html>\n",
+        shown.len()
+    );
+    std::fs::write(dir.join("index.html"), index)
+        .with_context(|| format!("cannot write {}", dir.join("index.html").display()))?;
+    println!(
+        "wrote {} message(s) and index.html to {}",
+        shown.len(),
+        dir.display()
+    );
+    Ok(())
+}
