@@ -31,6 +31,83 @@ pub enum Command {
     Preview(PreviewArgs),
     /// Validate, audit, render, sign and deliver a campaign, then write a per-recipient report.
     Send(SendArgs),
+    /// DKIM keys: generate one and print the record to publish.
+    Dkim {
+        #[command(subcommand)]
+        command: DkimCommand,
+    },
+    /// The DNS records a campaign needs, as a zone fragment.
+    Dns {
+        #[command(subcommand)]
+        command: DnsCommand,
+    },
+    /// DMARC aggregate reports: who sends as your domain, and when the policy can tighten.
+    Dmarc {
+        #[command(subcommand)]
+        command: DmarcCommand,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum DkimCommand {
+    /// Write a new private key (mode 600, never over an existing file) and print its record.
+    Keygen(KeygenArgs),
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum KeyAlgorithm {
+    Rsa2048,
+    Rsa3072,
+    Rsa4096,
+    Ed25519,
+}
+
+#[derive(Debug, Args)]
+pub struct KeygenArgs {
+    /// The signing domain (d=).
+    #[arg(long)]
+    pub domain: String,
+    /// The selector (s=); the record goes at <selector>._domainkey.<domain>.
+    #[arg(long)]
+    pub selector: String,
+    #[arg(long, value_enum, default_value = "rsa2048")]
+    pub algorithm: KeyAlgorithm,
+    /// Where to write the private key (default: <selector>.<domain>.pem in this folder).
+    #[arg(long, value_name = "FILE")]
+    pub out: Option<PathBuf>,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum DnsCommand {
+    /// Print every record this campaign needs (SPF, DKIM, DMARC, optionally TLS-RPT and
+    /// MTA-STS) as a zone fragment that `check --zone` can audit.
+    Records(RecordsArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct RecordsArgs {
+    /// Path to campaign.toml.
+    pub campaign: PathBuf,
+    #[command(flatten)]
+    pub dns: DnsArgs,
+    /// Also print TLS-RPT and MTA-STS records.
+    #[arg(long)]
+    pub tls_reporting: bool,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum DmarcCommand {
+    /// Summarize aggregate reports: XML, .xml.gz, .zip, .eml or a Maildir of report mails.
+    Report(DmarcReportArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct DmarcReportArgs {
+    /// Files or folders (searched recursively; Maildirs included).
+    #[arg(required = true)]
+    pub paths: Vec<PathBuf>,
+    #[arg(long, value_enum, default_value = "human")]
+    pub format: Format,
 }
 
 #[derive(Debug, Args)]

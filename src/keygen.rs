@@ -17,8 +17,11 @@ pub struct NewKey {
 }
 
 pub fn rsa2048() -> anyhow::Result<NewKey> {
-    let pair = KeyPair::generate(KeySize::Rsa2048)
-        .map_err(|_| anyhow::anyhow!("RSA key generation failed"))?;
+    rsa(KeySize::Rsa2048)
+}
+
+pub fn rsa(size: KeySize) -> anyhow::Result<NewKey> {
+    let pair = KeyPair::generate(size).map_err(|_| anyhow::anyhow!("RSA key generation failed"))?;
     let private: Pkcs8V1Der = pair
         .as_der()
         .map_err(|_| anyhow::anyhow!("RSA key encoding failed"))?;
@@ -29,6 +32,21 @@ pub fn rsa2048() -> anyhow::Result<NewKey> {
     Ok(NewKey {
         private_pem: pem("PRIVATE KEY", private.as_ref()),
         public_der: public.as_ref().to_vec(),
+    })
+}
+
+/// An Ed25519 key: PKCS#8 for the file, and the bare 32-byte public key that RFC 8463 puts in
+/// `p=`.
+pub fn ed25519() -> anyhow::Result<NewKey> {
+    use aws_lc_rs::signature::Ed25519KeyPair;
+    let rng = aws_lc_rs::rand::SystemRandom::new();
+    let doc = Ed25519KeyPair::generate_pkcs8(&rng)
+        .map_err(|_| anyhow::anyhow!("Ed25519 key generation failed"))?;
+    let pair = Ed25519KeyPair::from_pkcs8(doc.as_ref())
+        .map_err(|_| anyhow::anyhow!("Ed25519 key encoding failed"))?;
+    Ok(NewKey {
+        private_pem: pem("PRIVATE KEY", doc.as_ref()),
+        public_der: pair.public_key().as_ref().to_vec(),
     })
 }
 

@@ -48,6 +48,15 @@ fn run(cli: &Cli) -> anyhow::Result<Exit> {
         }
         Command::Check(args) => runtime()?.block_on(commands::check::run(args, clock)),
         Command::Preview(args) => commands::preview::run(args, clock),
+        Command::Dmarc {
+            command: cli::DmarcCommand::Report(args),
+        } => commands::dmarc::run(args, cli.quiet),
+        Command::Dkim {
+            command: cli::DkimCommand::Keygen(args),
+        } => commands::dkim::run(args),
+        Command::Dns {
+            command: cli::DnsCommand::Records(args),
+        } => runtime()?.block_on(commands::dns::run(args, clock)),
         Command::Send(args) => runtime()?.block_on(commands::send::run(args, cli.quiet, clock)),
     }
 }

@@ -2,6 +2,9 @@
 //! `check`, `send` and `preview` share.
 
 pub mod check;
+pub mod dkim;
+pub mod dmarc;
+pub mod dns;
 pub mod init;
 pub mod preview;
 pub mod send;

@@ -9,6 +9,7 @@ pub mod dkim;
 pub mod dmarc;
 pub mod dns;
 pub mod hygiene;
+pub mod records;
 pub mod render;
 pub mod spf;
 pub mod tls;
@@ -226,13 +227,22 @@ pub async fn run(dns: &Dns, input: &Inputs<'_>) -> Audit {
 }
 
 async fn relay_ips(dns: &Dns, input: &Inputs<'_>) -> RelayIps {
-    if !input.sending_ips.is_empty() {
+    sending_addresses(dns, input.campaign, &input.sending_ips).await
+}
+
+/// The relay's sending addresses: configured, or resolved from the relay host.
+pub async fn sending_addresses(
+    dns: &Dns,
+    campaign: &Campaign,
+    configured: &[std::net::IpAddr],
+) -> RelayIps {
+    if !configured.is_empty() {
         return RelayIps::Known {
-            ips: input.sending_ips.clone(),
+            ips: configured.to_vec(),
             source: "preflight.sending_ips".into(),
         };
     }
-    match &input.campaign.transport {
+    match &campaign.transport {
         TransportConfig::Outbox { .. } => {
             RelayIps::Unknown("the outbox transport has no relay".into())
         }
