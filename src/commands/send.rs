@@ -211,6 +211,13 @@ pub async fn run(args: &SendArgs, quiet: bool, clock: Arc<dyn Clock>) -> anyhow:
         return Ok(Exit::CouldNotStart);
     }
 
+    // Each sender holds one SMTP connection, so the pool size caps the concurrency.
+    let concurrency = match &campaign.transport {
+        TransportConfig::Smtp(cfg) if mode == Mode::Smtp => {
+            campaign.limits.concurrency.min(cfg.pool_size as usize)
+        }
+        _ => campaign.limits.concurrency,
+    };
     println!(
         "{}: sending {} messages via {}, {}, {} at a time",
         campaign.id,
@@ -221,7 +228,7 @@ pub async fn run(args: &SendArgs, quiet: bool, clock: Arc<dyn Clock>) -> anyhow:
         } else {
             "unpaced".into()
         },
-        campaign.limits.concurrency
+        concurrency
     );
     let journal = if mode == Mode::DryRun {
         None
@@ -246,7 +253,7 @@ pub async fn run(args: &SendArgs, quiet: bool, clock: Arc<dyn Clock>) -> anyhow:
             Pacer::none()
         }),
         envelope_from: campaign.return_path.clone(),
-        concurrency: campaign.limits.concurrency,
+        concurrency,
         mode,
         clock,
         expected_rows: s.rows,

@@ -61,7 +61,8 @@ fn offers(ehlo: &[String], ext: &str) -> bool {
     })
 }
 
-fn connector(cfg: &SmtpConfig) -> Result<TlsConnector, String> {
+/// rustls with the system's roots plus `ca_file`: the trust `send` and the audit share.
+pub fn connector(cfg: &SmtpConfig) -> Result<TlsConnector, String> {
     let mut roots = rustls::RootCertStore::empty();
     let native = rustls_native_certs::load_native_certs();
     roots.add_parsable_certificates(native.certs);

@@ -29,7 +29,7 @@ use crate::suppression::Suppression;
 use journal::{Journal, Prior, State};
 
 pub use rate::Pacer;
-pub use transport::{DeliveryError, FailureClass, Transport};
+pub use transport::{DeliveryError, FailureClass, Session, Transport};
 use validate::{Checked, check_row};
 
 /// What kind of run this is: it decides the status a delivered message gets.
@@ -201,6 +201,7 @@ impl Pipeline {
                 suppression: self.suppression.clone(),
                 retry: self.retry,
                 verifier: self.verifier.clone(),
+                session: Session::default(),
                 rng: Rng::new(self.seed ^ (i as u64 + 1).wrapping_mul(0x9e37_79b9_7f4a_7c15)),
             };
             senders.push(tokio::spawn(s.run()));
@@ -467,13 +468,17 @@ struct Sender {
     retry: RetryPolicy,
     verifier: Option<Arc<DkimVerifier>>,
     rng: Rng,
+    session: Session,
 }
 
 impl Sender {
     async fn run(mut self) {
         loop {
             let job = { self.jobs.lock().await.recv().await };
-            let Some(msg) = job else { return };
+            let Some(msg) = job else {
+                self.transport.close(&mut self.session).await;
+                return;
+            };
             let outcome = self.deliver(&msg).await;
             if self.outcomes.send(outcome).await.is_err() {
                 return;
@@ -504,7 +509,10 @@ impl Sender {
                 self.abort.trip(Stop::Journal(e.clone()));
                 return self.outcome(msg, Status::NotAttempted, None, format!("journal: {e}"));
             }
-            let result = self.transport.send(&self.from, msg).await;
+            let result = self
+                .transport
+                .send(&mut self.session, &self.from, msg)
+                .await;
             let e = match result {
                 Ok(ok) => {
                     if let Some(v) = &self.verifier

@@ -3,12 +3,16 @@
 
 use std::path::{Path, PathBuf};
 
+use std::time::Duration;
+
+use lettre::Address;
 use lettre::address::Envelope;
 use lettre::transport::smtp::authentication::{Credentials, Mechanism};
-use lettre::transport::smtp::client::{Certificate, Tls, TlsParameters};
+use lettre::transport::smtp::client::{
+    AsyncSmtpConnection, AsyncTokioStream, Certificate, TlsParameters,
+};
 use lettre::transport::smtp::extension::ClientId;
-use lettre::transport::smtp::{AsyncSmtpTransport, PoolConfig};
-use lettre::{Address, AsyncTransport, Tokio1Executor};
+use tokio::net::TcpStream;
 
 use crate::config::{SmtpConfig, Tls as TlsMode};
 use crate::message::Prepared;
@@ -65,6 +69,13 @@ pub enum Transport {
     Outbox(Outbox),
 }
 
+/// A sender task's own SMTP connection, kept open between messages.
+#[derive(Default)]
+pub struct Session {
+    conn: Option<AsyncSmtpConnection>,
+    last_used: Option<tokio::time::Instant>,
+}
+
 impl Transport {
     /// Opens one connection (TLS and AUTH included) so that a wrong host, an untrusted
     /// certificate or a wrong password stops the run before the first recipient.
@@ -75,10 +86,22 @@ impl Transport {
         }
     }
 
-    pub async fn send(&self, from: &Address, msg: &Prepared) -> Result<Accepted, DeliveryError> {
+    pub async fn send(
+        &self,
+        session: &mut Session,
+        from: &Address,
+        msg: &Prepared,
+    ) -> Result<Accepted, DeliveryError> {
         match self {
-            Transport::Smtp(s) => s.send(from, msg).await,
+            Transport::Smtp(s) => s.send(session, from, msg).await,
             Transport::Outbox(o) => o.write(msg),
+        }
+    }
+
+    /// Says goodbye on an open connection at the end of a run.
+    pub async fn close(&self, session: &mut Session) {
+        if let Some(mut c) = session.conn.take() {
+            let _ = tokio::time::timeout(Duration::from_secs(5), c.quit()).await;
         }
     }
 
@@ -90,18 +113,33 @@ impl Transport {
     }
 }
 
-/// A pool of SMTP connections to one relay.
+/// An SMTP relay. Each sender task keeps one connection of its own (the pool is the set of
+/// senders), opened with TCP_NODELAY: lettre writes a message and its final "." in two
+/// writes, and with Nagle's algorithm on, that pattern waits for the relay's delayed ACK,
+/// about 40 ms per message, which capped throughput at concurrency / 40 ms.
 pub struct SmtpRelay {
-    inner: AsyncSmtpTransport<Tokio1Executor>,
+    host: String,
+    port: u16,
+    timeout: Duration,
+    hello: ClientId,
+    /// STARTTLS: lettre upgrades the connection with these.
+    starttls: Option<TlsParameters>,
+    /// Implicit TLS: the handshake is ours (rustls), before lettre reads the greeting.
+    implicit: Option<tokio_rustls::TlsConnector>,
+    credentials: Option<Credentials>,
     describe: String,
 }
 
+/// After this long unused, a connection is probed with NOOP before it carries a message:
+/// relays close idle connections, and finding out during MAIL FROM costs a retry.
+const IDLE_PROBE: Duration = Duration::from_secs(5);
+
 impl SmtpRelay {
-    /// Builds the transport: TLS parameters, trust roots and credentials are set up once.
+    /// Sets up TLS parameters, trust roots and credentials once.
     pub fn new(cfg: &SmtpConfig) -> Result<SmtpRelay, TransportSetupError> {
-        let tls = match cfg.tls {
-            TlsMode::None => Tls::None,
-            mode => {
+        let (starttls, implicit) = match cfg.tls {
+            TlsMode::None => (None, None),
+            TlsMode::Starttls => {
                 let mut params = TlsParameters::builder(cfg.host.clone());
                 if let Some(path) = &cfg.ca_file {
                     let pem =
@@ -122,75 +160,234 @@ impl SmtpRelay {
                         host: cfg.host.clone(),
                         detail: e.to_string(),
                     })?;
-                // No `Tls::Opportunistic`: a relay that does not offer STARTTLS must fail the
-                // connection, not silently receive the mail (and the password) in clear.
-                if mode == TlsMode::Implicit {
-                    Tls::Wrapper(params)
-                } else {
-                    Tls::Required(params)
-                }
+                (Some(params), None)
+            }
+            TlsMode::Implicit => {
+                let connector = crate::preflight::tls::connector(cfg).map_err(|detail| {
+                    TransportSetupError::Tls {
+                        host: cfg.host.clone(),
+                        detail,
+                    }
+                })?;
+                (None, Some(connector))
             }
         };
-        let mut builder = AsyncSmtpTransport::<Tokio1Executor>::builder_dangerous(&cfg.host)
-            .port(cfg.port)
-            .tls(tls)
-            .timeout(Some(cfg.timeout))
-            .pool_config(PoolConfig::new().max_size(cfg.pool_size));
-        if let (Some(user), Some(source)) = (&cfg.username, &cfg.password) {
-            let password = source.load()?;
-            builder = builder
-                .credentials(Credentials::new(user.clone(), password.expose().to_owned()))
-                .authentication(vec![Mechanism::Plain, Mechanism::Login]);
-        }
-        if let Some(helo) = &cfg.helo_name {
-            builder = builder.hello_name(ClientId::Domain(helo.clone()));
-        }
+        let credentials = match (&cfg.username, &cfg.password) {
+            (Some(user), Some(source)) => Some(Credentials::new(
+                user.clone(),
+                source.load()?.expose().to_owned(),
+            )),
+            _ => None,
+        };
         let tls_word = match cfg.tls {
             TlsMode::Starttls => "STARTTLS",
             TlsMode::Implicit => "implicit TLS",
             TlsMode::None => "no TLS (loopback)",
         };
         Ok(SmtpRelay {
-            inner: builder.build(),
+            host: cfg.host.clone(),
+            port: cfg.port,
+            timeout: cfg.timeout,
+            hello: cfg
+                .helo_name
+                .clone()
+                .map(ClientId::Domain)
+                .unwrap_or_default(),
+            starttls,
+            implicit,
+            credentials,
             describe: format!("smtp {}:{} ({tls_word})", cfg.host, cfg.port),
         })
     }
 
-    async fn check(&self) -> Result<(), DeliveryError> {
-        match self.inner.test_connection().await {
-            Ok(true) => Ok(()),
-            Ok(false) => Err(DeliveryError {
-                class: FailureClass::Fatal,
+    /// TCP (no Nagle), TLS as configured (never optional), EHLO, AUTH.
+    async fn connect(&self) -> Result<AsyncSmtpConnection, DeliveryError> {
+        let net = |e: std::io::Error| DeliveryError {
+            class: FailureClass::Transient,
+            code: None,
+            text: format!("cannot connect to {}:{}: {e}", self.host, self.port),
+        };
+        let tls_failed = |text: String| DeliveryError {
+            class: FailureClass::Fatal,
+            code: None,
+            text,
+        };
+        let tcp = TcpStream::connect((self.host.as_str(), self.port))
+            .await
+            .map_err(net)?;
+        tcp.set_nodelay(true).map_err(net)?;
+        let lettre_err = |e: lettre::transport::smtp::Error| classify(&e);
+        let mut conn = match (&self.implicit, &self.starttls) {
+            (Some(connector), _) => {
+                let name = rustls::pki_types::ServerName::try_from(self.host.clone())
+                    .map_err(|e| tls_failed(format!("{}: {e}", self.host)))?;
+                let tls = connector
+                    .connect(name, tcp)
+                    .await
+                    .map_err(|e| tls_failed(format!("TLS handshake with {}: {e}", self.host)))?;
+                AsyncSmtpConnection::connect_with_transport(Box::new(TlsTcp(tls)), &self.hello)
+                    .await
+                    .map_err(lettre_err)?
+            }
+            (None, Some(params)) => {
+                let mut conn =
+                    AsyncSmtpConnection::connect_with_transport(Box::new(tcp), &self.hello)
+                        .await
+                        .map_err(lettre_err)?;
+                // No opportunistic fallback: a relay that does not offer STARTTLS must not
+                // receive the mail (or the password) in clear.
+                if !conn.can_starttls() {
+                    return Err(tls_failed(format!(
+                        "{} does not offer STARTTLS, and TLS is required",
+                        self.host
+                    )));
+                }
+                conn.starttls(params.clone(), &self.hello)
+                    .await
+                    .map_err(lettre_err)?;
+                conn
+            }
+            (None, None) => AsyncSmtpConnection::connect_with_transport(Box::new(tcp), &self.hello)
+                .await
+                .map_err(lettre_err)?,
+        };
+        if let Some(creds) = &self.credentials {
+            conn.auth(&[Mechanism::Plain, Mechanism::Login], creds)
+                .await
+                .map_err(|e| {
+                    let mut d = classify(&e);
+                    // A login the relay refuses (or cannot offer) will not work for the next
+                    // recipient either.
+                    if d.class == FailureClass::Permanent || e.is_client() {
+                        d.class = FailureClass::Fatal;
+                    }
+                    d
+                })?;
+        }
+        Ok(conn)
+    }
+
+    async fn connect_timed(&self) -> Result<AsyncSmtpConnection, DeliveryError> {
+        match tokio::time::timeout(self.timeout, self.connect()).await {
+            Ok(r) => r,
+            Err(_) => Err(DeliveryError {
+                class: FailureClass::Transient,
                 code: None,
-                text: "the relay accepted the connection but did not answer NOOP".into(),
+                text: format!("connecting to {}:{} timed out", self.host, self.port),
             }),
-            Err(e) => {
-                let mut err = classify(&e);
+        }
+    }
+
+    async fn check(&self) -> Result<(), DeliveryError> {
+        match self.connect_timed().await {
+            Ok(mut c) => {
+                let _ = c.quit().await;
+                Ok(())
+            }
+            Err(mut e) => {
                 // Before the first message any failure means the run cannot start.
-                err.class = FailureClass::Fatal;
-                Err(err)
+                e.class = FailureClass::Fatal;
+                Err(e)
             }
         }
     }
 
-    async fn send(&self, from: &Address, msg: &Prepared) -> Result<Accepted, DeliveryError> {
+    async fn send(
+        &self,
+        session: &mut Session,
+        from: &Address,
+        msg: &Prepared,
+    ) -> Result<Accepted, DeliveryError> {
         let envelope = Envelope::new(Some(from.clone()), vec![msg.recipient.address.clone()])
             .map_err(|e| DeliveryError {
                 class: FailureClass::Permanent,
                 code: None,
                 text: e.to_string(),
             })?;
+        if let (Some(c), Some(at)) = (session.conn.as_mut(), session.last_used)
+            && at.elapsed() > IDLE_PROBE
+            && !c.test_connected().await
+        {
+            session.conn = None;
+        }
+        if session.conn.as_ref().is_none_or(|c| c.has_broken()) {
+            session.conn = Some(self.connect_timed().await?);
+        }
+        let Some(conn) = session.conn.as_mut() else {
+            unreachable!("connected above")
+        };
         // lettre always ends DATA with "\r\n.\r\n", whose first CRLF RFC 5321 counts as
         // the end of the last line; hand it the message without its final CRLF so the relay
         // receives exactly the signed bytes.
         let body = msg.bytes.strip_suffix(b"\r\n").unwrap_or(&msg.bytes);
-        match self.inner.send_raw(&envelope, body).await {
-            Ok(resp) => Ok(Accepted {
+        let result = tokio::time::timeout(self.timeout, conn.send(&envelope, body)).await;
+        session.last_used = Some(tokio::time::Instant::now());
+        match result {
+            Ok(Ok(resp)) => Ok(Accepted {
                 code: Some(u16::from(resp.code())),
                 text: resp.message().collect::<Vec<_>>().join(" "),
             }),
-            Err(e) => Err(classify(&e)),
+            Ok(Err(e)) => {
+                // lettre aborts the connection on any error; the next message reconnects.
+                session.conn = None;
+                Err(classify(&e))
+            }
+            Err(_) => {
+                session.conn = None;
+                Err(DeliveryError {
+                    class: FailureClass::Transient,
+                    code: None,
+                    text: format!(
+                        "no answer within {} s; the message may or may not have been accepted",
+                        self.timeout.as_secs()
+                    ),
+                })
+            }
         }
+    }
+}
+
+/// A rustls stream in the shape lettre accepts for a connection it did not open itself.
+#[derive(Debug)]
+struct TlsTcp(tokio_rustls::client::TlsStream<TcpStream>);
+
+impl tokio::io::AsyncRead for TlsTcp {
+    fn poll_read(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+        buf: &mut tokio::io::ReadBuf<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        std::pin::Pin::new(&mut self.0).poll_read(cx, buf)
+    }
+}
+
+impl tokio::io::AsyncWrite for TlsTcp {
+    fn poll_write(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+        buf: &[u8],
+    ) -> std::task::Poll<std::io::Result<usize>> {
+        std::pin::Pin::new(&mut self.0).poll_write(cx, buf)
+    }
+
+    fn poll_flush(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        std::pin::Pin::new(&mut self.0).poll_flush(cx)
+    }
+
+    fn poll_shutdown(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        std::pin::Pin::new(&mut self.0).poll_shutdown(cx)
+    }
+}
+
+impl AsyncTokioStream for TlsTcp {
+    fn peer_addr(&self) -> std::io::Result<std::net::SocketAddr> {
+        self.0.get_ref().0.peer_addr()
     }
 }
 
