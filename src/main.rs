@@ -5,6 +5,7 @@ mod cli;
 mod clock;
 mod commands;
 mod config;
+mod dmarc_report;
 mod keygen;
 mod message;
 mod preflight;

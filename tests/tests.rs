@@ -1,11 +1,21 @@
 //! All integration tests, built as one binary (ripgrep's layout); helpers live in `util`.
 
+// `mailshot dmarc report` on hand-written aggregate reports, and the same totals from parsedmarc.
+mod dmarc;
 // Proves the DNS harness is real: knotd serves the zones, broken zones SERVFAIL, checkdmarc reads them.
 mod dns_selftest;
+// Faulty relays: dropped DATA, 421 greetings, 451s, 550s, idle timeouts, the circuit breaker.
+mod faults;
 // Proves the test servers and the verifier are real and strict.
 mod harness_selftest;
+// `mailshot preview`: same bytes as send, and a folder that renders in headless Chromium.
+mod preview;
 // `mailshot send` against real SMTP servers.
 mod send;
 // `mailshot check` and the audit before `send`, against knot serving one zone set per case.
 mod preflight;
+// `dkim keygen` keys verify with dkimpy; `dns records` fragments audit clean through the overlay.
+mod records;
+// Resuming after SIGKILL, Ctrl-C and a changed recipient file: nobody lost, duplicates bounded.
+mod resume;
 mod util;

@@ -236,6 +236,7 @@ pub async fn run(args: &SendArgs, quiet: bool, clock: Arc<dyn Clock>) -> anyhow:
         Some(Journal::open(
             &journal_path,
             &fingerprint,
+            prior.fingerprint.as_deref(),
             &format!("run {} {:?}", crate::clock::rfc3339(clock.now()), mode),
         )?)
     };
@@ -447,6 +448,9 @@ fn hint(e: &DeliveryError, campaign: &Campaign) -> String {
                 .into();
         }
         _ => {}
+    }
+    if text.contains("in a row") {
+        return "the relay answered but refused a run of recipients: check the envelope sender (campaign.return_path), the account's sending rights and limits at the relay, and the replies in the report; then run the same command to resume".into();
     }
     if text.contains("certificate")
         || text.contains("invalid peer")

@@ -258,9 +258,13 @@ pub async fn audit(
         ));
         published.push((name.clone(), rec.clone()));
     }
-    if !published.is_empty() {
-        out.extend(verify_sample(sample, &published).await);
+    // The sample is verified against every record found, matching or not, so a revoked or
+    // wrong key shows as the failure a receiver would see; selectors with no record at all
+    // are already reported above.
+    if !seen.is_empty() {
+        out.extend(verify_sample(sample, &seen).await);
     }
+    let _ = published;
     (out, seen)
 }
 
@@ -337,6 +341,8 @@ pub struct DkimVerifier {
 /// One signature's verdict: who signed, and whether it verified.
 pub struct SignatureCheck {
     pub who: String,
+    /// `<s>._domainkey.<d>`, lowercase.
+    pub key_name: String,
     pub result: DkimResult,
 }
 
@@ -372,6 +378,10 @@ impl DkimVerifier {
                     who: r
                         .signature()
                         .map(|s| format!("s={} d={} a={:?}", s.s, s.d, s.a))
+                        .unwrap_or_default(),
+                    key_name: r
+                        .signature()
+                        .map(|s| format!("{}._domainkey.{}", s.s, s.d).to_ascii_lowercase())
                         .unwrap_or_default(),
                     result: r.result().clone(),
                 })
@@ -412,8 +422,17 @@ async fn verify_sample(sample: &[u8], published: &[(String, DnsTxt)]) -> Vec<Fin
         )];
     };
     let mut out = Vec::new();
+    let known: Vec<String> = published
+        .iter()
+        .map(|(n, _)| n.to_ascii_lowercase())
+        .collect();
     for r in &results {
         let who = &r.who;
+        // A signature whose selector has no record was reported as dkim.record already.
+        let name = &r.key_name;
+        if !known.contains(name) {
+            continue;
+        }
         out.push(match &r.result {
             DkimResult::Pass => f(
                 Severity::Pass,

@@ -29,6 +29,8 @@ pub enum State {
     Deferred,
     Failed,
     Suppressed,
+    /// In doubt after a crash, and the user chose `--in-doubt skip`: settled, not resent.
+    Skipped,
 }
 
 impl State {
@@ -39,6 +41,7 @@ impl State {
             State::Deferred => 'D',
             State::Failed => 'F',
             State::Suppressed => 'X',
+            State::Skipped => 'K',
         }
     }
 
@@ -49,6 +52,7 @@ impl State {
             "D" => State::Deferred,
             "F" => State::Failed,
             "X" => State::Suppressed,
+            "K" => State::Skipped,
             _ => return None,
         })
     }
@@ -149,6 +153,11 @@ pub fn read(path: &Path) -> Result<Prior, JournalError> {
             // A run marker.
             continue;
         }
+        if let Some(fp) = line.strip_prefix("P\t") {
+            // The inputs changed and the user accepted it (--accept-changes).
+            prior.fingerprint = Some(fp.to_owned());
+            continue;
+        }
         let mut f = line.split('\t');
         let (Some(code), Some(row), Some(addr)) = (f.next(), f.next(), f.next()) else {
             prior.damaged_lines += 1;
@@ -179,8 +188,14 @@ pub struct Journal {
 
 impl Journal {
     /// Opens (creating if needed) the journal for appending and starts the writer thread.
-    /// A new journal starts with the header and `fingerprint`.
-    pub fn open(path: &Path, fingerprint: &str, run_marker: &str) -> Result<Journal, JournalError> {
+    /// A new journal starts with the header and `fingerprint`; an existing one whose
+    /// fingerprint differs (the user accepted the change) records the new one.
+    pub fn open(
+        path: &Path,
+        fingerprint: &str,
+        previous: Option<&str>,
+        run_marker: &str,
+    ) -> Result<Journal, JournalError> {
         let err = |source| JournalError::Open {
             path: path.to_owned(),
             source,
@@ -205,6 +220,8 @@ impl Journal {
         }
         if fresh {
             start.push_str(&format!("{HEADER}\t{fingerprint}\n"));
+        } else if previous.is_some_and(|p| p != fingerprint) {
+            start.push_str(&format!("P\t{fingerprint}\n"));
         }
         start.push_str(&format!("R\t{}\n", clean(run_marker)));
         file.write_all(start.as_bytes())
@@ -311,7 +328,7 @@ mod tests {
     async fn round_trip_keeps_the_last_state_per_address() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("journal");
-        let j = Journal::open(&path, "fp1", "run 1").unwrap();
+        let j = Journal::open(&path, "fp1", None, "run 1").unwrap();
         j.in_flight(2, "Ann@Example.com").await.unwrap();
         j.record(
             State::Sent,
@@ -342,12 +359,18 @@ mod tests {
         assert_eq!(p.damaged_lines, 1);
 
         // Reopening appends under the original header.
-        let j = Journal::open(&path, "fp-ignored", "run 2").unwrap();
+        let j = Journal::open(&path, "fp1", Some("fp1"), "run 2").unwrap();
         j.in_flight(3, "bob@example.org").await.unwrap();
         j.record(State::Sent, 3, "bob@example.org", Some(250), "ok");
         j.sync().unwrap();
         let p = read(&path).unwrap();
         assert_eq!(p.fingerprint.as_deref(), Some("fp1"));
         assert!(p.in_doubt().is_empty());
+
+        // Accepted changes move the fingerprint on.
+        drop(j);
+        let j = Journal::open(&path, "fp2", Some("fp1"), "run 3").unwrap();
+        j.sync().unwrap();
+        assert_eq!(read(&path).unwrap().fingerprint.as_deref(), Some("fp2"));
     }
 }

@@ -221,7 +221,8 @@ impl Pipeline {
             }
             match o.status {
                 Status::Sent | Status::Written | Status::DryRun => refused_in_a_row = 0,
-                Status::Failed | Status::Deferred if o.message_id.is_some() => {
+                // Outcomes settled by earlier runs say nothing about the relay today.
+                Status::Failed | Status::Deferred if o.message_id.is_some() && !o.earlier => {
                     refused_in_a_row += 1;
                     if refused_in_a_row == breaker_limit(self.concurrency) {
                         abort.trip(Stop::Delivery(DeliveryError {
@@ -355,8 +356,26 @@ impl Preparer {
                     Status::NotAttempted,
                     NOT_ATTEMPTED.into(),
                 )),
+                // A recipient an earlier run sent (or skipped by choice) stays settled even if
+                // they were put on the suppression list since.
+                Checked::Ok(r)
+                    if matches!(
+                        self.prior.state(r.address.as_ref()),
+                        Some(State::Sent | State::Skipped)
+                    ) =>
+                {
+                    match self.settled_earlier(&r, now) {
+                        Some(o) => self.emit(o),
+                        None => unreachable!("sent and skipped recipients are settled"),
+                    }
+                }
                 Checked::Ok(r) if let Some(why) = self.suppression.check(r.address.as_ref()) => {
-                    if let Some(j) = &self.journal {
+                    // Never write over a permanent refusal: if the list entry is removed later,
+                    // the journal must still say "refused", not "suppressed" (which a later
+                    // run would send to).
+                    if let Some(j) = &self.journal
+                        && self.prior.state(r.address.as_ref()) != Some(State::Failed)
+                    {
                         j.record(State::Suppressed, r.row, r.address.as_ref(), None, &why);
                     }
                     self.emit(outcome(
@@ -409,9 +428,25 @@ impl Preparer {
                 Status::Failed,
                 "refused permanently in an earlier run (journal); not retried",
             ),
-            State::InFlight if self.in_doubt == InDoubt::Skip => (
+            State::InFlight if self.in_doubt == InDoubt::Skip => {
+                // Remember the choice, so the next run does not ask about them again.
+                if let Some(j) = &self.journal {
+                    j.record(
+                        State::Skipped,
+                        r.row,
+                        r.address.as_ref(),
+                        None,
+                        "in doubt, skipped",
+                    );
+                }
+                (
+                    Status::InDoubt,
+                    "in flight when an earlier run stopped; skipped (--in-doubt skip): it may or may not have been delivered",
+                )
+            }
+            State::Skipped => (
                 Status::InDoubt,
-                "in flight when an earlier run stopped; skipped (--in-doubt skip): it may or may not have been delivered",
+                "in flight when an earlier run stopped, and skipped by choice (--in-doubt skip); not sent again",
             ),
             State::InFlight | State::Deferred | State::Suppressed => return None,
         };

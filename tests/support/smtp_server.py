@@ -5,6 +5,8 @@ Usage (only /usr/bin/python3 can import Debian's aiosmtpd):
     /usr/bin/python3 tests/support/smtp_server.py --mode {starttls,implicit,plain} \
         --cert LEAF.pem --key LEAF.key --maildir DIR \
         [--user U --password P] [--fail-rcpt ADDR ...] [--port 0]
+        [--rcpt-reply ADDR|* REPLY ...] [--data-reply-every N REPLY]
+        [--stall-data COUNT SECS] [--timeout SECS] [--events FILE]
 
 Contract with tests/util/smtp.rs:
   * exactly one stdout line "READY <port>" once the listener accepts connections;
@@ -17,9 +19,28 @@ Contract with tests/util/smtp.rs:
     so the server cannot outlive the test run.  Consequently do not start it
     with stdin at /dev/null (e.g. `</dev/null` or some nohup setups): it
     would stop immediately.
+
+Fault injection (all through aiosmtpd's own handler hooks and options, so the
+faults are ones a real server produces):
+  * --rcpt-reply ADDR REPLY: RCPT TO for ADDR (or every address, for "*") is
+    answered REPLY, e.g. "550 5.7.1 rejected by policy";
+  * --data-reply-every N REPLY: every Nth DATA the server receives (counting
+    refused ones) is answered REPLY instead of being stored;
+  * --stall-data COUNT SECS: the first COUNT DATA transactions wait SECS
+    seconds before they are stored and answered (a slow relay); a client
+    that hangs up meanwhile stores nothing, because aiosmtpd cancels the
+    handler when the connection is lost;
+  * --timeout SECS: aiosmtpd's idle timeout, after which it closes the
+    connection.
+With --events FILE, each fault and each stored message appends one line to
+FILE, so tests can count what the server did, not only what it kept:
+  "rcpt-refused <addr> <code>", "data-stall <n> <addrs>",
+  "data-refused <n> <addrs> <code>", "stored <seq> <addrs>"
+(<n> counts DATA transactions from 1; <addrs> are comma-separated).
 """
 
 import argparse
+import asyncio
 import json
 import logging
 import os
@@ -62,12 +83,37 @@ class _PreboundController(Controller):
 class MaildirHandler:
     """aiosmtpd handler: records every message and can refuse chosen recipients."""
 
-    def __init__(self, maildir, fail_rcpts):
+    def __init__(self, maildir, fail_rcpts, rcpt_replies=(), data_reply_every=None,
+                 stall_data=None, events=None):
         self.maildir = maildir
         # Case-insensitive match: the tests name the address they want refused
         # and should not depend on the client's capitalisation of the domain.
         self.fail_rcpts = {a.lower() for a in fail_rcpts}
+        # The first matching --rcpt-reply wins; "*" matches every address.
+        self.rcpt_replies = [(a.lower(), r) for a, r in rcpt_replies]
+        self.data_reply_every = data_reply_every
+        self.stall_data = stall_data
+        self.events = events
+        # Every DATA transaction, refused or stored: what --data-reply-every counts.
+        self.data_seen = 0
         self.seq = self._last_seq() + 1
+
+    def _event(self, *words):
+        if self.events is None:
+            return
+        # One write and a flush per line: the test reads the file while we run,
+        # and the handler runs on one event-loop thread, so lines never interleave.
+        self.events.write(" ".join(str(w) for w in words) + "\n")
+        self.events.flush()
+
+    def _rcpt_reply(self, address):
+        a = address.lower()
+        for want, reply in self.rcpt_replies:
+            if want == "*" or want == a:
+                return reply
+        if a in self.fail_rcpts:
+            return f"550 5.1.1 <{address}>: user unknown"
+        return None
 
     def _last_seq(self):
         # Continue numbering if the directory is reused, so nothing is
@@ -80,8 +126,10 @@ class MaildirHandler:
         return last
 
     async def handle_RCPT(self, server, session, envelope, address, rcpt_options):
-        if address.lower() in self.fail_rcpts:
-            return f"550 5.1.1 <{address}>: user unknown"
+        refusal = self._rcpt_reply(address)
+        if refusal is not None:
+            self._event("rcpt-refused", address, refusal[:3])
+            return refusal
         # Once a handle_RCPT hook exists aiosmtpd no longer records the
         # recipient itself, so accepting means doing its bookkeeping here.
         envelope.rcpt_tos.append(address)
@@ -91,6 +139,18 @@ class MaildirHandler:
     async def handle_DATA(self, server, session, envelope):
         # Taken first: "when DATA completed" is what rate-limit tests measure.
         received_at = time.time()
+        self.data_seen += 1
+        n = self.data_seen
+        rcpts = ",".join(envelope.rcpt_tos)
+        if self.stall_data is not None and n <= self.stall_data[0]:
+            # Logged before the wait, so a test can act while the client is
+            # still waiting for our answer.
+            self._event("data-stall", n, rcpts)
+            await asyncio.sleep(self.stall_data[1])
+        if self.data_reply_every is not None and n % self.data_reply_every[0] == 0:
+            reply = self.data_reply_every[1]
+            self._event("data-refused", n, rcpts, reply[:3])
+            return reply
         seq = self.seq
         self.seq += 1
         stem = os.path.join(self.maildir, f"{seq:06d}")
@@ -114,6 +174,7 @@ class MaildirHandler:
         # surrogate escapes that are not encodable as UTF-8, and the Rust
         # reader decodes \u escapes itself.
         _write_atomically(stem + ".json", json.dumps(meta, ensure_ascii=True).encode("ascii"))
+        self._event("stored", f"{seq:06d}", rcpts)
         return "250 OK: queued as " + f"{seq:06d}"
 
 
@@ -157,6 +218,12 @@ def main():
     p.add_argument("--password")
     p.add_argument("--fail-rcpt", action="append", default=[])
     p.add_argument("--port", type=int, default=0)
+    p.add_argument("--rcpt-reply", nargs=2, action="append", default=[],
+                   metavar=("ADDR", "REPLY"))
+    p.add_argument("--data-reply-every", nargs=2, metavar=("N", "REPLY"))
+    p.add_argument("--stall-data", nargs=2, metavar=("COUNT", "SECS"))
+    p.add_argument("--timeout", type=float)
+    p.add_argument("--events")
     args = p.parse_args()
 
     if (args.user is None) != (args.password is None):
@@ -176,7 +243,22 @@ def main():
     )
 
     os.makedirs(args.maildir, exist_ok=True)
-    handler = MaildirHandler(args.maildir, args.fail_rcpt)
+    data_reply_every = None
+    if args.data_reply_every is not None:
+        every = int(args.data_reply_every[0])
+        if every < 1:
+            p.error("--data-reply-every needs N >= 1")
+        data_reply_every = (every, args.data_reply_every[1])
+    stall_data = None
+    if args.stall_data is not None:
+        stall_data = (int(args.stall_data[0]), float(args.stall_data[1]))
+    for _, reply in args.rcpt_reply + ([list(data_reply_every)] if data_reply_every else []):
+        if not (len(reply) > 4 and reply[:3].isdigit() and reply[3] == " "):
+            p.error(f"a reply must be 'CODE text', got {reply!r}")
+    # Line-buffered append: the tests may read it at any time.
+    events = open(args.events, "a", buffering=1) if args.events else None
+    handler = MaildirHandler(args.maildir, args.fail_rcpt, args.rcpt_reply,
+                             data_reply_every, stall_data, events)
 
     smtp_kwargs = dict(
         data_size_limit=DATA_SIZE_LIMIT,
@@ -184,6 +266,9 @@ def main():
         # A fixed name avoids socket.getfqdn(), which can stall on DNS.
         server_hostname="localhost",
     )
+    if args.timeout is not None:
+        # aiosmtpd closes a connection idle this long (default 300 s).
+        smtp_kwargs["timeout"] = args.timeout
     if args.user is not None:
         smtp_kwargs["auth_required"] = True
         smtp_kwargs["authenticator"] = _make_authenticator(args.user, args.password)

@@ -38,11 +38,29 @@ impl Mode {
     }
 }
 
+/// Faults injected through aiosmtpd's own hooks and options (see the docstring of
+/// tests/support/smtp_server.py). The default injects nothing.
+#[derive(Clone, Debug, Default)]
+pub struct Faults {
+    /// RCPT TO for each address gets `550 5.1.1 <addr>: user unknown`.
+    pub fail_rcpt: Vec<String>,
+    /// (address or `*`, whole reply): RCPT TO for that address is answered with the reply.
+    pub rcpt_reply: Vec<(String, String)>,
+    /// (N, reply): every Nth DATA the server receives is answered with the reply, not stored.
+    pub data_reply_every: Option<(u32, String)>,
+    /// (count, seconds): the first `count` DATA transactions wait that long before the
+    /// server stores and answers them; a client that hangs up meanwhile delivers nothing.
+    pub stall_data: Option<(u32, f64)>,
+    /// aiosmtpd's idle timeout in seconds: it closes connections idle this long.
+    pub idle_timeout: Option<f64>,
+}
+
 /// A running aiosmtpd on 127.0.0.1:`port`, killed on drop.
 pub struct SmtpServer {
     pub port: u16,
     pub maildir: PathBuf,
     child: Child,
+    events_path: PathBuf,
     // Held open on purpose: the server exits on stdin EOF, so if this test
     // process dies without running Drop the server still goes away.
     _stdin: ChildStdin,
@@ -79,12 +97,27 @@ impl SmtpServer {
         auth: Option<(&str, &str)>,
         fail_rcpt: &[&str],
     ) -> SmtpServer {
+        let faults = Faults {
+            fail_rcpt: fail_rcpt.iter().map(|a| a.to_string()).collect(),
+            ..Faults::default()
+        };
+        SmtpServer::start_faulty(mode, pki, auth, &faults)
+    }
+
+    /// Like `start`, with the faults in `faults` injected.
+    pub fn start_faulty(
+        mode: Mode,
+        pki: &TestPki,
+        auth: Option<(&str, &str)>,
+        faults: &Faults,
+    ) -> SmtpServer {
         let dir = tempfile::Builder::new()
             .prefix("mailshot-smtp-")
             .tempdir()
             .expect("create SMTP tempdir");
         let maildir = dir.path().join("maildir");
         let stderr_path = dir.path().join("server.stderr");
+        let events_path = dir.path().join("events.log");
         // A file, not a pipe: nobody drains stderr while a test runs, and a
         // full pipe would block the server's logging and so the server.
         let stderr = File::create(&stderr_path).expect("create server stderr file");
@@ -98,12 +131,26 @@ impl SmtpServer {
             .arg(&pki.leaf_key)
             .arg("--maildir")
             .arg(&maildir)
-            .args(["--port", "0"]);
+            .args(["--port", "0"])
+            .arg("--events")
+            .arg(&events_path);
         if let Some((user, password)) = auth {
             cmd.args(["--user", user, "--password", password]);
         }
-        for addr in fail_rcpt {
+        for addr in &faults.fail_rcpt {
             cmd.args(["--fail-rcpt", addr]);
+        }
+        for (addr, reply) in &faults.rcpt_reply {
+            cmd.args(["--rcpt-reply", addr, reply]);
+        }
+        if let Some((n, reply)) = &faults.data_reply_every {
+            cmd.args(["--data-reply-every", &n.to_string(), reply]);
+        }
+        if let Some((count, secs)) = faults.stall_data {
+            cmd.args(["--stall-data", &count.to_string(), &secs.to_string()]);
+        }
+        if let Some(secs) = faults.idle_timeout {
+            cmd.args(["--timeout", &secs.to_string()]);
         }
         cmd.stdin(Stdio::piped())
             .stdout(Stdio::piped())
@@ -146,6 +193,7 @@ impl SmtpServer {
             port,
             maildir,
             child,
+            events_path,
             _stdin: stdin,
             stderr_path,
             _dir: dir,
@@ -203,6 +251,38 @@ impl SmtpServer {
     /// The server's log so far (aiosmtpd logs every command at INFO).
     pub fn log(&self) -> String {
         fs::read_to_string(&self.stderr_path).unwrap_or_default()
+    }
+
+    /// How many messages are stored so far: a directory listing without reading them, cheap
+    /// enough to poll while thousands arrive.
+    pub fn count(&self) -> usize {
+        fs::read_dir(&self.maildir)
+            .map(|rd| {
+                rd.filter_map(Result::ok)
+                    .filter(|e| {
+                        let name = e.file_name();
+                        let name = name.to_string_lossy();
+                        name.len() == 11
+                            && name.ends_with(".json")
+                            && name[..6].bytes().all(|b| b.is_ascii_digit())
+                    })
+                    .count()
+            })
+            .unwrap_or(0)
+    }
+
+    /// The server's event lines of one kind (`rcpt-refused`, `data-stall`, `data-refused`,
+    /// `stored`), each split into its words after the kind, in the order they happened.
+    pub fn events(&self, kind: &str) -> Vec<Vec<String>> {
+        let text = fs::read_to_string(&self.events_path).unwrap_or_default();
+        text.lines()
+            // Only whole lines: the server may be writing the last one as we read.
+            .take(text.matches('\n').count())
+            .filter_map(|l| {
+                let mut words = l.split(' ');
+                (words.next() == Some(kind)).then(|| words.map(str::to_owned).collect())
+            })
+            .collect()
     }
 }
 

@@ -1,0 +1,808 @@
+//! `mailshot send` against faulty relays: dropped connections, refused greetings, 4xx and 5xx
+//! replies, idle timeouts and a relay that refuses everyone. Each test checks that the report,
+//! the journal and what the server actually received tell the same story.
+//!
+//! Faults a real server produces on demand are injected into aiosmtpd through its own hooks
+//! and options (`util::smtp::Faults`). Only the two it cannot produce (a 421 greeting for
+//! chosen connections, a connection cut halfway through DATA) come from `Responder` below, a
+//! scripted SMTP server that speaks just enough SMTP for lettre.
+
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::io::{BufRead, BufReader, Write};
+use std::net::{Shutdown, TcpListener, TcpStream};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::thread::{self, JoinHandle};
+use std::time::Duration;
+
+use crate::resume::{csv_of, message_id, plain_tail, read_journal, report_counts};
+use crate::util::smtp::{Faults, Mode, SmtpServer};
+use crate::util::tls::TestPki;
+use crate::util::{CampaignDir, ReportRow, Spec, run, stderr};
+
+/// What the scripted responder does. Connections are numbered from 1 in accept order.
+#[derive(Default, Clone)]
+struct Script {
+    /// Connections answered `421` at the greeting and then closed.
+    refuse_greeting: Vec<usize>,
+    /// Connections closed right after they answer their first NOOP (mailshot's start check
+    /// is connection 1's NOOP): the pool must then open a fresh connection for the first
+    /// message, which makes "the first send meets connection 2" deterministic.
+    hang_up_after_noop: Vec<usize>,
+    /// Lowercase address -> how many of its DATA transactions are cut off: the server
+    /// answers 354, reads the first lines of the message and drops the TCP connection.
+    cut_data: HashMap<String, usize>,
+}
+
+/// What the scripted responder saw.
+#[derive(Default, Debug)]
+struct Seen {
+    connections: usize,
+    refused_greetings: usize,
+    /// Lowercase recipient -> DATA commands for it (cut ones included).
+    data_attempts: BTreeMap<String, usize>,
+    /// (recipient, complete dot-unstuffed message), in order: only after the final dot.
+    delivered: Vec<(String, Vec<u8>)>,
+}
+
+/// A scripted SMTP server on 127.0.0.1, one thread per connection, stopped on drop.
+struct Responder {
+    port: u16,
+    seen: Arc<Mutex<Seen>>,
+    stop: Arc<AtomicBool>,
+    accept: Option<JoinHandle<()>>,
+}
+
+impl Responder {
+    fn start(script: Script) -> Responder {
+        let listener = TcpListener::bind("127.0.0.1:0").expect("bind the responder");
+        let port = listener.local_addr().unwrap().port();
+        let seen = Arc::new(Mutex::new(Seen::default()));
+        let stop = Arc::new(AtomicBool::new(false));
+        let script = Arc::new(script);
+        let (seen2, stop2) = (seen.clone(), stop.clone());
+        let accept = thread::spawn(move || {
+            for stream in listener.incoming() {
+                if stop2.load(Ordering::SeqCst) {
+                    return;
+                }
+                let Ok(stream) = stream else { continue };
+                let n = {
+                    let mut s = seen2.lock().unwrap();
+                    s.connections += 1;
+                    s.connections
+                };
+                let (script, seen) = (script.clone(), seen2.clone());
+                // Errors only mean the client went away; the test judges by `Seen`.
+                thread::spawn(move || {
+                    let _ = serve(stream, n, &script, &seen);
+                });
+            }
+        });
+        Responder {
+            port,
+            seen,
+            stop,
+            accept: Some(accept),
+        }
+    }
+
+    fn seen(&self) -> std::sync::MutexGuard<'_, Seen> {
+        self.seen.lock().unwrap()
+    }
+
+    fn delivered_to(&self) -> Vec<String> {
+        self.seen()
+            .delivered
+            .iter()
+            .map(|(a, _)| a.clone())
+            .collect()
+    }
+}
+
+impl Drop for Responder {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::SeqCst);
+        // accept() blocks: one last connection wakes it to see the flag.
+        let _ = TcpStream::connect(("127.0.0.1", self.port));
+        if let Some(t) = self.accept.take() {
+            let _ = t.join();
+        }
+    }
+}
+
+fn serve(stream: TcpStream, n: usize, script: &Script, seen: &Mutex<Seen>) -> std::io::Result<()> {
+    // A client that hangs must not keep a thread forever.
+    stream.set_read_timeout(Some(Duration::from_secs(60)))?;
+    let mut out = stream.try_clone()?;
+    let mut input = BufReader::new(stream);
+    if script.refuse_greeting.contains(&n) {
+        seen.lock().unwrap().refused_greetings += 1;
+        out.write_all(b"421 4.3.2 localhost busy, closing transmission channel\r\n")?;
+        return Ok(());
+    }
+    out.write_all(b"220 localhost scripted responder ESMTP\r\n")?;
+    let mut rcpts: Vec<String> = Vec::new();
+    let mut noops = 0;
+    let mut line = Vec::new();
+    loop {
+        line.clear();
+        if input.read_until(b'\n', &mut line)? == 0 {
+            return Ok(());
+        }
+        let text = String::from_utf8_lossy(&line);
+        let text = text.trim_end();
+        let verb = text
+            .split([' ', ':'])
+            .next()
+            .unwrap_or("")
+            .to_ascii_uppercase();
+        match verb.as_str() {
+            "EHLO" => out.write_all(b"250-localhost\r\n250-8BITMIME\r\n250 SMTPUTF8\r\n")?,
+            "HELO" => out.write_all(b"250 localhost\r\n")?,
+            "NOOP" => {
+                out.write_all(b"250 2.0.0 OK\r\n")?;
+                noops += 1;
+                if noops == 1 && script.hang_up_after_noop.contains(&n) {
+                    return Ok(());
+                }
+            }
+            "RSET" | "MAIL" => {
+                rcpts.clear();
+                out.write_all(b"250 2.1.0 OK\r\n")?;
+            }
+            "RCPT" => {
+                let addr = text
+                    .split_once('<')
+                    .and_then(|(_, r)| r.split_once('>'))
+                    .map(|(a, _)| a.to_ascii_lowercase())
+                    .unwrap_or_default();
+                rcpts.push(addr);
+                out.write_all(b"250 2.1.5 OK\r\n")?;
+            }
+            "DATA" if rcpts.is_empty() => out.write_all(b"503 5.5.1 no valid recipients\r\n")?,
+            "DATA" => {
+                let who = rcpts.join(",");
+                let cut = {
+                    let mut s = seen.lock().unwrap();
+                    let tries = s.data_attempts.entry(who.clone()).or_default();
+                    *tries += 1;
+                    *tries <= script.cut_data.get(&who).copied().unwrap_or(0)
+                };
+                out.write_all(b"354 End data with <CR><LF>.<CR><LF>\r\n")?;
+                if cut {
+                    // Halfway: some of the message has arrived, the end has not. Closing
+                    // with unread data makes the kernel send a reset, as a crashed or
+                    // firewalled relay would.
+                    for _ in 0..3 {
+                        line.clear();
+                        input.read_until(b'\n', &mut line)?;
+                    }
+                    let _ = input.get_ref().shutdown(Shutdown::Both);
+                    return Ok(());
+                }
+                let mut message = Vec::new();
+                loop {
+                    line.clear();
+                    if input.read_until(b'\n', &mut line)? == 0 {
+                        return Ok(());
+                    }
+                    if line == b".\r\n" {
+                        break;
+                    }
+                    // Dot-unstuffing (RFC 5321 4.5.2).
+                    let start = usize::from(line.starts_with(b".."));
+                    message.extend_from_slice(&line[start..]);
+                }
+                seen.lock().unwrap().delivered.push((who, message));
+                rcpts.clear();
+                out.write_all(b"250 2.0.0 OK queued\r\n")?;
+            }
+            "QUIT" => {
+                out.write_all(b"221 2.0.0 bye\r\n")?;
+                return Ok(());
+            }
+            _ => out.write_all(b"502 5.5.2 command not recognized\r\n")?,
+        }
+    }
+}
+
+fn by_address(rows: &[ReportRow]) -> BTreeMap<String, ReportRow> {
+    rows.iter()
+        .map(|r| (r.address.to_ascii_lowercase(), r.clone()))
+        .collect()
+}
+
+fn addresses_with(rows: &[ReportRow], status: &str) -> BTreeSet<String> {
+    rows.iter()
+        .filter(|r| r.status == status)
+        .map(|r| r.address.to_ascii_lowercase())
+        .collect()
+}
+
+/// A connection cut halfway through DATA is a transient failure: retried, and reported
+/// `sent` only once the server really has the whole message. One recipient's DATA is cut
+/// every time: it ends `deferred` after its 3 attempts, and the server never got it.
+#[test]
+fn connection_dropped_during_data_is_retried_and_never_reported_sent_unless_delivered() {
+    let once = [
+        "ann@example.com",
+        "bob@example.org",
+        "cat@example.net",
+        "dan@example.com",
+        "eve@example.org",
+    ];
+    let always = "lost@example.net";
+    let mut cut_data: HashMap<String, usize> = once.iter().map(|a| (a.to_string(), 1)).collect();
+    cut_data.insert(always.into(), usize::MAX);
+    let responder = Responder::start(Script {
+        cut_data,
+        ..Script::default()
+    });
+    let all: Vec<&str> = once.iter().copied().chain([always]).collect();
+    let csv = csv_of(&all);
+    let tail = plain_tail(
+        responder.port,
+        "[limits]\nconcurrency = 2\n\n[retry]\nattempts = 3\nfirst_delay_secs = 0\n",
+    );
+    let c = CampaignDir::new(&Spec {
+        csv: &csv,
+        tail: &tail,
+        ..Spec::default()
+    });
+
+    let out = run(&["send", "--quiet", c.toml_str()], &[]);
+    assert_eq!(out.status.code(), Some(1), "one recipient stays deferred");
+
+    let rows = c.report("report.csv");
+    assert_eq!(rows.len(), all.len());
+    let report = by_address(&rows);
+    for a in once {
+        let r = &report[a];
+        assert_eq!(
+            (r.status.as_str(), r.code.as_str()),
+            ("sent", "250"),
+            "{r:?}"
+        );
+    }
+    let lost = &report[always];
+    assert_eq!(lost.status, "deferred", "{lost:?}");
+    assert!(lost.text.contains("after 3 attempts"), "{lost:?}");
+
+    // The server's side: each recipient delivered exactly once, the cut one never.
+    let seen = responder.seen();
+    let mut delivered: Vec<String> = seen.delivered.iter().map(|(a, _)| a.clone()).collect();
+    delivered.sort();
+    let mut want: Vec<String> = once.iter().map(|a| a.to_string()).collect();
+    want.sort();
+    assert_eq!(
+        delivered, want,
+        "delivered exactly once each, never {always}"
+    );
+    // ... and the message that arrived is the one the report names.
+    for (addr, raw) in &seen.delivered {
+        assert_eq!(message_id(raw), report[addr].message_id, "{addr}");
+    }
+    // Retried, not given up on and not hammered: one cut and one good DATA each, and
+    // exactly `attempts` for the recipient that is always cut.
+    for a in once {
+        assert_eq!(seen.data_attempts.get(a), Some(&2), "DATA attempts for {a}");
+    }
+    assert_eq!(seen.data_attempts.get(always), Some(&3));
+
+    // The journal agrees: an I line per attempt (written before it), a D per cut, and the
+    // last word S for the delivered and D for the lost one.
+    let j = read_journal(&c);
+    let last = j.last_states();
+    for a in once {
+        assert_eq!(j.count('I', a), 2, "I lines for {a}");
+        assert_eq!(j.count('D', a), 1, "D lines for {a}");
+        assert_eq!(j.count('S', a), 1, "S lines for {a}");
+        assert_eq!(last[a].1, 'S', "{a}");
+    }
+    assert_eq!(j.count('I', always), 3);
+    assert_eq!(j.count('D', always), 3);
+    assert_eq!(j.count('S', always), 0);
+    assert_eq!(last[always].1, 'D');
+}
+
+/// A 421 greeting on the very first connection is mailshot's start check failing: "cannot
+/// start", exit 2, one connection tried, nothing journaled or sent. Run again once the relay
+/// answers, the campaign goes out whole.
+#[test]
+fn greeting_421_on_the_first_connection_means_cannot_start() {
+    let responder = Responder::start(Script {
+        refuse_greeting: vec![1],
+        ..Script::default()
+    });
+    let tail = plain_tail(
+        responder.port,
+        "[retry]\nattempts = 3\nfirst_delay_secs = 0\n",
+    );
+    let c = CampaignDir::new(&Spec {
+        tail: &tail,
+        ..Spec::default()
+    });
+    let out = run(&["send", "--quiet", c.toml_str()], &[]);
+    assert_eq!(out.status.code(), Some(2), "could not start");
+    let err = stderr(&out);
+    assert!(err.contains("cannot start") && err.contains("421"), "{err}");
+    {
+        let seen = responder.seen();
+        assert_eq!(
+            (seen.connections, seen.refused_greetings),
+            (1, 1),
+            "the start check is one attempt"
+        );
+        assert!(seen.delivered.is_empty());
+    }
+    let state = c.path().join(".mailshot/test-campaign");
+    assert!(
+        !state.join("journal").exists(),
+        "nothing was attempted, so nothing is journaled"
+    );
+    assert!(!state.join("report.csv").exists());
+
+    // The relay recovered (connection 2 is greeted normally).
+    let out = run(&["send", "--quiet", c.toml_str()], &[]);
+    assert_eq!(out.status.code(), Some(0));
+    let mut got = responder.delivered_to();
+    got.sort();
+    assert_eq!(
+        got,
+        ["ann@example.com", "bob@example.org", "cat@example.net"]
+    );
+    let rows = c.report("report.csv");
+    assert!(rows.iter().all(|r| r.status == "sent"), "{rows:?}");
+}
+
+/// After the start check, a 421 greeting hits one send attempt: it is transient (and a
+/// throttling reply), retried, and every recipient ends up sent exactly once. The journal
+/// records exactly that one refusal.
+#[test]
+fn greeting_421_after_the_start_check_is_retried() {
+    // The start check's connection hangs up after its NOOP, so the first message needs a
+    // new connection, which is number 2: the one refused.
+    let responder = Responder::start(Script {
+        hang_up_after_noop: vec![1],
+        refuse_greeting: vec![2],
+        ..Script::default()
+    });
+    let all = [
+        "ann@example.com",
+        "bob@example.org",
+        "cat@example.net",
+        "dan@example.com",
+    ];
+    let csv = csv_of(&all);
+    let tail = plain_tail(
+        responder.port,
+        "[limits]\nconcurrency = 2\n\n[retry]\nattempts = 3\nfirst_delay_secs = 0\n",
+    );
+    let c = CampaignDir::new(&Spec {
+        csv: &csv,
+        tail: &tail,
+        ..Spec::default()
+    });
+    let out = run(&["send", "--quiet", c.toml_str()], &[]);
+    assert_eq!(out.status.code(), Some(0), "the 421 was retried");
+
+    let rows = c.report("report.csv");
+    assert_eq!(report_counts(&rows), BTreeMap::from([("sent".into(), 4)]));
+    let mut got = responder.delivered_to();
+    got.sort();
+    assert_eq!(got, all, "each delivered exactly once");
+    assert_eq!(responder.seen().refused_greetings, 1);
+
+    let j = read_journal(&c);
+    let deferred: Vec<_> = j.lines.iter().filter(|l| l.kind == 'D').collect();
+    assert_eq!(
+        deferred.len(),
+        1,
+        "one refused greeting, one D line: {deferred:?}"
+    );
+    assert_eq!(deferred[0].code, "421", "{deferred:?}");
+    let last = j.last_states();
+    assert!(all.iter().all(|a| last[*a].1 == 'S'), "{last:?}");
+}
+
+/// aiosmtpd answers every third DATA with 451 (its handle_DATA hook). All recipients end up
+/// sent, none deferred, each stored exactly once, and the journal's 451 lines match the
+/// server's refusals one for one.
+///
+/// One sender, so the retry is the very next DATA and cannot be refused again. (With two
+/// senders and no retry delay the timing phase-locks: a 451 closes lettre's connection, the
+/// reconnect lasts about two of the other sender's transactions, and the same recipient
+/// lands on every third DATA until its attempts run out.)
+#[test]
+fn every_third_data_answered_451_is_retried_until_sent() {
+    let pki = TestPki::new();
+    let every = 3;
+    let server = SmtpServer::start_faulty(
+        Mode::Plain,
+        &pki,
+        None,
+        &Faults {
+            data_reply_every: Some((every, "451 4.3.0 local problem, try again later".into())),
+            ..Faults::default()
+        },
+    );
+    let all: Vec<String> = (0..12).map(|i| format!("user{i:02}@example.com")).collect();
+    let all_refs: Vec<&str> = all.iter().map(String::as_str).collect();
+    let csv = csv_of(&all_refs);
+    let tail = plain_tail(
+        server.port,
+        "[limits]\nconcurrency = 1\n\n[retry]\nattempts = 3\nfirst_delay_secs = 0\n",
+    );
+    let c = CampaignDir::new(&Spec {
+        csv: &csv,
+        tail: &tail,
+        ..Spec::default()
+    });
+    let out = run(&["send", "--quiet", c.toml_str()], &[]);
+    assert_eq!(out.status.code(), Some(0));
+
+    let rows = c.report("report.csv");
+    assert_eq!(
+        report_counts(&rows),
+        BTreeMap::from([("sent".into(), all.len())]),
+        "no deferred"
+    );
+    let received = server.received();
+    let mut got: Vec<String> = received.iter().map(|r| r.rcpt_tos.join(",")).collect();
+    got.sort();
+    assert_eq!(got, all, "each stored exactly once");
+
+    // 12 stored + R refused DATA, every third refused and the last one stored: R = 5.
+    let refused = server.events("data-refused");
+    let total_data = received.len() + refused.len();
+    assert_eq!(refused.len(), 5, "{refused:?}");
+    assert_eq!(total_data, 17);
+    let refused_numbers: Vec<&str> = refused.iter().map(|e| e[0].as_str()).collect();
+    assert_eq!(refused_numbers, ["3", "6", "9", "12", "15"]);
+
+    // Each refusal is one D line with 451 for the same recipient, in the same order, and
+    // the refused recipient's next DATA (its retry) was stored.
+    let j = read_journal(&c);
+    let journal_refused: Vec<String> = j
+        .lines
+        .iter()
+        .filter(|l| l.kind == 'D')
+        .inspect(|l| assert_eq!(l.code, "451", "{l:?}"))
+        .map(|l| l.address.clone())
+        .collect();
+    let server_refused: Vec<String> = refused.iter().map(|e| e[1].clone()).collect();
+    assert_eq!(journal_refused, server_refused);
+    for e in &refused {
+        assert_eq!(j.count('D', &e[1]), 1, "{} refused once, then sent", e[1]);
+    }
+    // One I line per DATA the server saw, and the last word S for everyone.
+    assert_eq!(j.lines.iter().filter(|l| l.kind == 'I').count(), total_data);
+    let last = j.last_states();
+    assert!(all.iter().all(|a| last[a].1 == 'S'), "{last:?}");
+}
+
+/// A 550 fails that recipient at once, with no retry: the server sees one RCPT for it.
+/// With `add_permanent_failures`, a 5.1.1 (unknown user) is added to the suppression list
+/// and a policy 5.7.1 is not; a second run reports the first `suppressed` and sends nothing.
+#[test]
+fn permanent_550_fails_once_and_a_5_1_1_lands_in_the_suppression_list() {
+    let pki = TestPki::new();
+    let server = SmtpServer::start_faulty(
+        Mode::Plain,
+        &pki,
+        None,
+        &Faults {
+            fail_rcpt: vec!["bob@example.org".into()],
+            rcpt_reply: vec![(
+                "cat@example.net".into(),
+                "550 5.7.1 <cat@example.net>: rejected by local policy".into(),
+            )],
+            ..Faults::default()
+        },
+    );
+    let tail = plain_tail(
+        server.port,
+        "[retry]\nattempts = 3\nfirst_delay_secs = 0\n\n[suppression]\nfile = \"suppressed.txt\"\nadd_permanent_failures = true\n",
+    );
+    let c = CampaignDir::new(&Spec {
+        tail: &tail,
+        ..Spec::default()
+    });
+    let out = run(&["send", "--quiet", c.toml_str()], &[]);
+    assert_eq!(out.status.code(), Some(1), "some failed");
+
+    let report = by_address(&c.report("report.csv"));
+    assert_eq!(report["ann@example.com"].status, "sent");
+    for (a, enhanced) in [("bob@example.org", "5.1.1"), ("cat@example.net", "5.7.1")] {
+        let r = &report[a];
+        assert_eq!(
+            (r.status.as_str(), r.code.as_str()),
+            ("failed", "550"),
+            "{r:?}"
+        );
+        assert!(r.text.contains(enhanced), "{r:?}");
+    }
+    let got: Vec<String> = server
+        .received()
+        .iter()
+        .map(|r| r.rcpt_tos.join(","))
+        .collect();
+    assert_eq!(got, ["ann@example.com"]);
+    // Not retried: one RCPT refusal each on the server, one I and one F in the journal.
+    let refusals: Vec<String> = server
+        .events("rcpt-refused")
+        .iter()
+        .map(|e| format!("{} {}", e[0], e[1]))
+        .collect();
+    assert_eq!(
+        refusals.iter().collect::<BTreeSet<_>>(),
+        BTreeSet::from([&"bob@example.org 550".into(), &"cat@example.net 550".into()]),
+        "{refusals:?}"
+    );
+    assert_eq!(refusals.len(), 2, "no retry of a 5xx: {refusals:?}");
+    let j = read_journal(&c);
+    for a in ["bob@example.org", "cat@example.net"] {
+        assert_eq!(
+            (j.count('I', a), j.count('F', a), j.count('D', a)),
+            (1, 1, 0),
+            "{a}"
+        );
+    }
+
+    // Only the unknown user is suppressed from now on.
+    let list = std::fs::read_to_string(c.path().join("suppressed.txt")).unwrap();
+    let entries: Vec<&str> = list
+        .lines()
+        .map(|l| l.split('#').next().unwrap().trim())
+        .filter(|l| !l.is_empty())
+        .collect();
+    assert_eq!(entries, ["bob@example.org"], "{list}");
+
+    let out = run(&["send", "--quiet", c.toml_str()], &[]);
+    let report = by_address(&c.report("report.csv"));
+    assert_eq!(report["bob@example.org"].status, "suppressed");
+    assert_eq!(report["ann@example.com"].status, "sent", "from the journal");
+    assert_eq!(
+        report["cat@example.net"].status, "failed",
+        "a permanent refusal is not retried on resume"
+    );
+    assert_eq!(out.status.code(), Some(1), "cat is still failed");
+    assert_eq!(server.received().len(), 1, "the second run sent nothing");
+    assert_eq!(server.events("rcpt-refused").len(), 2, "nor tried anyone");
+}
+
+/// aiosmtpd closes connections idle for 0.5 s, and one message a second leaves every pooled
+/// connection idle longer than that. The pool notices the dead connections: every recipient
+/// is still sent exactly once, with no deferral.
+#[test]
+fn server_closing_idle_pooled_connections_loses_nothing() {
+    let pki = TestPki::new();
+    let server = SmtpServer::start_faulty(
+        Mode::Plain,
+        &pki,
+        None,
+        &Faults {
+            idle_timeout: Some(0.5),
+            ..Faults::default()
+        },
+    );
+    let all = [
+        "ann@example.com",
+        "bob@example.org",
+        "cat@example.net",
+        "dan@example.com",
+        "eve@example.org",
+    ];
+    let csv = csv_of(&all);
+    let tail = plain_tail(
+        server.port,
+        "[limits]\nper_second = 1\nconcurrency = 2\n\n[retry]\nattempts = 3\nfirst_delay_secs = 0\n",
+    );
+    let c = CampaignDir::new(&Spec {
+        csv: &csv,
+        tail: &tail,
+        ..Spec::default()
+    });
+    let out = run(&["send", "--quiet", c.toml_str()], &[]);
+    assert_eq!(out.status.code(), Some(0));
+    let rows = c.report("report.csv");
+    assert_eq!(report_counts(&rows), BTreeMap::from([("sent".into(), 5)]));
+    let mut got: Vec<String> = server
+        .received()
+        .iter()
+        .map(|r| r.rcpt_tos.join(","))
+        .collect();
+    got.sort();
+    assert_eq!(got, all, "each exactly once");
+    // The fault really happened: the server timed connections out while mailshot ran.
+    let timeouts = server.log().matches("connection timeout").count();
+    assert!(timeouts >= 2, "aiosmtpd timed out {timeouts} connection(s)");
+    let j = read_journal(&c);
+    assert!(all.iter().all(|a| j.count('S', a) == 1));
+}
+
+/// A relay that refuses every recipient with a policy 550 5.7.1 trips the circuit breaker
+/// after max(10, 2 * concurrency) refusals in a row: exit 3, the rest `not-attempted` and
+/// never shown to the server, every row accounted for. Policy refusals are not unknown
+/// users, so nothing is added to the suppression list.
+#[test]
+fn circuit_breaker_stops_when_every_recipient_is_refused() {
+    let pki = TestPki::new();
+    let server = SmtpServer::start_faulty(
+        Mode::Plain,
+        &pki,
+        None,
+        &Faults {
+            rcpt_reply: vec![(
+                "*".into(),
+                "550 5.7.1 sender address blocked by policy".into(),
+            )],
+            ..Faults::default()
+        },
+    );
+    let total = 60;
+    let all: Vec<String> = (0..total)
+        .map(|i| format!("user{i:02}@example.com"))
+        .collect();
+    let all_refs: Vec<&str> = all.iter().map(String::as_str).collect();
+    let csv = csv_of(&all_refs);
+    let concurrency = 2;
+    let limit = (2 * concurrency).max(10);
+    let tail = plain_tail(
+        server.port,
+        &format!(
+            "[limits]\nconcurrency = {concurrency}\n\n[suppression]\nfile = \"suppressed.txt\"\nadd_permanent_failures = true\n"
+        ),
+    );
+    let c = CampaignDir::new(&Spec {
+        csv: &csv,
+        tail: &tail,
+        ..Spec::default()
+    });
+    let out = run(&["send", "--quiet", c.toml_str()], &[]);
+    assert_eq!(out.status.code(), Some(3), "stopped part-way");
+    let err = stderr(&out);
+    assert!(
+        err.contains(&format!("{limit} recipients in a row were refused")),
+        "{err}"
+    );
+
+    let rows = c.report("report.csv");
+    assert_eq!(rows.len(), total, "every row reported");
+    let counts = report_counts(&rows);
+    let failed = counts.get("failed").copied().unwrap_or(0);
+    let not_attempted = counts.get("not-attempted").copied().unwrap_or(0);
+    assert_eq!(failed + not_attempted, total, "{counts:?}");
+    // At least the limit; beyond it only what was already in flight when it tripped (the
+    // bound is loose because outcomes reach the breaker asynchronously).
+    assert!(
+        failed >= limit && failed <= 2 * limit,
+        "{failed} refused before the stop"
+    );
+    assert!(server.received().is_empty());
+
+    // The server refused exactly the recipients reported failed, each once; the
+    // not-attempted ones never reached it. The journal says the same.
+    let refused: Vec<String> = server
+        .events("rcpt-refused")
+        .iter()
+        .map(|e| e[0].clone())
+        .collect();
+    let refused_set: BTreeSet<String> = refused.iter().cloned().collect();
+    assert_eq!(
+        refused.len(),
+        refused_set.len(),
+        "no recipient refused twice"
+    );
+    assert_eq!(refused_set, addresses_with(&rows, "failed"));
+    let j = read_journal(&c);
+    let journal_failed: BTreeSet<String> = j
+        .last_states()
+        .into_iter()
+        .filter(|(_, (_, s))| *s == 'F')
+        .map(|(a, _)| a)
+        .collect();
+    assert_eq!(journal_failed, refused_set);
+    assert!(j.in_flight().is_empty(), "{:?}", j.in_flight());
+    for a in addresses_with(&rows, "not-attempted") {
+        assert_eq!(j.count('I', &a), 0, "{a} was never started");
+    }
+
+    let list = std::fs::read_to_string(c.path().join("suppressed.txt")).unwrap_or_default();
+    assert!(
+        list.lines()
+            .all(|l| l.trim().is_empty() || l.starts_with('#')),
+        "a 5.7.1 policy refusal is not an unknown user: {list}"
+    );
+
+    // Last, so that everything above is checked even while this fails.
+    // Regression test for a bug that was: (src/commands/send.rs, hint()): the breaker's text
+    // contains "refused", so the fix printed is the one for an unreachable relay ("check
+    // smtp.host and smtp.port, and that the relay is reachable"), though the relay answered
+    // every command. The fix must point at the sender (account, sender address), not at the
+    // network.
+    let fix = err
+        .lines()
+        .find(|l| l.trim_start().starts_with("fix:"))
+        .unwrap_or("");
+    assert!(
+        !fix.contains("reachable") && !fix.contains("smtp.port"),
+        "misleading fix for a tripped circuit breaker: {fix}"
+    );
+}
+
+/// After the circuit breaker stopped a run and the sender problem is fixed (here: the
+/// campaign points at a relay that accepts), resuming sends the `not-attempted` rest. The
+/// recipients refused in the first run stay `failed` without being tried again.
+#[test]
+fn resume_after_the_circuit_breaker_sends_the_rest() {
+    let pki = TestPki::new();
+    let refusing = SmtpServer::start_faulty(
+        Mode::Plain,
+        &pki,
+        None,
+        &Faults {
+            rcpt_reply: vec![(
+                "*".into(),
+                "550 5.7.1 sender address blocked by policy".into(),
+            )],
+            ..Faults::default()
+        },
+    );
+    let total = 40;
+    let all: Vec<String> = (0..total)
+        .map(|i| format!("user{i:02}@example.com"))
+        .collect();
+    let all_refs: Vec<&str> = all.iter().map(String::as_str).collect();
+    let csv = csv_of(&all_refs);
+    let limits = "[limits]\nconcurrency = 2\n";
+    let c = CampaignDir::new(&Spec {
+        csv: &csv,
+        tail: &plain_tail(refusing.port, limits),
+        ..Spec::default()
+    });
+    let out = run(&["send", "--quiet", c.toml_str()], &[]);
+    assert_eq!(out.status.code(), Some(3), "the breaker tripped");
+    let first = c.report("report.csv");
+    let refused = addresses_with(&first, "failed");
+    let untried = addresses_with(&first, "not-attempted");
+    assert_eq!(refused.len() + untried.len(), total);
+    assert!(!untried.is_empty());
+
+    // The sender is fixed: a relay that accepts. campaign.toml is not part of the journal's
+    // fingerprint, so this is a plain resume.
+    let accepting = SmtpServer::start(Mode::Plain, &pki, None);
+    let toml = std::fs::read_to_string(&c.toml).unwrap();
+    let toml = toml.replace(
+        &format!("port = {}\n", refusing.port),
+        &format!("port = {}\n", accepting.port),
+    );
+    std::fs::write(&c.toml, toml).unwrap();
+
+    let out = run(&["send", "--quiet", c.toml_str()], &[]);
+    let second = c.report("report.csv");
+    // Regression test for a bug that was: (src/send/mod.rs, Pipeline::run's outcome loop): rows
+    // refused in an earlier run come back from the journal as `failed` outcomes with a
+    // message_id, and the breaker counts them as fresh refusals; ten of them in a row trip it
+    // again before the relay is even asked, so a campaign stopped by the breaker can never be
+    // resumed.
+    assert_eq!(
+        addresses_with(&second, "sent"),
+        untried,
+        "the resume sends exactly the rows the breaker left untried"
+    );
+    assert_eq!(addresses_with(&second, "failed"), refused);
+    assert_eq!(
+        out.status.code(),
+        Some(1),
+        "finished, with the earlier refusals failed"
+    );
+    let mut got: Vec<String> = accepting
+        .received()
+        .iter()
+        .map(|r| r.rcpt_tos.join(","))
+        .collect();
+    got.sort();
+    assert_eq!(got, untried.into_iter().collect::<Vec<_>>());
+}
