@@ -57,6 +57,16 @@ mod raw {
         pub suppression: Option<Suppression>,
         #[serde(default)]
         pub retry: Retry,
+        #[serde(default)]
+        pub lint: Lint,
+    }
+
+    #[derive(Debug, Deserialize, Default)]
+    #[serde(deny_unknown_fields)]
+    pub struct Lint {
+        pub max_message_kb: Option<usize>,
+        #[serde(default)]
+        pub block: Vec<String>,
     }
 
     #[derive(Debug, Deserialize)]
@@ -198,6 +208,15 @@ pub struct Campaign {
     pub preflight: PreflightConfig,
     pub suppression: Option<SuppressionConfig>,
     pub retry: RetryPolicy,
+    pub lint: LintSettings,
+}
+
+/// Content lint settings: an optional size limit, and the rule ids that should stop `send`
+/// (none by default: lint findings are advice).
+#[derive(Debug, Clone, Default)]
+pub struct LintSettings {
+    pub max_message_bytes: Option<usize>,
+    pub block: Vec<String>,
 }
 
 #[derive(Debug, Clone)]
@@ -481,6 +500,25 @@ impl Resolver<'_> {
             file: self.file_path(&s.file),
             add_permanent_failures: s.add_permanent_failures,
         });
+        for id in &f.lint.block {
+            if !crate::lint::RULES.iter().any(|r| r.id == id) {
+                return Err(self.invalid(
+                    "lint.block",
+                    format!(
+                        "{id:?} is not a lint rule; the rules are {}",
+                        crate::lint::RULES
+                            .iter()
+                            .map(|r| r.id)
+                            .collect::<Vec<_>>()
+                            .join(", ")
+                    ),
+                ));
+            }
+        }
+        let lint = LintSettings {
+            max_message_bytes: f.lint.max_message_kb.map(|kb| kb * 1024),
+            block: f.lint.block,
+        };
         let preflight = PreflightConfig {
             nameserver: f.preflight.nameserver,
             zone: f.preflight.zone.as_deref().map(|z| self.file_path(z)),
@@ -509,6 +547,7 @@ impl Resolver<'_> {
             preflight,
             suppression,
             retry,
+            lint,
         })
     }
 

@@ -7,6 +7,7 @@ mod commands;
 mod config;
 mod dmarc_report;
 mod keygen;
+mod lint;
 mod message;
 mod preflight;
 mod progress;

@@ -59,6 +59,8 @@ pub struct Templates {
     has_html: bool,
     /// Display names for messages, e.g. "templates/news.html.hbs".
     names: [String; 3],
+    /// Names the subject and the greeting (first line with a variable) of each body use.
+    greeting_vars: Vec<String>,
 }
 
 const SUBJECT: usize = 0;
@@ -81,21 +83,35 @@ impl Templates {
             String::new(),
         ];
         register(&mut plain, &names[SUBJECT], &campaign.subject)?;
+        let mut greeting_vars = variables(&campaign.subject);
         if let Some(path) = &campaign.text_template {
             names[TEXT] = display(path);
-            register(&mut plain, &names[TEXT], &read(path)?)?;
+            let src = read(path)?;
+            greeting_vars.extend(greeting(&src));
+            register(&mut plain, &names[TEXT], &src)?;
         }
         if let Some(path) = &campaign.html_template {
             names[HTML] = display(path);
-            register(&mut html, &names[HTML], &read(path)?)?;
+            let src = read(path)?;
+            greeting_vars.extend(greeting(&src));
+            register(&mut html, &names[HTML], &src)?;
         }
+        greeting_vars.sort();
+        greeting_vars.dedup();
         Ok(Templates {
             plain,
             html,
             has_text: campaign.text_template.is_some(),
             has_html: campaign.html_template.is_some(),
             names,
+            greeting_vars,
         })
+    }
+
+    /// Variables used in the subject or a greeting line: an empty value there shows as
+    /// "Hi ," (the lint's `lint.empty-field`).
+    pub fn greeting_vars(&self) -> &[String] {
+        &self.greeting_vars
     }
 
     /// Renders all parts for one recipient's data.
@@ -131,6 +147,37 @@ impl Templates {
             },
         }
     }
+}
+
+/// The simple names inside `{{ }}` (and `{{{ }}}`): the first word of each expression that is
+/// not a block or helper call. Enough to know which columns a line shows.
+fn variables(src: &str) -> Vec<String> {
+    let mut out = Vec::new();
+    let mut rest = src;
+    while let Some(start) = rest.find("{{") {
+        let after = rest[start..].trim_start_matches('{');
+        let Some(end) = after.find("}}") else { break };
+        let expr = after[..end].trim().trim_start_matches('~').trim();
+        if !expr.starts_with(['#', '/', '!', '^', '>', '@', '(']) && !expr.starts_with("else") {
+            let word: String = expr
+                .chars()
+                .take_while(|c| c.is_alphanumeric() || *c == '_' || *c == '-')
+                .collect();
+            if !word.is_empty() && expr.split_whitespace().count() == 1 {
+                out.push(word);
+            }
+        }
+        rest = &after[end..];
+    }
+    out
+}
+
+/// The variables on the first line that has any: the greeting ("Hi {{first_name}},").
+fn greeting(src: &str) -> Vec<String> {
+    src.lines()
+        .map(variables)
+        .find(|v| !v.is_empty())
+        .unwrap_or_default()
 }
 
 fn read(path: &Path) -> Result<String, TemplateError> {
@@ -254,6 +301,18 @@ dir = "o"
         .to_string();
         assert!(err.contains("t.txt.hbs"), "{err}");
         assert!(err.contains("line"), "{err}");
+    }
+
+    #[test]
+    fn greeting_variables() {
+        assert_eq!(
+            variables("{{first_name}}, {{#if x}}y{{/if}} {{{raw}}} {{eq a b}}"),
+            ["first_name", "raw"]
+        );
+        assert_eq!(
+            greeting("<html>\n<p>Hi {{ name }},</p>\n{{body}}"),
+            ["name"]
+        );
     }
 
     #[test]

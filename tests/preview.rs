@@ -145,3 +145,152 @@ fn preview_folder_renders_in_chromium() {
     );
     screenshot(&message, &c.path().join("message.png"), profile.path());
 }
+
+/// A campaign whose rows trip different lint rules: an http link and a shortener in every
+/// message, an all-caps subject for one row, an empty greeting field for another.
+fn linty() -> CampaignDir {
+    CampaignDir::new(&Spec {
+        csv: "email,first_name,shout\nann@example.com,Ann,\nbob@example.org,,\ncat@example.net,Cat,yes\n",
+        subject: "{{#if shout}}HUGE NEWS FOR EVERYONE TODAY{{else}}News for {{first_name}}{{/if}}",
+        text: "Hi {{first_name}},\n\nRead more.\nUnsubscribe: {{unsubscribe_url}}\n",
+        html: Some(
+            "<p>Hi {{first_name}},</p><p><a href=\"http://news.example.com/read\">Read</a> or <a href=\"https://bit.ly/abc\">this</a>.</p><p><a href=\"{{unsubscribe_url}}\">Unsubscribe</a></p>\n",
+        ),
+        ..Spec::default()
+    })
+}
+
+#[test]
+fn check_lints_every_recipient() {
+    let c = linty();
+    let out = run(&["check", "--format", "json", c.toml_str()], &[]);
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "lint findings do not block by default"
+    );
+    let j: serde_json::Value = serde_json::from_str(&stdout(&out)).unwrap();
+    let rules = j["lint"]["rules"].as_array().unwrap();
+    let count = |id: &str| {
+        rules
+            .iter()
+            .find(|r| r["id"] == id)
+            .map(|r| r["recipients"].as_u64().unwrap())
+    };
+    assert_eq!(count("lint.http-link"), Some(3), "{rules:?}");
+    assert_eq!(count("lint.url-shortener"), Some(3));
+    assert_eq!(count("lint.subject-caps"), Some(1));
+    assert_eq!(count("lint.empty-field"), Some(1));
+    let empty = rules
+        .iter()
+        .find(|r| r["id"] == "lint.empty-field")
+        .unwrap();
+    assert_eq!(empty["first_row"], 3, "bob, on row 3, has no first name");
+    assert_eq!(count("lint.no-visible-unsubscribe"), None);
+}
+
+#[test]
+fn lint_block_stops_send_and_preview_shows_findings() {
+    let c = linty();
+    let text =
+        std::fs::read_to_string(&c.toml).unwrap() + "\n[lint]\nblock = [\"lint.url-shortener\"]\n";
+    std::fs::write(&c.toml, text).unwrap();
+    let out = run(&["send", c.toml_str()], &[]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(crate::util::stderr(&out).contains("lint.url-shortener"));
+    assert!(c.eml_files("outbox").is_empty());
+
+    let dir = c.path().join("preview");
+    let out = run(
+        &[
+            "preview",
+            "--sample",
+            "3",
+            "--out",
+            dir.to_str().unwrap(),
+            c.toml_str(),
+        ],
+        &[],
+    );
+    assert_eq!(out.status.code(), Some(0));
+    let index = std::fs::read_to_string(dir.join("index.html")).unwrap();
+    assert!(
+        index.contains("lint.http-link") && index.contains("lint.subject-caps"),
+        "{index}"
+    );
+}
+
+/// The dry run verifies every written message against the key DNS publishes: with a wrong
+/// published key (overridden past the preflight), every message is reported failed.
+#[test]
+fn dry_run_verifies_each_message_against_the_published_key() {
+    let c = CampaignDir::new(&Spec::default());
+    // Publish someone else's RSA key at our selector in the campaign's zone.
+    let zone = std::fs::read_to_string(c.path().join("dns.zone")).unwrap();
+    let other = std::process::Command::new("openssl")
+        .args(["genpkey", "-algorithm", "ed25519"])
+        .output()
+        .unwrap()
+        .stdout;
+    let other_key = c.path().join("other.pem");
+    std::fs::write(&other_key, other).unwrap();
+    let der = std::process::Command::new("openssl")
+        .args(["pkey", "-pubout", "-outform", "DER", "-in"])
+        .arg(&other_key)
+        .output()
+        .unwrap()
+        .stdout;
+    let raw = &der[der.len() - 32..];
+    let b64: String = {
+        const T: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+        let mut s = String::new();
+        for ch in raw.chunks(3) {
+            let n = (ch[0] as u32) << 16
+                | (*ch.get(1).unwrap_or(&0) as u32) << 8
+                | *ch.get(2).unwrap_or(&0) as u32;
+            for i in 0..4 {
+                s.push(if i <= ch.len() {
+                    T[(n >> (18 - 6 * i) & 63) as usize] as char
+                } else {
+                    '='
+                });
+            }
+        }
+        s
+    };
+    let replaced: String = zone
+        .lines()
+        .map(|l| {
+            if l.starts_with("s2026e.") {
+                format!(
+                    "s2026e._domainkey.news.example.com. 300 IN TXT \"v=DKIM1; k=ed25519; p={b64}\""
+                )
+            } else {
+                l.to_owned()
+            }
+        })
+        .collect::<Vec<_>>()
+        .join("\n");
+    std::fs::write(c.path().join("dns.zone"), replaced + "\n").unwrap();
+    let out = run(
+        &[
+            "send",
+            "--dry-run",
+            "--override",
+            "dkim.key-mismatch",
+            "--override",
+            "dkim.verify",
+            "--override",
+            "bulk.dkim",
+            c.toml_str(),
+        ],
+        &[],
+    );
+    assert_eq!(out.status.code(), Some(1), "{}", stdout(&out));
+    let rows = c.report("dry-run-report.csv");
+    assert_eq!(rows.len(), 3);
+    for r in &rows {
+        assert_eq!(r.status, "failed");
+        assert!(r.text.contains("does not verify"), "{}", r.text);
+    }
+}

@@ -11,6 +11,7 @@ use mail_parser::MessageParser;
 use crate::cli::PreviewArgs;
 use crate::clock::Clock;
 use crate::commands::{Exit, load};
+use crate::lint::LintFinding;
 use crate::message::Prepared;
 use crate::recipients::{Recipient, RecipientReader};
 use crate::send::validate::{Checked, check_row};
@@ -18,9 +19,12 @@ use crate::send::validate::{Checked, check_row};
 /// One previewed message: the bytes as sent, and what a mail client would show.
 struct Shown {
     prepared: Prepared,
+    /// Decoded From, To and Reply-To, as a mail client shows them.
+    addresses: Vec<(&'static str, String)>,
     subject: String,
     text: Option<String>,
     html: Option<String>,
+    findings: Vec<LintFinding>,
 }
 
 pub fn run(args: &PreviewArgs, clock: Arc<dyn Clock>) -> anyhow::Result<Exit> {
@@ -28,19 +32,38 @@ pub fn run(args: &PreviewArgs, clock: Arc<dyn Clock>) -> anyhow::Result<Exit> {
     let chosen = choose(&loaded.campaign.recipients, args, loaded.survey.valid)?;
     let mut shown = Vec::new();
     for r in chosen {
+        let findings = loaded.assembler.check(&r)?;
         let prepared = loaded.assembler.assemble(r)?;
         let parsed = MessageParser::default()
             .parse(&prepared.bytes)
             .context("the built message does not parse")?;
+        let show = |a: Option<&mail_parser::Address<'_>>| {
+            a.and_then(|a| a.first())
+                .map(|a| match (a.name(), a.address()) {
+                    (Some(n), Some(e)) => format!("{n} <{e}>"),
+                    (None, Some(e)) => e.to_owned(),
+                    (n, None) => n.unwrap_or_default().to_owned(),
+                })
+        };
+        let addresses = [
+            ("From", show(parsed.from())),
+            ("To", show(parsed.to())),
+            ("Reply-To", show(parsed.reply_to())),
+        ]
+        .into_iter()
+        .filter_map(|(h, v)| v.map(|v| (h, v)))
+        .collect();
         let subject = parsed.subject().unwrap_or_default().to_owned();
         let text = parsed.body_text(0).map(|t| t.into_owned());
         let html = parsed.body_html(0).map(|t| t.into_owned());
         drop(parsed);
         shown.push(Shown {
             prepared,
+            addresses,
             subject,
             text,
             html,
+            findings,
         });
     }
     match &args.out {
@@ -75,7 +98,7 @@ fn choose(
     while let Some(row) = reader.next_row() {
         let row = row?;
         let row_no = row.row();
-        match check_row(row, None)? {
+        match check_row(row, None)?.0 {
             Checked::Ok(r) => {
                 let wanted = !any_filter && out.is_empty()
                     || args.row.contains(&r.row)
@@ -125,10 +148,10 @@ fn terminal(s: &Shown) -> String {
     let mut o = String::new();
     let r = &s.prepared.recipient;
     let _ = writeln!(o, "── row {}: {} {}", r.row, r.address, "─".repeat(40));
+    for (h, v) in &s.addresses {
+        let _ = writeln!(o, "{h}: {v}");
+    }
     for h in [
-        "From",
-        "To",
-        "Reply-To",
         "Date",
         "Message-ID",
         "List-Unsubscribe",
@@ -167,6 +190,22 @@ fn terminal(s: &Shown) -> String {
         }
         None => {
             let _ = writeln!(o, "(no text part)");
+        }
+    }
+    let _ = writeln!(o);
+    if s.findings.is_empty() {
+        let _ = writeln!(o, "Lint: no findings");
+    } else {
+        let _ = writeln!(o, "Lint:");
+        for f in &s.findings {
+            let _ = writeln!(
+                o,
+                "  {} {}: {}\n      fix: {}",
+                f.level.label(),
+                f.id,
+                f.message,
+                f.fix
+            );
         }
     }
     let _ = writeln!(o);
@@ -223,18 +262,36 @@ fn write_folder(dir: &Path, shown: &[Shown]) -> anyhow::Result<()> {
         .flatten()
         .collect::<Vec<_>>()
         .join(" · ");
+        let findings = if s.findings.is_empty() {
+            "none".to_owned()
+        } else {
+            s.findings
+                .iter()
+                .map(|f| {
+                    format!(
+                        "<li title=\"{}\">{} {}: {}</li>",
+                        esc(&f.fix),
+                        f.level.label(),
+                        f.id,
+                        esc(&f.message)
+                    )
+                })
+                .collect::<Vec<_>>()
+                .join("")
+        };
         let _ = writeln!(
             rows,
-            "<tr><td>{}</td><td>{}</td><td class=\"subject\">{}</td><td>{}</td><td>{}</td></tr>",
+            "<tr><td>{}</td><td>{}</td><td class=\"subject\">{}</td><td>{}</td><td><ul>{}</ul></td><td>{}</td></tr>",
             r.row,
             esc(r.address.as_ref()),
             esc(&s.subject),
             s.prepared.bytes.len(),
+            findings,
             links
         );
     }
     let index = format!(
-        "<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\"><title>mailshot preview</title>\n<style>body{{font-family:sans-serif;margin:2em}}table{{border-collapse:collapse}}td,th{{border:1px solid #ccc;padding:4px 8px;text-align:left}}</style></head>\n<body><h1>mailshot preview</h1>\n<p>{} message(s), exactly as <code>mailshot send</code> would send them.</p>\n<table><thead><tr><th>Row</th><th>To</th><th>Subject</th><th>Bytes</th><th>Open</th></tr></thead><tbody>\n{rows}</tbody></table></body></html>\n",
+        "<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\"><title>mailshot preview</title>\n<style>body{{font-family:sans-serif;margin:2em}}table{{border-collapse:collapse}}td,th{{border:1px solid #ccc;padding:4px 8px;text-align:left}}</style></head>\n<body><h1>mailshot preview</h1>\n<p>{} message(s), exactly as <code>mailshot send</code> would send them.</p>\n<table><thead><tr><th>Row</th><th>To</th><th>Subject</th><th>Bytes</th><th>Lint findings</th><th>Open</th></tr></thead><tbody>\n{rows}</tbody></table></body></html>\n",
         shown.len()
     );
     std::fs::write(dir.join("index.html"), index)

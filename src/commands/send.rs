@@ -46,6 +46,26 @@ pub async fn run(args: &SendArgs, quiet: bool, clock: Arc<dyn Clock>) -> anyhow:
         );
     }
 
+    let lint_lines = s.lint.lines(s.valid);
+    if !lint_lines.is_empty() {
+        println!("content lint:");
+        for l in &lint_lines {
+            println!("  {l}");
+        }
+    }
+    let lint_blocking: Vec<&str> = s
+        .lint
+        .blocking(&campaign.lint.block)
+        .map(|t| t.id)
+        .collect();
+    if !lint_blocking.is_empty() {
+        eprintln!(
+            "mailshot: not sending: lint findings that campaign.toml's lint.block names: {}",
+            lint_blocking.join(", ")
+        );
+        return Ok(Exit::CouldNotStart);
+    }
+
     // The preflight: blocking findings stop the run unless each is overridden by id.
     let dns = commands::dns(campaign, &args.dns)?;
     let audit = commands::audit(&loaded, &dns, clock.as_ref(), true).await?;
@@ -57,8 +77,11 @@ pub async fn run(args: &SendArgs, quiet: bool, clock: Arc<dyn Clock>) -> anyhow:
     } else {
         "preflight.json"
     });
-    std::fs::write(&audit_path, render::json(&audit, &args.overrides))
-        .with_context(|| format!("cannot write {}", audit_path.display()))?;
+    std::fs::write(
+        &audit_path,
+        render::json(&audit, &args.overrides, Some(&loaded.survey.lint)),
+    )
+    .with_context(|| format!("cannot write {}", audit_path.display()))?;
     let unresolved = audit.unresolved(&args.overrides);
     if !unresolved.is_empty() {
         print!("{}", render::human(&audit, &args.overrides));

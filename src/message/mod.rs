@@ -12,6 +12,7 @@ pub use dkim::{SignError, Signer};
 
 use crate::clock::Clock;
 use crate::config::Campaign;
+use crate::lint::{self, LintConfig, LintFinding, LintInput};
 use crate::recipients::Recipient;
 use crate::template::{self, Rendered, TemplateError, Templates};
 use crate::unsubscribe::{Links, Unsubscriber};
@@ -46,6 +47,10 @@ pub struct Assembler {
     signer: Signer,
     unsubscribe: Option<Unsubscriber>,
     clock: Arc<dyn Clock>,
+    lint: LintConfig,
+    /// Bytes the DKIM-Signature headers add, measured once, so the survey can lint message
+    /// sizes without signing every message twice.
+    signature_overhead: usize,
 }
 
 impl Assembler {
@@ -57,6 +62,10 @@ impl Assembler {
         unsubscribe: Option<Unsubscriber>,
         clock: Arc<dyn Clock>,
     ) -> Assembler {
+        let probe = b"From: a@example.com\r\nSubject: x\r\n\r\nx\r\n";
+        let signature_overhead = signer
+            .sign(probe, 0)
+            .map_or(0, |signed| signed.len() - probe.len());
         Assembler {
             campaign_id: campaign.id.clone(),
             columns,
@@ -65,6 +74,10 @@ impl Assembler {
             signer,
             unsubscribe,
             clock,
+            lint: LintConfig {
+                max_message_bytes: campaign.lint.max_message_bytes,
+            },
+            signature_overhead,
         }
     }
 
@@ -108,14 +121,60 @@ impl Assembler {
 
     /// The validation pass's check of one row: everything `assemble` does except signing,
     /// so a template variable hidden in a branch, a header injection or a NUL is found before
-    /// the first message is sent.
-    pub fn check(&self, r: &Recipient) -> Result<(), RowError> {
+    /// the first message is sent. Returns the content lint's findings for the row.
+    pub fn check(&self, r: &Recipient) -> Result<Vec<LintFinding>, RowError> {
         let links = self.links(r);
         let rendered = self
             .templates
             .render(&self.data(r, links.as_ref())?, &self.columns)?;
-        self.composer.compose(r, &rendered, links.as_ref(), 0)?;
-        Ok(())
+        let unsigned = self.composer.compose(r, &rendered, links.as_ref(), 0)?;
+        Ok(self.lint(
+            r,
+            &rendered,
+            links.as_ref(),
+            unsigned.len() + self.signature_overhead,
+        ))
+    }
+
+    /// The content lint for one rendered message.
+    pub fn lint(
+        &self,
+        r: &Recipient,
+        rendered: &Rendered,
+        links: Option<&Links>,
+        message_bytes: usize,
+    ) -> Vec<LintFinding> {
+        let urls: Vec<&str> = links
+            .map(|l| {
+                [l.https.as_deref(), l.mailto.as_deref()]
+                    .into_iter()
+                    .flatten()
+                    .collect()
+            })
+            .unwrap_or_default();
+        let empty: Vec<&str> = self
+            .templates
+            .greeting_vars()
+            .iter()
+            .filter(|v| {
+                self.columns
+                    .iter()
+                    .position(|c| c == *v)
+                    .is_some_and(|i| r.fields.get(i).is_some_and(|f| f.trim().is_empty()))
+            })
+            .map(String::as_str)
+            .collect();
+        lint::lint(
+            &LintInput {
+                subject: &rendered.subject,
+                text: rendered.text.as_deref(),
+                html: rendered.html.as_deref(),
+                message_bytes,
+                unsubscribe_urls: &urls,
+                empty_fields_in_subject_or_greeting: &empty,
+            },
+            &self.lint,
+        )
     }
 
     /// Renders, builds and signs one message.

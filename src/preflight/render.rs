@@ -4,6 +4,7 @@
 use serde::Serialize;
 
 use super::{Audit, Finding, Group, Severity};
+use crate::send::validate::LintSummary;
 
 pub const SCHEMA: &str = "mailshot.preflight/1";
 
@@ -30,6 +31,8 @@ struct Json<'a> {
     overridden: Vec<&'a str>,
     dns_queries: usize,
     findings: &'a [Finding],
+    /// The content lint over every recipient (advice; see `lint.block`).
+    lint: Option<&'a LintSummary>,
 }
 
 pub fn verdict(audit: &Audit, overrides: &[String]) -> &'static str {
@@ -42,7 +45,7 @@ pub fn verdict(audit: &Audit, overrides: &[String]) -> &'static str {
     }
 }
 
-pub fn json(audit: &Audit, overrides: &[String]) -> String {
+pub fn json(audit: &Audit, overrides: &[String], lint: Option<&LintSummary>) -> String {
     let blocking: Vec<&'static str> = audit.unresolved(overrides).iter().map(|f| f.id).collect();
     let overridden: Vec<&str> = overrides
         .iter()
@@ -67,6 +70,7 @@ pub fn json(audit: &Audit, overrides: &[String]) -> String {
         overridden,
         dns_queries: audit.dns_queries,
         findings: &audit.findings,
+        lint,
     };
     serde_json::to_string_pretty(&j).unwrap_or_else(|e| format!("{{\"error\": \"{e}\"}}"))
 }

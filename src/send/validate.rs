@@ -3,6 +3,7 @@
 //! not provide stops the run before the first message.
 
 use crate::config::RecipientSource;
+use crate::lint::{Level, LintFinding};
 use crate::message::{Assembler, RowError};
 use crate::recipients::{RecipientReader, RecipientsError, Row};
 use crate::template::TemplateError;
@@ -20,6 +21,76 @@ pub struct Survey {
     pub problems: Vec<String>,
     /// The first valid recipient: the sample for the preflight and the template check.
     pub first: Option<crate::recipients::Recipient>,
+    /// The content lint over every valid recipient.
+    pub lint: LintSummary,
+}
+
+fn row_no_of(c: &Checked) -> u64 {
+    match c {
+        Checked::Ok(r) => r.row,
+        Checked::Invalid { row, .. } | Checked::Duplicate { row, .. } => *row,
+    }
+}
+
+/// How many recipients each lint rule fired for, with the first example.
+#[derive(Debug, Default, Clone, serde::Serialize)]
+pub struct LintSummary {
+    pub rules: Vec<LintTally>,
+}
+
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct LintTally {
+    pub id: &'static str,
+    pub level: Level,
+    pub recipients: u64,
+    pub first_row: u64,
+    pub example: String,
+    pub fix: String,
+}
+
+impl LintSummary {
+    fn add(&mut self, row: u64, findings: &[LintFinding]) {
+        for f in findings {
+            match self.rules.iter_mut().find(|t| t.id == f.id) {
+                Some(t) => t.recipients += 1,
+                None => self.rules.push(LintTally {
+                    id: f.id,
+                    level: f.level,
+                    recipients: 1,
+                    first_row: row,
+                    example: f.message.clone(),
+                    fix: f.fix.clone(),
+                }),
+            }
+        }
+    }
+
+    /// The rules that fired and that campaign.toml's `lint.block` names.
+    pub fn blocking<'a>(&'a self, block: &'a [String]) -> impl Iterator<Item = &'a LintTally> {
+        self.rules
+            .iter()
+            .filter(|t| block.iter().any(|b| b == t.id))
+    }
+
+    /// One line per rule that fired, for the terminal.
+    pub fn lines(&self, valid: u64) -> Vec<String> {
+        let mut rules = self.rules.clone();
+        rules.sort_by_key(|t| (std::cmp::Reverse(t.level), t.id));
+        rules
+            .iter()
+            .map(|t| {
+                format!(
+                    "{} {} ({} of {valid} recipients, first row {}): {}\n      fix: {}",
+                    t.level.label(),
+                    t.id,
+                    t.recipients,
+                    t.first_row,
+                    t.example,
+                    t.fix
+                )
+            })
+            .collect()
+    }
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -55,10 +126,17 @@ pub enum Checked {
 /// build. A missing variable is not a row problem but a template problem, so it is returned
 /// as an error. The send pipeline passes no assembler: the survey already checked every row,
 /// and assembling the message checks it again anyway.
-pub fn check_row(row: Row, assembler: Option<&Assembler>) -> Result<Checked, TemplateError> {
-    Ok(match row {
-        Row::Valid(r) => match assembler.map_or(Ok(()), |a| a.check(&r)) {
-            Ok(()) => Checked::Ok(r),
+pub fn check_row(
+    row: Row,
+    assembler: Option<&Assembler>,
+) -> Result<(Checked, Vec<LintFinding>), TemplateError> {
+    let mut findings = Vec::new();
+    let checked = match row {
+        Row::Valid(r) => match assembler.map_or(Ok(Vec::new()), |a| a.check(&r)) {
+            Ok(f) => {
+                findings = f;
+                Checked::Ok(r)
+            }
             Err(RowError::Template(e @ TemplateError::MissingVariable { .. }))
             | Err(RowError::Template(e @ TemplateError::ShadowedBuiltin(_))) => return Err(e),
             Err(e) => Checked::Invalid {
@@ -85,7 +163,8 @@ pub fn check_row(row: Row, assembler: Option<&Assembler>) -> Result<Checked, Tem
             address,
             first_row,
         },
-    })
+    };
+    Ok((checked, findings))
 }
 
 pub fn survey(source: &RecipientSource, assembler: &Assembler) -> Result<Survey, ValidateError> {
@@ -94,7 +173,11 @@ pub fn survey(source: &RecipientSource, assembler: &Assembler) -> Result<Survey,
     let mut first_valid = None;
     while let Some(row) = reader.next_row() {
         s.rows += 1;
-        match check_row(row?, Some(assembler))? {
+        let (checked, findings) = check_row(row?, Some(assembler))?;
+        if !findings.is_empty() {
+            s.lint.add(row_no_of(&checked), &findings);
+        }
+        match checked {
             Checked::Ok(r) => {
                 s.valid += 1;
                 if first_valid.is_none() {
