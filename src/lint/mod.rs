@@ -209,7 +209,7 @@ pub const RULES: &[RuleInfo] = &[
         id: "lint.message-size",
         level: Level::Warn,
         summary: "the whole signed message's size",
-        threshold: "more than [lint] max_message_bytes (no limit unless set)",
+        threshold: "more than [lint] max_message_kb (no limit unless set)",
         source: "your own limit (relays and receivers refuse or distrust large messages)",
     },
 ];
