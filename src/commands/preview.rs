@@ -13,8 +13,7 @@ use crate::clock::Clock;
 use crate::commands::{Exit, load};
 use crate::lint::LintFinding;
 use crate::message::Prepared;
-use crate::recipients::{Recipient, RecipientReader};
-use crate::send::validate::{Checked, check_row};
+use crate::recipients::{Recipient, RecipientReader, Row};
 
 /// One previewed message: the bytes as sent, and what a mail client would show.
 struct Shown {
@@ -98,8 +97,8 @@ fn choose(
     while let Some(row) = reader.next_row() {
         let row = row?;
         let row_no = row.row();
-        match check_row(row, None)?.0 {
-            Checked::Ok(r) => {
+        match row {
+            Row::Valid(r) => {
                 let wanted = !any_filter && out.is_empty()
                     || args.row.contains(&r.row)
                     || emails.contains(&r.address.to_string().to_lowercase())
@@ -109,10 +108,10 @@ fn choose(
                 }
                 index += 1;
             }
-            Checked::Invalid { reason, .. } if args.row.contains(&row_no) => {
+            Row::Invalid { reason, .. } if args.row.contains(&row_no) => {
                 problems.push(format!("row {row_no} is not sendable: {reason}"));
             }
-            Checked::Duplicate { first_row, .. } if args.row.contains(&row_no) => {
+            Row::Duplicate { first_row, .. } if args.row.contains(&row_no) => {
                 problems.push(format!(
                     "row {row_no} duplicates row {first_row} and is skipped"
                 ));

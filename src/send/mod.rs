@@ -23,14 +23,13 @@ use crate::message::{Assembler, Prepared, RowError};
 use crate::preflight::dkim::DkimVerifier;
 use crate::progress::Progress;
 use crate::recipients::Recipient;
-use crate::recipients::{RecipientReader, RecipientsError};
+use crate::recipients::{RecipientReader, RecipientsError, Row};
 use crate::report::{Outcome, ReportWriter, Status, Tally};
 use crate::suppression::Suppression;
 use journal::{Journal, Prior, State};
 
 pub use rate::Pacer;
 pub use transport::{DeliveryError, FailureClass, Session, Transport};
-use validate::{Checked, check_row};
 
 /// What kind of run this is: it decides the status a delivered message gets.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -294,7 +293,7 @@ struct Preparer {
 }
 
 impl Preparer {
-    fn next(&self) -> Option<Result<crate::recipients::Row, RecipientsError>> {
+    fn next(&self) -> Option<Result<Row, RecipientsError>> {
         self.reader
             .lock()
             .unwrap_or_else(|e| e.into_inner())
@@ -325,22 +324,15 @@ impl Preparer {
                 time: now,
                 earlier: false,
             };
-            let row_no = row.row();
-            let checked = match check_row(row, None) {
-                Ok(c) => c,
-                Err(e) => Checked::Invalid {
-                    row: row_no,
-                    address: String::new(),
-                    reason: e.to_string(),
-                },
-            };
+            // The survey already checked every row; assembling checks it again anyway.
+            let checked = row;
             let sent_on = match checked {
-                Checked::Invalid {
+                Row::Invalid {
                     row,
                     address,
                     reason,
                 } => self.emit(outcome(row, address, Status::Invalid, reason)),
-                Checked::Duplicate {
+                Row::Duplicate {
                     row,
                     address,
                     first_row,
@@ -350,7 +342,7 @@ impl Preparer {
                     Status::Duplicate,
                     format!("same address as row {first_row}"),
                 )),
-                Checked::Ok(r) if self.abort.is_set() => self.emit(outcome(
+                Row::Valid(r) if self.abort.is_set() => self.emit(outcome(
                     r.row,
                     r.address.to_string(),
                     Status::NotAttempted,
@@ -358,7 +350,7 @@ impl Preparer {
                 )),
                 // A recipient an earlier run sent (or skipped by choice) stays settled even if
                 // they were put on the suppression list since.
-                Checked::Ok(r)
+                Row::Valid(r)
                     if matches!(
                         self.prior.state(r.address.as_ref()),
                         Some(State::Sent | State::Skipped)
@@ -369,7 +361,7 @@ impl Preparer {
                         None => unreachable!("sent and skipped recipients are settled"),
                     }
                 }
-                Checked::Ok(r) if let Some(why) = self.suppression.check(r.address.as_ref()) => {
+                Row::Valid(r) if let Some(why) = self.suppression.check(r.address.as_ref()) => {
                     // Never write over a permanent refusal: if the list entry is removed later,
                     // the journal must still say "refused", not "suppressed" (which a later
                     // run would send to).
@@ -385,8 +377,8 @@ impl Preparer {
                         why,
                     ))
                 }
-                Checked::Ok(r) if let Some(o) = self.settled_earlier(&r, now) => self.emit(o),
-                Checked::Ok(r) => {
+                Row::Valid(r) if let Some(o) = self.settled_earlier(&r, now) => self.emit(o),
+                Row::Valid(r) => {
                     let (row, address) = (r.row, r.address.to_string());
                     match self.assembler.assemble(r) {
                         Ok(p) => match self.jobs.blocking_send(p) {

@@ -25,13 +25,6 @@ pub struct Survey {
     pub lint: LintSummary,
 }
 
-fn row_no_of(c: &Checked) -> u64 {
-    match c {
-        Checked::Ok(r) => r.row,
-        Checked::Invalid { row, .. } | Checked::Duplicate { row, .. } => *row,
-    }
-}
-
 /// How many recipients each lint rule fired for, with the first example.
 #[derive(Debug, Default, Clone, serde::Serialize)]
 pub struct LintSummary {
@@ -106,40 +99,23 @@ pub enum ValidateError {
     NoneValid { path: String, rows: u64 },
 }
 
-/// Outcome of checking one row, shared by the survey and the send pipeline so both passes
-/// classify every row the same way.
-pub enum Checked {
-    Ok(crate::recipients::Recipient),
-    Invalid {
-        row: u64,
-        address: String,
-        reason: String,
-    },
-    Duplicate {
-        row: u64,
-        address: String,
-        first_row: u64,
-    },
-}
-
-/// Classifies one row: the CSV-level verdict, then (with an assembler) a full render and
-/// build. A missing variable is not a row problem but a template problem, so it is returned
-/// as an error. The send pipeline passes no assembler: the survey already checked every row,
-/// and assembling the message checks it again anyway.
+/// Takes a row's CSV-level verdict further: a valid row is rendered and built in full, and
+/// becomes invalid if that fails for this row alone. A missing variable is not a row problem
+/// but a template problem, so it is returned as an error. Also returns the row's lint.
 pub fn check_row(
     row: Row,
-    assembler: Option<&Assembler>,
-) -> Result<(Checked, Vec<LintFinding>), TemplateError> {
+    assembler: &Assembler,
+) -> Result<(Row, Vec<LintFinding>), TemplateError> {
     let mut findings = Vec::new();
     let checked = match row {
-        Row::Valid(r) => match assembler.map_or(Ok(Vec::new()), |a| a.check(&r)) {
+        Row::Valid(r) => match assembler.check(&r) {
             Ok(f) => {
                 findings = f;
-                Checked::Ok(r)
+                Row::Valid(r)
             }
             Err(RowError::Template(e @ TemplateError::MissingVariable { .. }))
             | Err(RowError::Template(e @ TemplateError::ShadowedBuiltin(_))) => return Err(e),
-            Err(e) => Checked::Invalid {
+            Err(e) => Row::Invalid {
                 row: r.row,
                 address: r.address.to_string(),
                 reason: e.to_string(),
@@ -149,7 +125,7 @@ pub fn check_row(
             row,
             address,
             reason,
-        } => Checked::Invalid {
+        } => Row::Invalid {
             row,
             address,
             reason,
@@ -158,7 +134,7 @@ pub fn check_row(
             row,
             address,
             first_row,
-        } => Checked::Duplicate {
+        } => Row::Duplicate {
             row,
             address,
             first_row,
@@ -173,24 +149,24 @@ pub fn survey(source: &RecipientSource, assembler: &Assembler) -> Result<Survey,
     let mut first_valid = None;
     while let Some(row) = reader.next_row() {
         s.rows += 1;
-        let (checked, findings) = check_row(row?, Some(assembler))?;
+        let (checked, findings) = check_row(row?, assembler)?;
         if !findings.is_empty() {
-            s.lint.add(row_no_of(&checked), &findings);
+            s.lint.add(checked.row(), &findings);
         }
         match checked {
-            Checked::Ok(r) => {
+            Row::Valid(r) => {
                 s.valid += 1;
                 if first_valid.is_none() {
                     first_valid = Some(r);
                 }
             }
-            Checked::Invalid { row, reason, .. } => {
+            Row::Invalid { row, reason, .. } => {
                 s.invalid += 1;
                 if s.problems.len() < LISTED {
                     s.problems.push(format!("row {row}: {reason}"));
                 }
             }
-            Checked::Duplicate {
+            Row::Duplicate {
                 row,
                 address,
                 first_row,
