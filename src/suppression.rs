@@ -53,12 +53,7 @@ impl Suppression {
             ..Suppression::default()
         };
         for line in text.lines() {
-            let entry = line
-                .split('#')
-                .next()
-                .unwrap_or_default()
-                .trim()
-                .to_lowercase();
+            let entry = normalize(line.split('#').next().unwrap_or_default().trim());
             if entry.is_empty() {
                 continue;
             }
@@ -93,15 +88,6 @@ impl Suppression {
             .then(|| format!("the domain {domain} is on the suppression list"))
     }
 
-    /// True when the relay's refusal means the mailbox does not exist (5.1.x), the case that
-    /// `add_permanent_failures` adds to the list.
-    pub fn is_hard_bounce(code: Option<u16>, text: &str) -> bool {
-        matches!(code, Some(550 | 551 | 553))
-            && text
-                .split_whitespace()
-                .any(|w| w.starts_with("5.1.") && w.len() <= 6)
-    }
-
     /// Appends a hard-bounced address, when the user opted in. Returns whether it did.
     pub fn add(&self, address: &str, reason: &str, when: &str) -> bool {
         let Some(path) = &self.path else { return false };
@@ -122,6 +108,20 @@ impl Suppression {
     }
 }
 
+/// Lowercase, with an internationalized domain in the punycode form mailshot sends to.
+fn normalize(entry: &str) -> String {
+    let lower = entry.to_lowercase();
+    let (local, domain) = match lower.rsplit_once('@') {
+        Some((l, d)) => (Some(l), d),
+        None => (None, lower.as_str()),
+    };
+    let domain = idna::domain_to_ascii(domain).unwrap_or_else(|_| domain.to_owned());
+    match local {
+        Some(l) => format!("{l}@{domain}"),
+        None => domain,
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -132,7 +132,7 @@ mod tests {
         let p = dir.path().join("s.txt");
         std::fs::write(
             &p,
-            "# unsubscribed\nAnn@Example.com\n@blocked.example\nspam.example # complaints\n",
+            "# unsubscribed\nAnn@Example.com\n@blocked.example\nspam.example # complaints\nb@bücher.example\n",
         )
         .unwrap();
         let s = Suppression::load(&p, false).unwrap();
@@ -140,19 +140,7 @@ mod tests {
         assert!(s.check("x@BLOCKED.example").is_some());
         assert!(s.check("y@spam.example").is_some());
         assert!(s.check("bob@example.com").is_none());
-        assert_eq!(s.len(), 3);
-    }
-
-    #[test]
-    fn hard_bounces_are_5_1_x() {
-        assert!(Suppression::is_hard_bounce(
-            Some(550),
-            "5.1.1 <a@x>: user unknown"
-        ));
-        assert!(!Suppression::is_hard_bounce(
-            Some(550),
-            "5.7.1 rejected by policy"
-        ));
-        assert!(!Suppression::is_hard_bounce(Some(451), "4.1.1 try later"));
+        assert!(s.check("b@xn--bcher-kva.example").is_some());
+        assert_eq!(s.len(), 4);
     }
 }

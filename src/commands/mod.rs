@@ -111,18 +111,18 @@ pub async fn audit(
         .first
         .clone()
         .context("no valid recipient to build a sample message from")?;
-    let rendered = loaded.assembler.render(&first)?;
+    let visible_unsubscribe = !loaded
+        .assembler
+        .check(&first)?
+        .iter()
+        .any(|f| f.id == "lint.no-visible-unsubscribe");
     let unsubscribe_url = loaded.assembler.unsubscribe_url(&first);
     let sample = loaded.assembler.assemble(first)?;
-    let bodies = [rendered.text, rendered.html]
-        .into_iter()
-        .flatten()
-        .collect();
     let inputs = Inputs {
         campaign: &loaded.campaign,
         keys: loaded.signer_keys.keys(),
         sample: &sample.bytes,
-        sample_bodies: bodies,
+        visible_unsubscribe,
         unsubscribe_url,
         sending_ips: loaded.campaign.preflight.sending_ips.clone(),
         probe_tls,

@@ -15,7 +15,9 @@ use crate::progress::Progress;
 use crate::report::ReportWriter;
 use crate::send::journal::{self, Journal};
 use crate::send::transport::{Outbox, SmtpRelay};
-use crate::send::{Abort, DeliveryError, InDoubt, Mode, Pacer, Pipeline, Stop, Transport};
+use crate::send::{
+    Abort, DeliveryError, FailureClass, InDoubt, Mode, Pacer, Pipeline, Stop, Transport,
+};
 use crate::suppression::Suppression;
 
 pub async fn run(args: &SendArgs, quiet: bool, clock: Arc<dyn Clock>) -> anyhow::Result<Exit> {
@@ -126,8 +128,31 @@ pub async fn run(args: &SendArgs, quiet: bool, clock: Arc<dyn Clock>) -> anyhow:
 
     // The journal: what earlier runs of this campaign did. Dry runs read it (to show what a
     // real run would skip) but never write it.
+    // One run per campaign at a time: two processes reading the same journal would each
+    // send to everyone. The lock is released when this process exits, however it exits.
+    let lock_path = run_dir.join("lock");
+    let lock = std::fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(&lock_path)
+        .with_context(|| format!("cannot open {}", lock_path.display()))?;
+    if lock.try_lock().is_err() {
+        eprintln!(
+            "mailshot: another mailshot run of campaign {} is in progress ({} is locked); wait for it or stop it first",
+            campaign.id,
+            lock_path.display()
+        );
+        return Ok(Exit::CouldNotStart);
+    }
     let journal_path = run_dir.join("journal");
-    let prior = journal::read(&journal_path)?;
+    // A dry run shows every message as a real run would build it, and never reads the
+    // journal: its report must never say `sent`.
+    let prior = if args.dry_run {
+        journal::Prior::default()
+    } else {
+        journal::read(&journal_path)?
+    };
     let fingerprint = fingerprint(campaign)?;
     if let Some(old) = &prior.fingerprint
         && *old != fingerprint
@@ -475,6 +500,9 @@ fn hint(e: &DeliveryError, campaign: &Campaign) -> String {
     if text.contains("in a row") {
         return "the relay answered but refused a run of recipients: check the envelope sender (campaign.return_path), the account's sending rights and limits at the relay, and the replies in the report; then run the same command to resume".into();
     }
+    if e.class == FailureClass::Fatal && text.starts_with("cannot write") {
+        return "check that the outbox folder exists, is writable and has free space".into();
+    }
     if text.contains("certificate")
         || text.contains("invalid peer")
         || text.contains("unknownissuer")
@@ -482,7 +510,17 @@ fn hint(e: &DeliveryError, campaign: &Campaign) -> String {
         "the relay's TLS certificate is not trusted for this host name; if the relay uses a private CA, point smtp.ca_file at it".into()
     } else if text.contains("starttls") || text.contains("tls") {
         "the relay's TLS handshake failed; check smtp.tls (\"starttls\" for port 587, \"implicit\" for 465) and smtp.port".into()
-    } else if text.contains("refused") || text.contains("connection") || text.contains("resolve") {
+    } else if [
+        "refused",
+        "connect",
+        "resolve",
+        "lookup",
+        "timed out",
+        "unreachable",
+    ]
+    .iter()
+    .any(|w| text.contains(w))
+    {
         "check smtp.host and smtp.port, and that the relay is reachable from this machine".into()
     } else {
         "see the relay's reply above".into()

@@ -298,10 +298,10 @@ pub fn lint(input: &LintInput<'_>, cfg: &LintConfig) -> Vec<LintFinding> {
             "lint.message-size",
             Level::Warn,
             format!(
-                "the signed message is {} bytes, over the [lint] max_message_bytes limit of {max}",
+                "the signed message is {} bytes, over the [lint] max_message_kb limit ({max} bytes)",
                 input.message_bytes
             ),
-            "link to large content instead of embedding it, or raise [lint] max_message_bytes",
+            "link to large content instead of embedding it, or raise [lint] max_message_kb",
         ));
     }
 

@@ -112,13 +112,6 @@ impl Assembler {
         )
     }
 
-    /// Renders the parts for `r`.
-    pub fn render(&self, r: &Recipient) -> Result<Rendered, TemplateError> {
-        let links = self.links(r);
-        self.templates
-            .render(&self.data(r, links.as_ref())?, &self.columns)
-    }
-
     /// The validation pass's check of one row: everything `assemble` does except signing,
     /// so a template variable hidden in a branch, a header injection or a NUL is found before
     /// the first message is sent. Returns the content lint's findings for the row.

@@ -212,7 +212,8 @@ pub async fn audit(dns: &Dns, from: &str, envelope: &str, keys: &[DkimKeyPair]) 
                         out.push(f("dmarc.rua", Severity::Pass, format!("external report destination {rua_domain} authorizes {policy_domain}")));
                     }
                     Ok(_) => out.push(f("dmarc.rua-authorization", Severity::Warn, format!("reports go to {addr}, outside {policy_domain}, but {auth} does not authorize it: receivers will not send them")).fix(format!("the owner of {rua_domain} publishes {auth}. TXT \"v=DMARC1\""))),
-                    Err(e) => out.push(f("dmarc.rua-authorization", Severity::TempError, format!("the lookup of {auth} failed: {e}"))),
+                    // At worst reports go missing: never a reason to block sending.
+                    Err(e) => out.push(f("dmarc.rua-authorization", Severity::Warn, format!("the lookup of {auth} failed: {e}"))),
                 }
             }
         }

@@ -95,7 +95,7 @@ pub enum Upstream {
 pub struct Overlay {
     origin: Option<String>,
     records: HashMap<(String, Kind), Vec<Rr>>,
-    names: std::collections::HashSet<String>,
+    cnames: HashMap<String, String>,
 }
 
 impl Overlay {
@@ -113,10 +113,13 @@ impl Overlay {
             message,
         })?;
         let mut records: HashMap<(String, Kind), Vec<Rr>> = HashMap::new();
-        let mut names = std::collections::HashSet::new();
+        let mut cnames = HashMap::new();
         for r in zone.records {
-            names.insert(r.name.clone());
             let (kind, rr) = match r.data {
+                Data::Cname(target) => {
+                    cnames.insert(r.name, target);
+                    continue;
+                }
                 Data::Txt(t) => (Kind::Txt, Rr::Txt(t)),
                 Data::A(a) => (Kind::A, Rr::A(a)),
                 Data::Aaaa(a) => (Kind::Aaaa, Rr::Aaaa(a)),
@@ -129,26 +132,33 @@ impl Overlay {
         Ok(Overlay {
             origin: zone.origin,
             records,
-            names,
+            cnames,
         })
     }
 
-    /// `Some` when the overlay answers for `name`; `None` sends the query upstream.
-    fn answer(&self, name: &str, kind: Kind) -> Option<Vec<Rr>> {
+    /// What the overlay says about `name`: records, a CNAME to follow, or nothing (the
+    /// question goes upstream). Under its `$ORIGIN` the overlay is authoritative like the
+    /// zone it stands for; outside it, only for the (name, type) pairs it lists, so a
+    /// fragment of absolute names does not hide the rest of a live domain.
+    fn answer(&self, name: &str, kind: Kind) -> Option<OverlayAnswer> {
+        if let Some(target) = self.cnames.get(name) {
+            return Some(OverlayAnswer::Cname(target.clone()));
+        }
         let inside = self
             .origin
             .as_deref()
             .is_some_and(|o| name == o || name.ends_with(&format!(".{o}")));
-        if !inside && !self.names.contains(name) {
-            return None;
+        match self.records.get(&(name.to_owned(), kind)) {
+            Some(rrs) => Some(OverlayAnswer::Records(rrs.clone())),
+            None if inside => Some(OverlayAnswer::Records(Vec::new())),
+            None => None,
         }
-        Some(
-            self.records
-                .get(&(name.to_owned(), kind))
-                .cloned()
-                .unwrap_or_default(),
-        )
     }
+}
+
+enum OverlayAnswer {
+    Records(Vec<Rr>),
+    Cname(String),
 }
 
 fn fqdn(n: &Name) -> String {
@@ -265,6 +275,10 @@ impl Dns {
     }
 
     async fn lookup(&self, name: &str, kind: Kind) -> Result<Vec<Rr>, TempError> {
+        self.lookup_depth(name, kind, 0).await
+    }
+
+    async fn lookup_depth(&self, name: &str, kind: Kind, depth: u8) -> Result<Vec<Rr>, TempError> {
         let temp = |detail: String| TempError {
             name: name.to_owned(),
             kind,
@@ -278,10 +292,17 @@ impl Dns {
         } else {
             Name::from_ascii(name).map_err(|e| temp(e.to_string()))?
         };
-        if let Some(o) = &self.inner.overlay
-            && let Some(rrs) = o.answer(&fqdn(&qname), kind)
-        {
-            return Ok(rrs);
+        if let Some(o) = &self.inner.overlay {
+            match o.answer(&fqdn(&qname), kind) {
+                Some(OverlayAnswer::Records(rrs)) => return Ok(rrs),
+                // A selector CNAMEd to a provider's record, as ESPs ask for: follow it,
+                // through the overlay or upstream, as a resolver would.
+                Some(OverlayAnswer::Cname(target)) if depth < 8 => {
+                    return Box::pin(self.lookup_depth(&target, kind, depth + 1)).await;
+                }
+                Some(OverlayAnswer::Cname(_)) => return Err(temp("CNAME chain too long".into())),
+                None => {}
+            }
         }
         let resolver = match &self.inner.upstream {
             Upstream::Resolver(r) => r,

@@ -13,6 +13,7 @@ pub enum Data {
     Mx(u16, String),
     Txt(Vec<Vec<u8>>),
     Ptr(String),
+    Cname(String),
     Other,
 }
 
@@ -244,7 +245,12 @@ pub fn parse(text: &str) -> Result<Zone, String> {
                 break;
             };
             let up = t.to_ascii_uppercase();
-            if up.chars().all(|c| c.is_ascii_digit()) || CLASSES.contains(&up.as_str()) {
+            // TTLs may carry units (1h, 2d, 1w2d).
+            let ttl = up.starts_with(|c: char| c.is_ascii_digit())
+                && up
+                    .chars()
+                    .all(|c| c.is_ascii_digit() || "SMHDW".contains(c));
+            if ttl || CLASSES.contains(&up.as_str()) {
                 continue;
             }
             rtype = Some(up);
@@ -282,6 +288,13 @@ pub fn parse(text: &str) -> Result<Zone, String> {
                 words()
                     .first()
                     .ok_or_else(|| format!("line {line}: PTR needs a name"))?,
+                origin.as_deref(),
+                line,
+            )?),
+            "CNAME" => Data::Cname(absolute(
+                words()
+                    .first()
+                    .ok_or_else(|| format!("line {line}: CNAME needs a target"))?,
                 origin.as_deref(),
                 line,
             )?),
@@ -345,6 +358,13 @@ mod tests {
             Data::Txt(vec![b"v=DKIM1; k=rsa; ".to_vec(), b"p=AB\"C;".to_vec()])
         );
         assert_eq!(z.records[3].line, 6);
+    }
+
+    #[test]
+    fn ttl_units_and_cname() {
+        let z = parse("$ORIGIN a.test.\n@ 1h IN TXT \"v=spf1 -all\"\nsel._domainkey 2d CNAME sel.esp.example.\n").unwrap();
+        assert_eq!(z.records[0].data, Data::Txt(vec![b"v=spf1 -all".to_vec()]));
+        assert_eq!(z.records[1].data, Data::Cname("sel.esp.example.".into()));
     }
 
     #[test]

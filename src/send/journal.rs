@@ -31,6 +31,8 @@ pub enum State {
     Suppressed,
     /// In doubt after a crash, and the user chose `--in-doubt skip`: settled, not resent.
     Skipped,
+    /// Written to an outbox folder: settled for outbox runs, not sent for relay runs.
+    Written,
 }
 
 impl State {
@@ -42,6 +44,7 @@ impl State {
             State::Failed => 'F',
             State::Suppressed => 'X',
             State::Skipped => 'K',
+            State::Written => 'W',
         }
     }
 
@@ -53,6 +56,7 @@ impl State {
             "F" => State::Failed,
             "X" => State::Suppressed,
             "K" => State::Skipped,
+            "W" => State::Written,
             _ => return None,
         })
     }
@@ -159,7 +163,10 @@ pub fn read(path: &Path) -> Result<Prior, JournalError> {
             continue;
         }
         let mut f = line.split('\t');
-        let (Some(code), Some(row), Some(addr)) = (f.next(), f.next(), f.next()) else {
+        // All five fields: a line cut inside the address must not name another recipient.
+        let (Some(code), Some(row), Some(addr), Some(_), Some(_)) =
+            (f.next(), f.next(), f.next(), f.next(), f.next())
+        else {
             prior.damaged_lines += 1;
             continue;
         };

@@ -91,6 +91,17 @@ impl Abort {
         self.flag.load(Ordering::SeqCst)
     }
 
+    /// Returns once the run is stopped.
+    async fn stopped(&self) {
+        loop {
+            let woken = self.wake.notified();
+            if self.is_set() {
+                return;
+            }
+            woken.await;
+        }
+    }
+
     /// Sleeps for `d`, or less if the run is stopped meanwhile.
     async fn sleep(&self, d: std::time::Duration) {
         let woken = self.wake.notified();
@@ -227,6 +238,7 @@ impl Pipeline {
                         abort.trip(Stop::Delivery(DeliveryError {
                             class: FailureClass::Fatal,
                             code: o.code,
+                            hard_bounce: false,
                             text: format!(
                                 "{refused_in_a_row} recipients in a row were refused (last: {}); the relay is refusing this sender, not these recipients",
                                 o.text
@@ -342,19 +354,14 @@ impl Preparer {
                     Status::Duplicate,
                     format!("same address as row {first_row}"),
                 )),
-                Row::Valid(r) if self.abort.is_set() => self.emit(outcome(
-                    r.row,
-                    r.address.to_string(),
-                    Status::NotAttempted,
-                    NOT_ATTEMPTED.into(),
-                )),
                 // A recipient an earlier run sent (or skipped by choice) stays settled even if
                 // they were put on the suppression list since.
                 Row::Valid(r)
                     if matches!(
                         self.prior.state(r.address.as_ref()),
                         Some(State::Sent | State::Skipped)
-                    ) =>
+                    ) || (self.mode == Mode::Outbox
+                        && self.prior.state(r.address.as_ref()) == Some(State::Written)) =>
                 {
                     match self.settled_earlier(&r, now) {
                         Some(o) => self.emit(o),
@@ -378,6 +385,13 @@ impl Preparer {
                     ))
                 }
                 Row::Valid(r) if let Some(o) = self.settled_earlier(&r, now) => self.emit(o),
+                // After what earlier runs settled: those are reported as they are, even now.
+                Row::Valid(r) if self.abort.is_set() => self.emit(outcome(
+                    r.row,
+                    r.address.to_string(),
+                    Status::NotAttempted,
+                    NOT_ATTEMPTED.into(),
+                )),
                 Row::Valid(r) => {
                     let (row, address) = (r.row, r.address.to_string());
                     match self.assembler.assemble(r) {
@@ -412,9 +426,11 @@ impl Preparer {
     /// failed recipients are never sent again, and in-doubt ones follow `--in-doubt`.
     fn settled_earlier(&self, r: &Recipient, now: std::time::SystemTime) -> Option<Outcome> {
         let (status, text) = match self.prior.state(r.address.as_ref())? {
-            State::Sent if self.mode == Mode::Outbox => {
+            State::Written if self.mode == Mode::Outbox => {
                 (Status::Written, "written by an earlier run (journal)")
             }
+            // Written to an outbox, not sent: a run over a relay sends it.
+            State::Written => return None,
             State::Sent => (Status::Sent, "sent by an earlier run (journal)"),
             State::Failed => (
                 Status::Failed,
@@ -475,7 +491,7 @@ impl Rng {
 /// Replies that mean "you are sending too fast" rather than "this message is unwelcome".
 fn is_throttle(e: &DeliveryError) -> bool {
     match e.code {
-        Some(421 | 454) => true,
+        Some(421) => true,
         Some(450..=452) => e.text.contains("4.7."),
         _ => false,
     }
@@ -519,7 +535,11 @@ impl Sender {
         let mut last: Option<DeliveryError> = None;
         for attempt in 1..=self.retry.attempts {
             if !self.abort.is_set() {
-                self.pacer.wait().await;
+                // A stop (Ctrl-C, a fatal error) must not wait for a long pacing slot.
+                tokio::select! {
+                    () = self.pacer.wait() => {}
+                    () = self.abort.stopped() => {}
+                }
             }
             // Checked after the wait too: a fatal error may have come in meanwhile, and one
             // more attempt with a refused password could lock the account.
@@ -557,15 +577,28 @@ impl Sender {
                         Mode::Outbox => Status::Written,
                         Mode::DryRun => Status::DryRun,
                     };
-                    self.journal_record(State::Sent, row, &address, ok.code, &ok.text);
+                    // The outbox's "written" must not count as sent if the campaign later
+                    // switches to a relay.
+                    let state = if self.mode == Mode::Outbox {
+                        State::Written
+                    } else {
+                        State::Sent
+                    };
+                    self.journal_record(state, row, &address, ok.code, &ok.text);
                     return self.outcome(msg, status, ok.code, ok.text);
                 }
                 Err(e) => e,
             };
             match e.class {
+                FailureClass::InDoubt => {
+                    // The `I` line stays the last word: the next run lists this recipient as
+                    // in doubt and asks. No retry, which could deliver it twice.
+                    self.warn_in_doubt();
+                    return self.outcome(msg, Status::InDoubt, e.code, e.text);
+                }
                 FailureClass::Permanent => {
                     self.journal_record(State::Failed, row, &address, e.code, &e.text);
-                    if Suppression::is_hard_bounce(e.code, &e.text) {
+                    if e.hard_bounce {
                         let when = crate::clock::rfc3339(self.clock.now());
                         self.suppression.add(&address, &e.text, &when);
                     }
@@ -607,10 +640,17 @@ impl Sender {
         let e = last.unwrap_or_else(|| DeliveryError {
             class: FailureClass::Transient,
             code: None,
+            hard_bounce: false,
             text: "not attempted".into(),
         });
         let text = format!("{} (after {} attempts)", e.text, self.retry.attempts);
         self.outcome(msg, Status::Deferred, e.code, text)
+    }
+
+    fn warn_in_doubt(&self) {
+        tracing::warn!(
+            "a message's outcome is unknown (no reply after it was sent); it is reported in doubt"
+        );
     }
 
     fn journal_record(&self, state: State, row: u64, address: &str, code: Option<u16>, text: &str) {

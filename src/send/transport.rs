@@ -11,6 +11,7 @@ use lettre::transport::smtp::authentication::{Credentials, Mechanism};
 use lettre::transport::smtp::client::{
     AsyncSmtpConnection, AsyncTokioStream, Certificate, TlsParameters,
 };
+use lettre::transport::smtp::commands::{Data, Mail, Rcpt, Rset};
 use lettre::transport::smtp::extension::ClientId;
 use tokio::net::TcpStream;
 
@@ -24,9 +25,12 @@ pub enum FailureClass {
     Transient,
     /// 5xx for this recipient: recorded, never retried.
     Permanent,
-    /// Authentication, TLS or configuration: every further attempt would fail the same way,
-    /// so the campaign stops instead of failing each recipient in turn.
+    /// Authentication, TLS, a refused sender or configuration: every further attempt would
+    /// fail the same way, so the campaign stops instead of failing each recipient in turn.
     Fatal,
+    /// The whole message was written but no reply came (timeout, dropped connection): the
+    /// relay may have accepted it. Never retried; reported and journaled as in doubt.
+    InDoubt,
 }
 
 /// A delivery that did not happen. `text` is the server's reply or the local error.
@@ -35,6 +39,9 @@ pub struct DeliveryError {
     pub class: FailureClass,
     pub code: Option<u16>,
     pub text: String,
+    /// The relay refused the recipient at RCPT as unknown (550/551/553 with 5.1.1, 5.1.2,
+    /// 5.1.3, 5.1.6 or 5.1.10): the one case the suppression list may learn from.
+    pub hard_bounce: bool,
 }
 
 /// The relay's acceptance (or the outbox's file).
@@ -205,12 +212,14 @@ impl SmtpRelay {
         let net = |e: std::io::Error| DeliveryError {
             class: FailureClass::Transient,
             code: None,
+            hard_bounce: false,
             text: format!("cannot connect to {}:{}: {e}", self.host, self.port),
         };
         let tls_failed = |text: String| DeliveryError {
             class: FailureClass::Fatal,
             code: None,
             text,
+            hard_bounce: false,
         };
         let tcp = TcpStream::connect((self.host.as_str(), self.port))
             .await
@@ -269,10 +278,16 @@ impl SmtpRelay {
 
     async fn connect_timed(&self) -> Result<AsyncSmtpConnection, DeliveryError> {
         match tokio::time::timeout(self.timeout, self.connect()).await {
+            // A 5xx to the greeting, EHLO or AUTH refuses the sender, not a recipient.
+            Ok(Err(mut e)) if e.class == FailureClass::Permanent => {
+                e.class = FailureClass::Fatal;
+                Err(e)
+            }
             Ok(r) => r,
             Err(_) => Err(DeliveryError {
                 class: FailureClass::Transient,
                 code: None,
+                hard_bounce: false,
                 text: format!("connecting to {}:{} timed out", self.host, self.port),
             }),
         }
@@ -302,11 +317,15 @@ impl SmtpRelay {
             .map_err(|e| DeliveryError {
                 class: FailureClass::Permanent,
                 code: None,
+                hard_bounce: false,
                 text: e.to_string(),
             })?;
         if let (Some(c), Some(at)) = (session.conn.as_mut(), session.last_used)
             && at.elapsed() > IDLE_PROBE
-            && !c.test_connected().await
+            && !matches!(
+                tokio::time::timeout(self.timeout, c.test_connected()).await,
+                Ok(true)
+            )
         {
             session.conn = None;
         }
@@ -316,35 +335,157 @@ impl SmtpRelay {
         let Some(conn) = session.conn.as_mut() else {
             unreachable!("connected above")
         };
+        let result = self.transaction(conn, &envelope, msg).await;
+        session.last_used = Some(tokio::time::Instant::now());
+        match result {
+            Ok(accepted) => Ok(accepted),
+            Err((e, reusable)) => {
+                if !reusable {
+                    session.conn = None;
+                }
+                Err(e)
+            }
+        }
+    }
+
+    /// One SMTP transaction, step by step, so a failure is known by its stage: before DATA
+    /// nothing was sent and a retry is safe; after the final "." without a reply the relay
+    /// may have the message, and a retry could deliver it twice. The `bool` says whether the
+    /// connection can carry the next message (after an RSET).
+    async fn transaction(
+        &self,
+        conn: &mut AsyncSmtpConnection,
+        envelope: &Envelope,
+        msg: &Prepared,
+    ) -> Result<Accepted, (DeliveryError, bool)> {
+        let no_reply = |stage: &str| DeliveryError {
+            class: FailureClass::Transient,
+            code: None,
+            hard_bounce: false,
+            text: format!("no answer to {stage} within {} s", self.timeout.as_secs()),
+        };
+        // MAIL FROM: a refusal here is about the sender (account, address), not the recipient.
+        match tokio::time::timeout(
+            self.timeout,
+            conn.command(Mail::new(envelope.from().cloned(), vec![])),
+        )
+        .await
+        {
+            Err(_) => return Err((no_reply("MAIL FROM"), false)),
+            Ok(Err(e)) => {
+                let mut d = classify(&e);
+                if d.class == FailureClass::Permanent {
+                    d.class = FailureClass::Fatal;
+                    d.text = format!("the relay refused the sender (MAIL FROM): {}", d.text);
+                }
+                return Err((d, false));
+            }
+            Ok(Ok(_)) => {}
+        }
+        for to in envelope.to() {
+            match tokio::time::timeout(self.timeout, conn.command(Rcpt::new(to.clone(), vec![])))
+                .await
+            {
+                Err(_) => return Err((no_reply("RCPT TO"), false)),
+                Ok(Err(e)) => {
+                    let mut d = classify(&e);
+                    d.hard_bounce = is_unknown_mailbox(d.code, &d.text);
+                    let reusable = d.code.is_some() && self.reset(conn).await;
+                    return Err((d, reusable));
+                }
+                Ok(Ok(_)) => {}
+            }
+        }
+        match tokio::time::timeout(self.timeout, conn.command(Data)).await {
+            Err(_) => return Err((no_reply("DATA"), false)),
+            Ok(Err(e)) => {
+                let d = classify(&e);
+                let reusable = d.code.is_some() && self.reset(conn).await;
+                return Err((d, reusable));
+            }
+            Ok(Ok(_)) => {}
+        }
         // lettre always ends DATA with "\r\n.\r\n", whose first CRLF RFC 5321 counts as
         // the end of the last line; hand it the message without its final CRLF so the relay
         // receives exactly the signed bytes.
         let body = msg.bytes.strip_suffix(b"\r\n").unwrap_or(&msg.bytes);
-        let result = tokio::time::timeout(self.timeout, conn.send(&envelope, body)).await;
-        session.last_used = Some(tokio::time::Instant::now());
-        match result {
+        // RFC 5321 4.5.3.2.6: wait (at least) 10 minutes for the reply to the final ".".
+        let wait = self.timeout.max(FINAL_REPLY);
+        // lettre asks the iterator for the next chunk only after writing the previous one:
+        // when it comes back for more, the whole body has been handed to the connection.
+        // A failure before that means the message was not complete, and a retry is safe.
+        let body_written = std::sync::atomic::AtomicBool::new(false);
+        let chunks = std::iter::once(body).chain(std::iter::from_fn(|| {
+            body_written.store(true, std::sync::atomic::Ordering::Relaxed);
+            None
+        }));
+        let outcome = tokio::time::timeout(wait, conn.message_iter(chunks)).await;
+        match outcome {
             Ok(Ok(resp)) => Ok(Accepted {
                 code: Some(u16::from(resp.code())),
                 text: resp.message().collect::<Vec<_>>().join(" "),
             }),
-            Ok(Err(e)) => {
-                // lettre aborts the connection on any error; the next message reconnects.
-                session.conn = None;
-                Err(classify(&e))
+            // A reply: the relay decided, and it did not take the message.
+            Ok(Err(e)) if e.status().is_some() => {
+                let d = classify(&e);
+                let reusable = self.reset(conn).await;
+                Err((d, reusable))
             }
-            Err(_) => {
-                session.conn = None;
-                Err(DeliveryError {
+            Ok(Err(e)) if !body_written.load(std::sync::atomic::Ordering::Relaxed) => Err((
+                DeliveryError {
                     class: FailureClass::Transient,
                     code: None,
+                    hard_bounce: false,
+                    text: format!("the connection failed while the message was being sent ({e})"),
+                },
+                false,
+            )),
+            Ok(Err(e)) => Err((
+                DeliveryError {
+                    class: FailureClass::InDoubt,
+                    code: None,
+                    hard_bounce: false,
                     text: format!(
-                        "no answer within {} s; the message may or may not have been accepted",
-                        self.timeout.as_secs()
+                        "the connection failed after the message was sent, before the relay answered ({e}); it may or may not have been accepted"
                     ),
-                })
-            }
+                },
+                false,
+            )),
+            Err(_) => Err((
+                DeliveryError {
+                    class: FailureClass::InDoubt,
+                    code: None,
+                    hard_bounce: false,
+                    text: format!(
+                        "no answer within {} s after the message was sent; it may or may not have been accepted",
+                        wait.as_secs()
+                    ),
+                },
+                false,
+            )),
         }
     }
+
+    /// RSET after a refused command, so the connection can carry the next message.
+    async fn reset(&self, conn: &mut AsyncSmtpConnection) -> bool {
+        matches!(
+            tokio::time::timeout(self.timeout, conn.command(Rset)).await,
+            Ok(Ok(_))
+        )
+    }
+}
+
+/// How long to wait for the reply to the final "." (RFC 5321 4.5.3.2.6).
+const FINAL_REPLY: Duration = Duration::from_secs(600);
+
+/// A refusal that means the mailbox does not exist, not that the message or sender was
+/// unwelcome: 550/551/553 with 5.1.1 (no such user), 5.1.2 (no such domain), 5.1.3 (bad
+/// address syntax), 5.1.6 (moved) or 5.1.10 (null MX).
+fn is_unknown_mailbox(code: Option<u16>, text: &str) -> bool {
+    matches!(code, Some(550 | 551 | 553))
+        && text
+            .split(|c: char| c.is_whitespace() || c == ':' || c == '(' || c == ')')
+            .any(|w| matches!(w, "5.1.1" | "5.1.2" | "5.1.3" | "5.1.6" | "5.1.10"))
 }
 
 /// A rustls stream in the shape lettre accepts for a connection it did not open itself.
@@ -415,7 +556,12 @@ fn classify(e: &lettre::transport::smtp::Error) -> DeliveryError {
         }
         source = s.source();
     }
-    DeliveryError { class, code, text }
+    DeliveryError {
+        class,
+        code,
+        text,
+        hard_bounce: false,
+    }
 }
 
 /// Writes each message's exact bytes to `<dir>/<row>-<address>.eml`.
@@ -448,6 +594,7 @@ impl Outbox {
             .map_err(|e| DeliveryError {
                 class: FailureClass::Fatal,
                 code: None,
+                hard_bounce: false,
                 text: format!("cannot write {}: {e}", path.display()),
             })?;
         Ok(Accepted {
