@@ -4,7 +4,7 @@
 use std::collections::HashMap;
 use std::fs::File;
 use std::io::BufReader;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use lettre::Address;
@@ -79,8 +79,9 @@ impl Row {
     }
 }
 
-/// Streams a recipient file. Memory grows only with the duplicate set (one lowercase address
-/// per valid row), never with the rows themselves.
+/// Streams a recipient file. By default it remembers every address to find duplicates; with
+/// [`Candidates`] it remembers only the few addresses that can be duplicates, so memory stays
+/// flat however long the list is.
 pub struct RecipientReader {
     path: PathBuf,
     reader: csv::Reader<BufReader<File>>,
@@ -88,7 +89,93 @@ pub struct RecipientReader {
     address_idx: usize,
     name_idx: Option<usize>,
     seen: HashMap<Box<str>, u64>,
+    candidates: Option<Arc<Candidates>>,
     record: csv::ByteRecord,
+}
+
+/// The addresses that may occur more than once in a recipient file: every real duplicate,
+/// plus about 1% false positives. Found with a Bloom filter in one pass, so the passes that
+/// follow keep exact first-seen rows for these addresses only.
+#[derive(Debug, Default)]
+pub struct Candidates {
+    addresses: std::collections::HashSet<Box<str>>,
+}
+
+impl Candidates {
+    #[cfg(test)]
+    pub fn len(&self) -> usize {
+        self.addresses.len()
+    }
+}
+
+/// A Bloom filter of ~10 bits per row with 7 hashes (about 1% false positives).
+struct Bloom {
+    bits: Vec<u64>,
+    m: u64,
+    keys: [std::collections::hash_map::RandomState; 2],
+}
+
+impl Bloom {
+    fn new(rows: u64) -> Bloom {
+        let m = (rows * 10).max(1 << 13);
+        Bloom {
+            bits: vec![0; m.div_ceil(64) as usize],
+            m,
+            keys: [Default::default(), Default::default()],
+        }
+    }
+
+    /// Sets the key's bits; returns whether they were all set already.
+    fn insert(&mut self, key: &str) -> bool {
+        use std::hash::BuildHasher;
+        let h1 = self.keys[0].hash_one(key);
+        let h2 = self.keys[1].hash_one(key) | 1;
+        let mut present = true;
+        for i in 0..7u64 {
+            let bit = h1.wrapping_add(i.wrapping_mul(h2)) % self.m;
+            let (word, mask) = ((bit / 64) as usize, 1u64 << (bit % 64));
+            present &= self.bits[word] & mask != 0;
+            self.bits[word] |= mask;
+        }
+        present
+    }
+}
+
+/// One pass over the file: every address the filter has (probably) seen before is a
+/// candidate duplicate.
+pub fn duplicate_candidates(source: &RecipientSource) -> Result<Candidates, RecipientsError> {
+    let rows = count_lines(&source.file)?;
+    let mut bloom = Bloom::new(rows);
+    let mut reader = RecipientReader::open(source)?;
+    reader.candidates = Some(Arc::new(Candidates::default()));
+    let mut found = Candidates::default();
+    while let Some(row) = reader.next_row() {
+        if let Row::Valid(r) = row? {
+            let key = r.address.to_string().to_lowercase();
+            if bloom.insert(&key) {
+                found.addresses.insert(key.into_boxed_str());
+            }
+        }
+    }
+    Ok(found)
+}
+
+fn count_lines(path: &Path) -> Result<u64, RecipientsError> {
+    use std::io::Read;
+    let err = |source| RecipientsError::Open {
+        path: path.to_owned(),
+        source,
+    };
+    let mut f = File::open(path).map_err(err)?;
+    let mut buf = vec![0u8; 1 << 16];
+    let mut lines = 1;
+    loop {
+        let n = f.read(&mut buf).map_err(err)?;
+        if n == 0 {
+            return Ok(lines);
+        }
+        lines += buf[..n].iter().filter(|&&b| b == b'\n').count() as u64;
+    }
 }
 
 impl RecipientReader {
@@ -154,8 +241,15 @@ impl RecipientReader {
             address_idx,
             name_idx,
             seen: HashMap::new(),
+            candidates: None,
             record: csv::ByteRecord::new(),
         })
+    }
+
+    /// Remember only these addresses for duplicate detection (see [`Candidates`]).
+    pub fn with_candidates(mut self, c: Arc<Candidates>) -> RecipientReader {
+        self.candidates = Some(c);
+        self
     }
 
     pub fn headers(&self) -> &Arc<[String]> {
@@ -233,6 +327,19 @@ impl RecipientReader {
             None => display,
         };
         let key: Box<str> = address.to_string().to_lowercase().into();
+        // An address that is not a candidate occurs once: nothing to remember.
+        if self
+            .candidates
+            .as_ref()
+            .is_some_and(|c| !c.addresses.contains(&key))
+        {
+            return Row::Valid(Recipient {
+                row,
+                address,
+                name,
+                fields,
+            });
+        }
         if let Some(&first_row) = self.seen.get(&key) {
             return Row::Duplicate {
                 row,
@@ -390,6 +497,33 @@ mod tests {
             }
         ));
         assert!(matches!(&rows[3], Row::Valid(v) if v.row == 5));
+    }
+
+    #[test]
+    fn candidates_find_every_duplicate_with_little_memory() {
+        let mut csv = String::from("email\n");
+        for i in 0..5000 {
+            csv.push_str(&format!("u{i}@example.com\n"));
+        }
+        csv.push_str("U17@Example.com\nu4999@example.com\n");
+        let (dir, _) = reader(csv.as_bytes());
+        let source = RecipientSource {
+            file: dir.path().join("r.csv"),
+            address_column: "email".into(),
+            name_column: None,
+        };
+        let c = Arc::new(duplicate_candidates(&source).unwrap());
+        assert!(c.len() >= 2 && c.len() < 200, "{} candidates", c.len());
+        let mut r = RecipientReader::open(&source).unwrap().with_candidates(c);
+        let rows = all(&mut r);
+        let dups: Vec<(u64, u64)> = rows
+            .iter()
+            .filter_map(|r| match r {
+                Row::Duplicate { row, first_row, .. } => Some((*row, *first_row)),
+                _ => None,
+            })
+            .collect();
+        assert_eq!(dups, [(5002, 19), (5003, 5001)]);
     }
 
     #[test]

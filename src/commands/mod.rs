@@ -47,6 +47,8 @@ pub struct Loaded {
     pub assembler: Arc<Assembler>,
     pub signer_keys: Signer,
     pub survey: Survey,
+    /// The addresses that can be duplicates: every pass over the file remembers only these.
+    pub candidates: Arc<crate::recipients::Candidates>,
 }
 
 pub fn load(path: &Path, clock: Arc<dyn Clock>) -> anyhow::Result<Loaded> {
@@ -73,12 +75,16 @@ pub fn load(path: &Path, clock: Arc<dyn Clock>) -> anyhow::Result<Loaded> {
         unsubscribe,
         clock,
     ));
-    let survey = survey(&campaign.recipients, &assembler)?;
+    let candidates = Arc::new(crate::recipients::duplicate_candidates(
+        &campaign.recipients,
+    )?);
+    let survey = survey(&campaign.recipients, &assembler, &candidates)?;
     Ok(Loaded {
         campaign,
         assembler,
         signer_keys: audit_keys,
         survey,
+        candidates,
     })
 }
 

@@ -28,7 +28,12 @@ struct Shown {
 
 pub fn run(args: &PreviewArgs, clock: Arc<dyn Clock>) -> anyhow::Result<Exit> {
     let loaded = load(&args.campaign, clock)?;
-    let chosen = choose(&loaded.campaign.recipients, args, loaded.survey.valid)?;
+    let chosen = choose(
+        &loaded.campaign.recipients,
+        args,
+        loaded.survey.valid,
+        &loaded.candidates,
+    )?;
     let mut shown = Vec::new();
     for r in chosen {
         let findings = loaded.assembler.check(&r)?;
@@ -82,6 +87,7 @@ fn choose(
     source: &crate::config::RecipientSource,
     args: &PreviewArgs,
     valid: u64,
+    candidates: &Arc<crate::recipients::Candidates>,
 ) -> anyhow::Result<Vec<Recipient>> {
     let emails: Vec<String> = args.email.iter().map(|e| e.trim().to_lowercase()).collect();
     let sample_at: Vec<u64> = match args.sample {
@@ -90,7 +96,7 @@ fn choose(
         None => Vec::new(),
     };
     let any_filter = !args.row.is_empty() || !emails.is_empty() || args.sample.is_some();
-    let mut reader = RecipientReader::open(source)?;
+    let mut reader = RecipientReader::open(source)?.with_candidates(candidates.clone());
     let mut out = Vec::new();
     let mut index = 0u64;
     let mut problems = Vec::new();

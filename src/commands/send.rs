@@ -313,6 +313,7 @@ pub async fn run(args: &SendArgs, quiet: bool, clock: Arc<dyn Clock>) -> anyhow:
         suppression: Arc::new(suppression),
         retry: campaign.retry,
         seed: seed(),
+        candidates: loaded.candidates.clone(),
         verifier: if mode == Mode::DryRun {
             DkimVerifier::new(&audit.dkim_records).map(Arc::new)
         } else {

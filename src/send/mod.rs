@@ -145,6 +145,7 @@ pub struct Pipeline {
     pub seed: u64,
     /// Dry runs verify every written message against the key records the preflight saw.
     pub verifier: Option<Arc<DkimVerifier>>,
+    pub candidates: Arc<crate::recipients::Candidates>,
 }
 
 /// After this many recipients in a row were refused, the problem is the sender, not them:
@@ -168,6 +169,7 @@ impl Pipeline {
         let job_rx = Arc::new(tokio::sync::Mutex::new(job_rx));
 
         let reader = RecipientReader::open(source)
+            .map(|r| r.with_candidates(self.candidates.clone()))
             .map_err(|e| abort.trip(Stop::Recipients(e.to_string())))
             .ok()
             .map(|r| Arc::new(Mutex::new(r)));

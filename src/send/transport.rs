@@ -1,4 +1,4 @@
-//! Where prepared messages go: an SMTP relay (lettre's pooled async transport, TLS verified)
+//! Where prepared messages go: an SMTP relay (a lettre connection per sender, TLS verified)
 //! or an outbox folder of `.eml` files. Both take the signed bytes unchanged.
 
 use std::path::{Path, PathBuf};

@@ -3,8 +3,11 @@
 //! not provide stops the run before the first message.
 
 use crate::config::RecipientSource;
+use std::sync::Arc;
+
 use crate::lint::{Level, LintFinding};
 use crate::message::{Assembler, RowError};
+use crate::recipients::Candidates;
 use crate::recipients::{RecipientReader, RecipientsError, Row};
 use crate::template::TemplateError;
 
@@ -143,8 +146,12 @@ pub fn check_row(
     Ok((checked, findings))
 }
 
-pub fn survey(source: &RecipientSource, assembler: &Assembler) -> Result<Survey, ValidateError> {
-    let mut reader = RecipientReader::open(source)?;
+pub fn survey(
+    source: &RecipientSource,
+    assembler: &Assembler,
+    candidates: &Arc<Candidates>,
+) -> Result<Survey, ValidateError> {
+    let mut reader = RecipientReader::open(source)?.with_candidates(candidates.clone());
     let mut s = Survey::default();
     let mut first_valid = None;
     while let Some(row) = reader.next_row() {
