@@ -3,7 +3,8 @@
 //! not provide stops the run before the first message.
 
 use crate::config::RecipientSource;
-use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
 
 use crate::lint::{Level, LintFinding};
 use crate::message::{Assembler, RowError};
@@ -20,8 +21,10 @@ pub struct Survey {
     pub valid: u64,
     pub invalid: u64,
     pub duplicate: u64,
-    /// The first few problems, as `row N: reason` lines.
+    /// The first few problems by row, as `row N: reason` lines.
     pub problems: Vec<String>,
+    /// The rows of `problems`, kept sorted.
+    problem_rows: Vec<u64>,
     /// The first valid recipient: the sample for the preflight and the template check.
     pub first: Option<crate::recipients::Recipient>,
     /// The content lint over every valid recipient.
@@ -48,7 +51,14 @@ impl LintSummary {
     fn add(&mut self, row: u64, findings: &[LintFinding]) {
         for f in findings {
             match self.rules.iter_mut().find(|t| t.id == f.id) {
-                Some(t) => t.recipients += 1,
+                Some(t) => {
+                    t.recipients += 1;
+                    if row < t.first_row {
+                        t.first_row = row;
+                        t.example = f.message.clone();
+                        t.fix = f.fix.clone();
+                    }
+                }
                 None => self.rules.push(LintTally {
                     id: f.id,
                     level: f.level,
@@ -57,6 +67,22 @@ impl LintSummary {
                     example: f.message.clone(),
                     fix: f.fix.clone(),
                 }),
+            }
+        }
+    }
+
+    fn merge(&mut self, other: LintSummary) {
+        for t in other.rules {
+            match self.rules.iter_mut().find(|m| m.id == t.id) {
+                Some(m) => {
+                    m.recipients += t.recipients;
+                    if t.first_row < m.first_row {
+                        m.first_row = t.first_row;
+                        m.example = t.example;
+                        m.fix = t.fix;
+                    }
+                }
+                None => self.rules.push(t),
             }
         }
     }
@@ -146,32 +172,80 @@ pub fn check_row(
     Ok((checked, findings))
 }
 
+/// Reads every row once, rendering, building and linting each on all cores (the survey
+/// is most of the CPU a campaign costs before sending), then merges the workers' counts.
 pub fn survey(
     source: &RecipientSource,
     assembler: &Assembler,
     candidates: &Arc<Candidates>,
 ) -> Result<Survey, ValidateError> {
-    let mut reader = RecipientReader::open(source)?.with_candidates(candidates.clone());
+    let reader = Mutex::new(RecipientReader::open(source)?.with_candidates(candidates.clone()));
+    let stop = AtomicBool::new(false);
+    let threads = std::thread::available_parallelism().map_or(2, |n| n.get());
+    let parts: Vec<Result<Survey, ValidateError>> = std::thread::scope(|scope| {
+        let workers: Vec<_> = (0..threads)
+            .map(|_| scope.spawn(|| survey_worker(&reader, assembler, &stop)))
+            .collect();
+        workers
+            .into_iter()
+            .map(|w| w.join().unwrap_or_else(|p| std::panic::resume_unwind(p)))
+            .collect()
+    });
     let mut s = Survey::default();
-    let mut first_valid = None;
-    while let Some(row) = reader.next_row() {
+    for part in parts {
+        s.merge(part?);
+    }
+    let path = source.file.display().to_string();
+    if s.rows == 0 {
+        return Err(ValidateError::NoRecipients { path });
+    }
+    if s.first.is_none() {
+        return Err(ValidateError::NoneValid { path, rows: s.rows });
+    }
+    Ok(s)
+}
+
+/// One worker's share: rows are taken from the shared reader one at a time, so each row is
+/// classified exactly once and duplicates are judged in file order.
+fn survey_worker(
+    reader: &Mutex<RecipientReader>,
+    assembler: &Assembler,
+    stop: &AtomicBool,
+) -> Result<Survey, ValidateError> {
+    let mut s = Survey::default();
+    loop {
+        if stop.load(Ordering::Relaxed) {
+            return Ok(s);
+        }
+        let row = match reader.lock().unwrap_or_else(|e| e.into_inner()).next_row() {
+            None => return Ok(s),
+            Some(r) => r,
+        };
+        let result = row
+            .map_err(ValidateError::from)
+            .and_then(|row| check_row(row, assembler).map_err(ValidateError::from));
+        let (checked, findings) = match result {
+            Ok(c) => c,
+            Err(e) => {
+                // Every worker would hit the same template error: stop them all.
+                stop.store(true, Ordering::Relaxed);
+                return Err(e);
+            }
+        };
         s.rows += 1;
-        let (checked, findings) = check_row(row?, assembler)?;
         if !findings.is_empty() {
             s.lint.add(checked.row(), &findings);
         }
         match checked {
             Row::Valid(r) => {
                 s.valid += 1;
-                if first_valid.is_none() {
-                    first_valid = Some(r);
+                if s.first.as_ref().is_none_or(|f| r.row < f.row) {
+                    s.first = Some(r);
                 }
             }
             Row::Invalid { row, reason, .. } => {
                 s.invalid += 1;
-                if s.problems.len() < LISTED {
-                    s.problems.push(format!("row {row}: {reason}"));
-                }
+                s.note_problem(row, format!("row {row}: {reason}"));
             }
             Row::Duplicate {
                 row,
@@ -179,23 +253,60 @@ pub fn survey(
                 first_row,
             } => {
                 s.duplicate += 1;
-                if s.problems.len() < LISTED {
-                    s.problems.push(format!(
-                        "row {row}: {address} duplicates row {first_row}, skipped"
-                    ));
-                }
+                s.note_problem(
+                    row,
+                    format!("row {row}: {address} duplicates row {first_row}, skipped"),
+                );
             }
         }
     }
-    let path = source.file.display().to_string();
-    if s.rows == 0 {
-        return Err(ValidateError::NoRecipients { path });
-    }
-    match first_valid {
-        Some(r) => s.first = Some(r),
-        None => {
-            return Err(ValidateError::NoneValid { path, rows: s.rows });
+}
+
+impl Survey {
+    /// Keeps the first problems by row, whichever worker met them.
+    fn note_problem(&mut self, row: u64, text: String) {
+        if self.problem_rows.len() < LISTED || self.problem_rows.last().is_some_and(|&r| row < r) {
+            let at = self.problem_rows.partition_point(|&r| r < row);
+            self.problem_rows.insert(at, row);
+            self.problems.insert(at, text);
+            self.problem_rows.truncate(LISTED);
+            self.problems.truncate(LISTED);
         }
     }
-    Ok(s)
+
+    fn merge(&mut self, other: Survey) {
+        self.rows += other.rows;
+        self.valid += other.valid;
+        self.invalid += other.invalid;
+        self.duplicate += other.duplicate;
+        for (row, text) in other.problem_rows.into_iter().zip(other.problems) {
+            self.note_problem(row, text);
+        }
+        if let Some(f) = other.first
+            && self.first.as_ref().is_none_or(|s| f.row < s.row)
+        {
+            self.first = Some(f);
+        }
+        self.lint.merge(other.lint);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn problems_keep_the_first_rows_whatever_the_order_they_arrive_in() {
+        let mut a = Survey::default();
+        let mut b = Survey::default();
+        for row in (2..40).rev().step_by(2) {
+            a.note_problem(row, format!("row {row}"));
+        }
+        for row in (3..41).step_by(2) {
+            b.note_problem(row, format!("row {row}"));
+        }
+        a.merge(b);
+        let want: Vec<String> = (2..12).map(|r| format!("row {r}")).collect();
+        assert_eq!(a.problems, want);
+    }
 }
