@@ -131,7 +131,8 @@ pub struct PreviewArgs {
 /// Where the preflight gets its DNS answers; flags override campaign.toml's [preflight].
 #[derive(Debug, Args, Clone, Default)]
 pub struct DnsArgs {
-    /// Ask this nameserver (IP or IP:PORT) instead of the system resolver.
+    /// Ask this nameserver (IP or IP:PORT) instead of the system resolver; `none` asks no DNS
+    /// at all, so only the zone overlay answers.
     #[arg(long, value_name = "IP[:PORT]")]
     pub nameserver: Option<String>,
     /// A zone file of records you are about to publish: its names are answered from the file,

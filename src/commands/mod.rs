@@ -45,7 +45,6 @@ pub enum Exit {
 pub struct Loaded {
     pub campaign: Campaign,
     pub assembler: Arc<Assembler>,
-    pub signer_keys: Signer,
     pub survey: Survey,
     /// The addresses that can be duplicates: every pass over the file remembers only these.
     pub candidates: Arc<crate::recipients::Candidates>,
@@ -58,9 +57,6 @@ pub fn load(path: &Path, clock: Arc<dyn Clock>) -> anyhow::Result<Loaded> {
         .clone();
     let templates = Templates::compile(&campaign)?;
     let signer = Signer::load(&campaign.dkim)?;
-    // A second copy of the keys for the audit: parsing twice at start-up is cheaper than
-    // sharing the signer across the audit and the pipeline's threads.
-    let audit_keys = Signer::load(&campaign.dkim)?;
     let unsubscribe = campaign
         .unsubscribe
         .as_ref()
@@ -82,7 +78,6 @@ pub fn load(path: &Path, clock: Arc<dyn Clock>) -> anyhow::Result<Loaded> {
     Ok(Loaded {
         campaign,
         assembler,
-        signer_keys: audit_keys,
         survey,
         candidates,
     })
@@ -126,7 +121,7 @@ pub async fn audit(
     let sample = loaded.assembler.assemble(first)?;
     let inputs = Inputs {
         campaign: &loaded.campaign,
-        keys: loaded.signer_keys.keys(),
+        keys: loaded.assembler.keys(),
         sample: &sample.bytes,
         visible_unsubscribe,
         unsubscribe_url,

@@ -81,6 +81,11 @@ impl Assembler {
         }
     }
 
+    /// The DKIM keys, for the audit: parsed once, shared with signing.
+    pub fn keys(&self) -> &[dkim::DkimKeyPair] {
+        self.signer.keys()
+    }
+
     pub fn message_id(&self, address: &lettre::Address) -> String {
         self.composer.message_id(address)
     }
