@@ -122,53 +122,38 @@ pub async fn audit(
         let text = rec.text();
         let t = tags(&text);
         let evidence = rec.zone_form();
-        if let Some(v) = &t.v
-            && v != "DKIM1"
-        {
-            out.push(
-                f(
-                    "dkim.syntax",
-                    Severity::Fail,
-                    format!("v={v}; a DKIM key record says v=DKIM1"),
-                )
+        // A failing record: the evidence as seen, and the record to publish instead.
+        let broken = |id, msg: String| {
+            f(id, Severity::Fail, msg)
                 .evidence(evidence.clone())
-                .fix(fix_record.clone()),
-            );
-            continue;
-        }
-        if DomainKey::parse(text.as_bytes()).is_err()
-            && t.p.as_deref().is_some_and(|p| !p.is_empty())
-        {
-            out.push(
-                f(
-                    "dkim.syntax",
-                    Severity::Fail,
-                    "the key record does not parse".into(),
-                )
-                .evidence(evidence.clone())
-                .fix(fix_record.clone()),
-            );
-            continue;
-        }
+                .fix(fix_record.clone())
+        };
         let k = t.k.clone().unwrap_or_else(|| "rsa".into());
-        if k != key.public().k() {
-            out.push(
-                f(
-                    "dkim.key-type",
-                    Severity::Fail,
-                    format!(
-                        "the record says k={k} but the configured key is {}",
-                        key.public().k()
-                    ),
-                )
-                .evidence(evidence.clone())
-                .fix(fix_record.clone()),
-            );
-            continue;
-        }
         let p = t.p.clone().unwrap_or_default();
-        if p.is_empty() {
-            out.push(f("dkim.revoked", Severity::Fail, "the record has an empty p=: this key is revoked, and every signature with it fails".into()).evidence(evidence.clone()).fix(fix_record.clone()));
+        let problem = match &t.v {
+            Some(v) if v != "DKIM1" => Some(broken(
+                "dkim.syntax",
+                format!("v={v}; a DKIM key record says v=DKIM1"),
+            )),
+            _ if DomainKey::parse(text.as_bytes()).is_err() && !p.is_empty() => Some(broken(
+                "dkim.syntax",
+                "the key record does not parse".into(),
+            )),
+            _ if k != key.public().k() => Some(broken(
+                "dkim.key-type",
+                format!(
+                    "the record says k={k} but the configured key is {}",
+                    key.public().k()
+                ),
+            )),
+            _ if p.is_empty() => Some(broken(
+                "dkim.revoked",
+                "the record has an empty p=: this key is revoked, and every signature with it fails".into(),
+            )),
+            _ => None,
+        };
+        if let Some(finding) = problem {
+            out.push(finding);
             continue;
         }
         out.push(
@@ -195,15 +180,7 @@ pub async fn audit(
             );
         }
         let Ok(bytes) = STANDARD.decode(&p) else {
-            out.push(
-                f(
-                    "dkim.syntax",
-                    Severity::Fail,
-                    "p= is not valid base64".into(),
-                )
-                .evidence(evidence.clone())
-                .fix(fix_record.clone()),
-            );
+            out.push(broken("dkim.syntax", "p= is not valid base64".into()));
             continue;
         };
         // The size receivers see is the published key's, whatever the private key is.
@@ -225,30 +202,17 @@ pub async fn audit(
                     }
                     out.push(finding);
                 }
-                None => out.push(
-                    f(
-                        "dkim.syntax",
-                        Severity::Fail,
-                        "p= is not an RSA public key".into(),
-                    )
-                    .evidence(evidence.clone())
-                    .fix(fix_record.clone()),
-                ),
+                None => out.push(broken("dkim.syntax", "p= is not an RSA public key".into())),
             }
         }
         if !same_key(key.public(), &bytes) {
-            out.push(
-                f(
-                    "dkim.key-mismatch",
-                    Severity::Fail,
-                    format!(
-                        "the published key is not the public half of the configured private key ({}): every signature will fail",
-                        key.selector()
-                    ),
-                )
-                .evidence(evidence.clone())
-                .fix(fix_record.clone()),
-            );
+            out.push(broken(
+                "dkim.key-mismatch",
+                format!(
+                    "the published key is not the public half of the configured private key ({}): every signature will fail",
+                    key.selector()
+                ),
+            ));
             continue;
         }
         out.push(f(
