@@ -4,7 +4,7 @@
 use std::path::Path;
 use std::process::Command;
 
-use crate::util::{CampaignDir, Spec, run, stdout};
+use crate::util::{CampaignDir, Spec, b64, run, stdout};
 
 /// Headless Chromium with the flags that keep it off the network and out of the profile.
 fn chromium(profile: &Path) -> Command {
@@ -225,7 +225,7 @@ fn lint_block_stops_send_and_preview_shows_findings() {
 #[test]
 fn dry_run_verifies_each_message_against_the_published_key() {
     let c = CampaignDir::new(&Spec::default());
-    // Publish someone else's RSA key at our selector in the campaign's zone.
+    // Publish someone else's Ed25519 key at our Ed25519 selector in the campaign's zone.
     let zone = std::fs::read_to_string(c.path().join("dns.zone")).unwrap();
     let other = std::process::Command::new("openssl")
         .args(["genpkey", "-algorithm", "ed25519"])
@@ -241,23 +241,7 @@ fn dry_run_verifies_each_message_against_the_published_key() {
         .unwrap()
         .stdout;
     let raw = &der[der.len() - 32..];
-    let b64: String = {
-        const T: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
-        let mut s = String::new();
-        for ch in raw.chunks(3) {
-            let n = (ch[0] as u32) << 16
-                | (*ch.get(1).unwrap_or(&0) as u32) << 8
-                | *ch.get(2).unwrap_or(&0) as u32;
-            for i in 0..4 {
-                s.push(if i <= ch.len() {
-                    T[(n >> (18 - 6 * i) & 63) as usize] as char
-                } else {
-                    '='
-                });
-            }
-        }
-        s
-    };
+    let b64 = b64(raw);
     let replaced: String = zone
         .lines()
         .map(|l| {

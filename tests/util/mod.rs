@@ -272,7 +272,8 @@ fn public_der(key: &Path) -> Vec<u8> {
     out.stdout
 }
 
-fn b64(data: &[u8]) -> String {
+/// Standard base64 (RFC 4648 alphabet, padded), the encoding of a DKIM record's `p=`.
+pub fn b64(data: &[u8]) -> String {
     const T: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
     let mut s = String::new();
     for c in data.chunks(3) {
