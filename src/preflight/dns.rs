@@ -362,6 +362,22 @@ impl Dns {
         Ok(ips)
     }
 
+    /// Only the family a receiver checking `ip` asks for (RFC 7208 5.3: A for an IPv4
+    /// client, AAAA for IPv6), so a failure of the other family does not count.
+    pub async fn ips_of(&self, name: &str, v4: bool) -> Result<Vec<IpAddr>, TempError> {
+        let kind = if v4 { Kind::A } else { Kind::Aaaa };
+        Ok(self
+            .query(name, kind)
+            .await?
+            .iter()
+            .filter_map(|r| match r {
+                Rr::A(ip) => Some(IpAddr::V4(*ip)),
+                Rr::Aaaa(ip) => Some(IpAddr::V6(*ip)),
+                _ => None,
+            })
+            .collect())
+    }
+
     pub async fn mx(&self, name: &str) -> Result<Vec<(u16, String)>, TempError> {
         let mut mx: Vec<(u16, String)> = self
             .query(name, Kind::Mx)

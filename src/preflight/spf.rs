@@ -175,7 +175,13 @@ pub fn walk<'a>(
                 Mechanism::All | Mechanism::Ip4 { .. } | Mechanism::Ip6 { .. } => {}
             }
         }
-        if let Some(r) = &spf.redirect {
+        // RFC 7208 6.1: a redirect in a record that has an `all` term is never used, so it
+        // costs no lookup.
+        let has_all = spf
+            .directives
+            .iter()
+            .any(|d| matches!(d.mechanism, Mechanism::All));
+        if let Some(r) = spf.redirect.as_ref().filter(|_| !has_all) {
             w.lookups += 1;
             match literal(r, &domain) {
                 Some(t) => next.push(t),
@@ -246,7 +252,7 @@ pub fn check_host<'a>(
                     ip6_mask,
                 } => match literal(macro_string, &domain) {
                     None => Err(SpfResult::Neutral),
-                    Some(t) => match dns.ips(&t).await {
+                    Some(t) => match dns.ips_of(&t, ip.is_ipv4()).await {
                         Ok(ips) => Ok(ips.iter().any(|a| in_net(ip, *a, *ip4_mask, *ip6_mask))),
                         Err(e) => Err(SpfResult::TempError(e.to_string())),
                     },
@@ -262,7 +268,7 @@ pub fn check_host<'a>(
                         Ok(mx) => {
                             let mut hit = Ok(false);
                             for (_, host) in mx.iter().take(10) {
-                                match dns.ips(host).await {
+                                match dns.ips_of(host, ip.is_ipv4()).await {
                                     Ok(ips)
                                         if ips
                                             .iter()
@@ -295,8 +301,9 @@ pub fn check_host<'a>(
                 },
                 Mechanism::Exists { macro_string } => match literal(macro_string, &domain) {
                     None => Err(SpfResult::Neutral),
-                    Some(t) => match dns.ips(&t).await {
-                        Ok(ips) => Ok(ips.iter().any(IpAddr::is_ipv4)),
+                    // `exists` always asks for A (RFC 7208 5.7).
+                    Some(t) => match dns.ips_of(&t, true).await {
+                        Ok(ips) => Ok(!ips.is_empty()),
                         Err(e) => Err(SpfResult::TempError(e.to_string())),
                     },
                 },
@@ -637,4 +644,42 @@ pub fn insert_term(record: &str, term: &str) -> String {
         .unwrap_or(parts.len());
     parts.insert(pos, term);
     parts.join(" ")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::preflight::dns::{Overlay, Source};
+
+    fn dns(zone: &str) -> Dns {
+        let o = Overlay::parse(std::path::Path::new("t.zone"), zone).unwrap();
+        Dns::new(&Source::Offline, Some(o)).unwrap()
+    }
+
+    #[tokio::test]
+    async fn a_mx_include_and_redirect_evaluate_like_a_receiver() {
+        let d = dns("$ORIGIN example.com.\n\
+            @ TXT \"v=spf1 a:relay.example.com mx include:_i.example.com redirect=_r.example.com\"\n\
+            relay A 192.0.2.1\n\
+            @ MX 10 mx\n\
+            mx A 192.0.2.2\n\
+            _i TXT \"v=spf1 ip4:198.51.100.0/24 -all\"\n\
+            _r TXT \"v=spf1 ip6:2001:db8::/32 -all\"\n");
+        let host = |ip: &str| check_host(&d, ip.parse().unwrap(), "example.com".into(), 0);
+        assert_eq!(host("192.0.2.1").await, SpfResult::Pass);
+        assert_eq!(host("192.0.2.2").await, SpfResult::Pass);
+        assert_eq!(host("198.51.100.7").await, SpfResult::Pass);
+        assert_eq!(host("2001:db8::1").await, SpfResult::Pass);
+        assert_eq!(host("203.0.113.1").await, SpfResult::Fail);
+    }
+
+    #[tokio::test]
+    async fn a_redirect_beside_all_costs_no_lookup() {
+        let d = dns(
+            "$ORIGIN example.com.\n@ TXT \"v=spf1 ip4:192.0.2.0/24 redirect=_r.example.com -all\"\n_r TXT \"v=spf1 include:a.example include:b.example -all\"\n",
+        );
+        let mut w = Walk::default();
+        walk(&d, "example.com".into(), Vec::new(), &mut w).await;
+        assert_eq!(w.lookups, 0);
+    }
 }
