@@ -80,6 +80,9 @@ pub struct Walk {
     pub loops: Vec<String>,
     pub ptr: Vec<String>,
     pub macros: Vec<String>,
+    /// Records reached through include or redirect that end with `+all`: through them the
+    /// domain authorizes every server too.
+    pub nested_plus_all: Vec<String>,
     pub problems: Vec<String>,
     pub temp: Vec<TempError>,
     /// (depth, domain, record) for the evidence.
@@ -124,6 +127,9 @@ pub fn walk<'a>(
             }
         };
         w.tree.push((stack.len(), domain.clone(), txt.text()));
+        if !stack.is_empty() && matches!(all_qualifier(&spf), Some(Qualifier::Pass)) {
+            w.nested_plus_all.push(domain.clone());
+        }
         let mut next = Vec::new();
         for d in spf.directives.iter() {
             match &d.mechanism {
@@ -506,6 +512,20 @@ pub async fn audit(dns: &Dns, domain: &str, relay_ips: &RelayIps) -> Vec<Finding
             ),
         ));
     }
+    if !w.nested_plus_all.is_empty() {
+        out.push(
+            f(
+                "spf.all",
+                Severity::Fail,
+                format!(
+                    "{} is included or redirected to from your record and ends with `+all`: through it every server on the internet passes SPF for {domain}",
+                    w.nested_plus_all.join(", ")
+                ),
+            )
+            .evidence(tree.clone())
+            .fix("remove that include/redirect, or have its owner end it with -all or ~all".into()),
+        );
+    }
     if !w.loops.is_empty() {
         out.push(
             f(
@@ -671,6 +691,20 @@ mod tests {
         assert_eq!(host("198.51.100.7").await, SpfResult::Pass);
         assert_eq!(host("2001:db8::1").await, SpfResult::Pass);
         assert_eq!(host("203.0.113.1").await, SpfResult::Fail);
+    }
+
+    #[tokio::test]
+    async fn plus_all_through_an_include_is_flagged() {
+        let d = dns(
+            "$ORIGIN example.com.\n@ TXT \"v=spf1 include:_i.example.com -all\"\n_i TXT \"v=spf1 +all\"\n",
+        );
+        let findings = audit(&d, "example.com", &RelayIps::Unknown("test".into())).await;
+        assert!(
+            findings
+                .iter()
+                .any(|f| f.id == "spf.all" && f.severity == Severity::Fail),
+            "{findings:?}"
+        );
     }
 
     #[tokio::test]
