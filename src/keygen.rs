@@ -93,16 +93,21 @@ pub fn txt_value(key_type: &str, public: &[u8]) -> String {
 /// `selector._domainkey.domain. IN TXT "v=DKIM1; k=rsa; p=..."`, split into strings of at
 /// most 255 characters as DNS requires.
 pub fn txt_record(selector: &str, domain: &str, key_type: &str, public_der: &[u8]) -> String {
-    let value = txt_value(key_type, public_der);
-    let strings: Vec<String> = value
-        .as_bytes()
-        .chunks(255)
-        .map(|c| format!("\"{}\"", std::str::from_utf8(c).unwrap_or_default()))
-        .collect();
     format!(
         "{selector}._domainkey.{domain}. 3600 IN TXT ( {} )",
-        strings.join(" ")
+        quoted(&txt_value(key_type, public_der))
     )
+}
+
+/// A TXT value in zone-file syntax: quoted strings of at most 255 characters each, as DNS
+/// requires, with `"` escaped.
+pub fn quoted(value: &str) -> String {
+    value
+        .as_bytes()
+        .chunks(255)
+        .map(|c| format!("\"{}\"", String::from_utf8_lossy(c).replace('"', "\\\"")))
+        .collect::<Vec<_>>()
+        .join(" ")
 }
 
 #[cfg(test)]

@@ -229,20 +229,7 @@ fn write_folder(dir: &Path, shown: &[Shown]) -> anyhow::Result<()> {
     let mut rows = String::new();
     for s in shown {
         let r = &s.prepared.recipient;
-        let stem = format!(
-            "{:06}-{}",
-            r.row,
-            r.address
-                .to_string()
-                .chars()
-                .map(|c| if c.is_ascii_alphanumeric() || "@._+-".contains(c) {
-                    c
-                } else {
-                    '_'
-                })
-                .take(100)
-                .collect::<String>()
-        );
+        let stem = crate::send::transport::file_stem(r);
         let write = |ext: &str, data: &[u8]| {
             let p = dir.join(format!("{stem}.{ext}"));
             std::fs::write(&p, data).with_context(|| format!("cannot write {}", p.display()))

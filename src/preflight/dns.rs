@@ -350,16 +350,8 @@ impl Dns {
 
     /// A and AAAA together; `void` when both are empty.
     pub async fn ips(&self, name: &str) -> Result<Vec<IpAddr>, TempError> {
-        let (a, aaaa) = tokio::join!(self.query(name, Kind::A), self.query(name, Kind::Aaaa));
-        let mut ips = Vec::new();
-        for r in a?.iter().chain(aaaa?.iter()) {
-            match r {
-                Rr::A(ip) => ips.push(IpAddr::V4(*ip)),
-                Rr::Aaaa(ip) => ips.push(IpAddr::V6(*ip)),
-                _ => {}
-            }
-        }
-        Ok(ips)
+        let (v4, v6) = tokio::join!(self.ips_of(name, true), self.ips_of(name, false));
+        Ok([v4?, v6?].concat())
     }
 
     /// Only the family a receiver checking `ip` asks for (RFC 7208 5.3: A for an IPv4

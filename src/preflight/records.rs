@@ -9,18 +9,8 @@ use std::net::IpAddr;
 use super::dns::Dns;
 use super::spf::{self, RelayIps, SpfLookupError, SpfResult, Walk};
 use crate::config::Campaign;
-use crate::keygen::txt_record;
+use crate::keygen::{quoted, txt_record};
 use crate::message::dkim::DkimKeyPair;
-
-/// Quotes a TXT value as zone-file strings of at most 255 characters.
-fn quoted(value: &str) -> String {
-    value
-        .as_bytes()
-        .chunks(255)
-        .map(|c| format!("\"{}\"", String::from_utf8_lossy(c).replace('"', "\\\"")))
-        .collect::<Vec<_>>()
-        .join(" ")
-}
 
 fn term(ip: &IpAddr) -> String {
     match ip {

@@ -581,11 +581,7 @@ impl Outbox {
     }
 
     fn write(&self, msg: &Prepared) -> Result<Accepted, DeliveryError> {
-        let name = format!(
-            "{:06}-{}.eml",
-            msg.recipient.row,
-            safe_file_part(msg.recipient.address.as_ref())
-        );
+        let name = format!("{}.eml", file_stem(&msg.recipient));
         let path = self.dir.join(&name);
         let tmp = self.dir.join(format!(".{name}.tmp"));
         // Write then rename, so a reader never sees half a message.
@@ -602,6 +598,12 @@ impl Outbox {
             text: path.display().to_string(),
         })
     }
+}
+
+/// `<row>-<address>` as a file name, shared by the outbox and the preview folder so the same
+/// recipient's files have the same name in both.
+pub fn file_stem(r: &crate::recipients::Recipient) -> String {
+    format!("{:06}-{}", r.row, safe_file_part(r.address.as_ref()))
 }
 
 /// Keeps letters, digits and `@._+-`; anything else becomes `_`. Cut at 100 characters so a
