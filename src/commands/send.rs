@@ -378,6 +378,7 @@ pub async fn run(args: &SendArgs, quiet: bool, clock: Arc<dyn Clock>) -> anyhow:
     if let Some(stop) = &result.stopped {
         let fix = match stop {
             Stop::Delivery(e) => hint(e, campaign),
+            Stop::Refusals { .. } => "the relay answered but refused a run of recipients: check the envelope sender (campaign.return_path), the account's sending rights and limits at the relay, and the replies in the report; then run the same command to resume".into(),
             Stop::Recipients(_) => "fix the recipient file".into(),
             Stop::Report(_) => "free disk space or fix the state folder's permissions; the report lists every recipient it could record".into(),
             Stop::Internal(_) => "this is a bug in mailshot; the report lists what was done".into(),
@@ -497,9 +498,6 @@ fn hint(e: &DeliveryError, campaign: &Campaign) -> String {
                 .into();
         }
         _ => {}
-    }
-    if text.contains("in a row") {
-        return "the relay answered but refused a run of recipients: check the envelope sender (campaign.return_path), the account's sending rights and limits at the relay, and the replies in the report; then run the same command to resume".into();
     }
     if e.class == FailureClass::Fatal && text.starts_with("cannot write") {
         return "check that the outbox folder exists, is writable and has free space".into();

@@ -43,6 +43,11 @@ pub enum Mode {
 #[derive(Debug, Clone)]
 pub enum Stop {
     Delivery(DeliveryError),
+    /// The circuit breaker: this many recipients in a row were refused; the last reply.
+    Refusals {
+        count: u64,
+        last: String,
+    },
     Recipients(String),
     Report(String),
     Journal(String),
@@ -55,6 +60,10 @@ impl std::fmt::Display for Stop {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
             Stop::Delivery(e) => f.write_str(&e.text),
+            Stop::Refusals { count, last } => write!(
+                f,
+                "{count} recipients in a row were refused (last: {last}); the relay is refusing this sender, not these recipients"
+            ),
             Stop::Recipients(e) | Stop::Report(e) | Stop::Journal(e) | Stop::Internal(e) => {
                 f.write_str(e)
             }
@@ -237,15 +246,10 @@ impl Pipeline {
                 Status::Failed | Status::Deferred if o.message_id.is_some() && !o.earlier => {
                     refused_in_a_row += 1;
                     if refused_in_a_row == breaker_limit(self.concurrency) {
-                        abort.trip(Stop::Delivery(DeliveryError {
-                            class: FailureClass::Fatal,
-                            code: o.code,
-                            hard_bounce: false,
-                            text: format!(
-                                "{refused_in_a_row} recipients in a row were refused (last: {}); the relay is refusing this sender, not these recipients",
-                                o.text
-                            ),
-                        }));
+                        abort.trip(Stop::Refusals {
+                            count: refused_in_a_row,
+                            last: o.text.clone(),
+                        });
                     }
                 }
                 _ => {}
