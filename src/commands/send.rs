@@ -345,7 +345,7 @@ pub async fn run(args: &SendArgs, quiet: bool, clock: Arc<dyn Clock>) -> anyhow:
         campaign.id,
         t.delivered(),
         // The rate of this run's own messages: the journal's earlier ones cost nothing.
-        (t.delivered() - t.sent_earlier) as f64 / secs.max(1e-3)
+        t.delivered().saturating_sub(t.sent_earlier) as f64 / secs.max(1e-3)
     );
     if t.sent_earlier > 0 {
         println!(

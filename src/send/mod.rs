@@ -237,7 +237,8 @@ impl Pipeline {
         let mut report_ok = true;
         while let Some(o) = outcome_rx.recv().await {
             tally.add(o.status);
-            if o.earlier {
+            // Only deliveries: failures settled earlier are counted as failed, not here.
+            if o.earlier && matches!(o.status, Status::Sent | Status::Written) {
                 tally.sent_earlier += 1;
             }
             match o.status {
