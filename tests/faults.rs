@@ -503,14 +503,27 @@ fn every_third_data_answered_451_is_retried_until_sent() {
 /// A 550 fails that recipient at once, with no retry: the server sees one RCPT for it.
 /// With `add_permanent_failures`, a 5.1.1 (unknown user) is added to the suppression list
 /// and a policy 5.7.1 is not; a second run reports the first `suppressed` and sends nothing.
+/// The envelope goes out pipelined (RFC 2920), so the refused RCPT's DATA is refused too and
+/// the connection must be reset, not reused mid-transaction.
 #[test]
 fn permanent_550_fails_once_and_a_5_1_1_lands_in_the_suppression_list() {
+    permanent_550(true);
+}
+
+/// The same, to a relay without PIPELINING: MAIL, RCPT and DATA one at a time.
+#[test]
+fn permanent_550_without_pipelining_fails_once_and_the_rest_are_sent() {
+    permanent_550(false);
+}
+
+fn permanent_550(pipelining: bool) {
     let pki = TestPki::new();
     let server = SmtpServer::start_faulty(
         Mode::Plain,
         &pki,
         None,
         &Faults {
+            no_pipelining: !pipelining,
             fail_rcpt: vec!["bob@example.org".into()],
             rcpt_reply: vec![(
                 "cat@example.net".into(),
@@ -547,6 +560,10 @@ fn permanent_550_fails_once_and_a_5_1_1_lands_in_the_suppression_list() {
         .map(|r| r.rcpt_tos.join(","))
         .collect();
     assert_eq!(got, ["ann@example.com"]);
+    let want = if pipelining { "pipelined" } else { "alone" };
+    let mails = server.events("mail");
+    assert_eq!(mails.len(), 3, "one MAIL FROM per recipient: {mails:?}");
+    assert!(mails.iter().all(|e| e[0] == want), "{want}: {mails:?}");
     // Not retried: one RCPT refusal each on the server, one I and one F in the journal.
     let refusals: Vec<String> = server
         .events("rcpt-refused")

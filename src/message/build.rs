@@ -1,6 +1,8 @@
 //! Builds one recipient's message with mail-builder: headers, the MIME structure and the
 //! deterministic identifiers (Message-ID, boundary) that make previews and resumes exact.
 
+use std::borrow::Cow;
+
 use aws_lc_rs::digest;
 use lettre::Address;
 use lettre::message::Mailbox;
@@ -105,7 +107,7 @@ impl Composer {
                 if b.contains('\0') {
                     return Err(HeaderInjection::Nul { part });
                 }
-                if b.contains(&boundary) {
+                if memchr::memmem::find(b.as_bytes(), boundary.as_bytes()).is_some() {
                     return Err(HeaderInjection::Boundary { part });
                 }
             }
@@ -160,6 +162,39 @@ impl Composer {
 
 /// Line ends as LF only; mail-builder writes each as CRLF. A bare CR would otherwise reach
 /// the wire, where DKIM verifiers disagree on how to hash it.
-fn normalize_newlines(s: &str) -> String {
-    s.replace("\r\n", "\n").replace('\r', "\n")
+///
+/// Rendered templates rarely hold a CR, so the common case is one `memchr` and a borrow.
+fn normalize_newlines(s: &str) -> Cow<'_, str> {
+    if !s.contains('\r') {
+        return Cow::Borrowed(s);
+    }
+    let mut out = String::with_capacity(s.len());
+    let mut rest = s;
+    while let Some(i) = rest.find('\r') {
+        out.push_str(&rest[..i]);
+        out.push('\n');
+        rest = &rest[i + 1..];
+        if let Some(after) = rest.strip_prefix('\n') {
+            rest = after;
+        }
+    }
+    out.push_str(rest);
+    Cow::Owned(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::normalize_newlines;
+
+    #[test]
+    fn every_line_end_becomes_lf_and_plain_text_is_borrowed() {
+        assert!(matches!(
+            normalize_newlines("a\nb"),
+            std::borrow::Cow::Borrowed("a\nb")
+        ));
+        assert_eq!(
+            normalize_newlines("a\r\nb\rc\n\r\n\rd\r"),
+            "a\nb\nc\n\n\nd\n"
+        );
+    }
 }

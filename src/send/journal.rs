@@ -6,8 +6,9 @@
 //! permanently, `X` suppressed. The first line names the format and the inputs' fingerprint.
 //!
 //! Syncs are grouped: one writer thread writes whatever has queued up and calls fsync once
-//! for all of it. A sender waits for that sync only for its `I` line, so every message whose
-//! DATA may have reached the relay is on disk first; `S` lines ride along with the next sync.
+//! for all of it. A sender waits for that sync only for its `I` line, and only before it
+//! hands over the message itself (the envelope goes out meanwhile), so every message the
+//! relay may have accepted is on disk first; `S` lines ride along with the next sync.
 //! Because a sender's next `I` is synced after its previous `S` was written, at most
 //! `concurrency` recipients can be in flight without a durable outcome: the in-doubt bound.
 
@@ -252,17 +253,23 @@ impl Journal {
         )
     }
 
-    /// Records that `address` is about to be sent, and returns once that is on disk.
-    pub async fn in_flight(&self, row: u64, address: &str) -> Result<(), String> {
+    /// Records that `address` is about to be sent. The line is queued at once; the returned
+    /// future resolves once it is on disk, and the message must not be handed over before.
+    pub fn in_flight(
+        &self,
+        row: u64,
+        address: &str,
+    ) -> impl Future<Output = Result<(), String>> + use<> {
         let (ack, done) = oneshot::channel();
-        self.tx
-            .send(Msg::Line(
-                Journal::line(State::InFlight, row, address, None, ""),
-                Some(ack),
-            ))
-            .map_err(|_| "the journal writer stopped".to_owned())?;
-        done.await
-            .map_err(|_| "the journal writer stopped".to_owned())?
+        let queued = self.tx.send(Msg::Line(
+            Journal::line(State::InFlight, row, address, None, ""),
+            Some(ack),
+        ));
+        async move {
+            queued.map_err(|_| "the journal writer stopped".to_owned())?;
+            done.await
+                .map_err(|_| "the journal writer stopped".to_owned())?
+        }
     }
 
     /// Records an outcome; it reaches the disk with the next sync.

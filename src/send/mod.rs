@@ -557,15 +557,17 @@ impl Sender {
                     None => self.outcome(msg, Status::NotAttempted, None, NOT_ATTEMPTED.into()),
                 };
             }
-            if let Some(j) = &self.journal
-                && let Err(e) = j.in_flight(row, &address).await
-            {
-                self.abort.trip(Stop::Journal(e.clone()));
-                return self.outcome(msg, Status::NotAttempted, None, format!("journal: {e}"));
-            }
+            // Queued now, synced while the envelope goes out: see Transport::send.
+            let recorded = self.journal.as_ref().map(|j| j.in_flight(row, &address));
+            let recorded = async move {
+                match recorded {
+                    Some(r) => r.await,
+                    None => Ok(()),
+                }
+            };
             let result = self
                 .transport
-                .send(&mut self.session, &self.from, msg)
+                .send(&mut self.session, &self.from, msg, recorded)
                 .await;
             let e = match result {
                 Ok(ok) => {
@@ -597,6 +599,12 @@ impl Sender {
                 Err(e) => e,
             };
             match e.class {
+                FailureClass::Unrecorded => {
+                    // Not handed over: without a record a crash could send it twice.
+                    self.abort.trip(Stop::Journal(e.text.clone()));
+                    let text = format!("journal: {}", e.text);
+                    return self.outcome(msg, Status::NotAttempted, None, text);
+                }
                 FailureClass::InDoubt => {
                     // The `I` line stays the last word: the next run lists this recipient as
                     // in doubt and asks. No retry, which could deliver it twice.

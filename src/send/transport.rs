@@ -11,7 +11,7 @@ use lettre::transport::smtp::authentication::{Credentials, Mechanism};
 use lettre::transport::smtp::client::{
     AsyncSmtpConnection, AsyncTokioStream, Certificate, TlsParameters,
 };
-use lettre::transport::smtp::commands::{Data, Mail, Rcpt, Rset};
+use lettre::transport::smtp::commands::{Data, Ehlo, Mail, Rcpt, Rset};
 use lettre::transport::smtp::extension::ClientId;
 use tokio::net::TcpStream;
 
@@ -31,6 +31,18 @@ pub enum FailureClass {
     /// The whole message was written but no reply came (timeout, dropped connection): the
     /// relay may have accepted it. Never retried; reported and journaled as in doubt.
     InDoubt,
+    /// The journal could not record the attempt (`text` says why), so the message was not
+    /// handed over: the run must stop, since nothing further could be sent without a record.
+    Unrecorded,
+}
+
+fn unrecorded(e: String) -> DeliveryError {
+    DeliveryError {
+        class: FailureClass::Unrecorded,
+        code: None,
+        hard_bounce: false,
+        text: e,
+    }
 }
 
 /// A delivery that did not happen. `text` is the server's reply or the local error.
@@ -81,6 +93,8 @@ pub enum Transport {
 pub struct Session {
     conn: Option<AsyncSmtpConnection>,
     last_used: Option<tokio::time::Instant>,
+    /// The relay advertised PIPELINING (RFC 2920) on this connection.
+    pipelining: bool,
 }
 
 impl Transport {
@@ -93,15 +107,23 @@ impl Transport {
         }
     }
 
+    /// Delivers `msg`. `recorded` resolves once the journal holds the attempt: the message
+    /// is not handed over before then (the envelope may be, since a relay takes nothing
+    /// before the final "."), so the journal's sync overlaps the round trips of MAIL, RCPT
+    /// and DATA instead of preceding them.
     pub async fn send(
         &self,
         session: &mut Session,
         from: &Address,
         msg: &Prepared,
+        recorded: impl Future<Output = Result<(), String>>,
     ) -> Result<Accepted, DeliveryError> {
         match self {
-            Transport::Smtp(s) => s.send(session, from, msg).await,
-            Transport::Outbox(o) => o.write(msg),
+            Transport::Smtp(s) => s.send(session, from, msg, recorded).await,
+            Transport::Outbox(o) => {
+                recorded.await.map_err(unrecorded)?;
+                o.write(msg)
+            }
         }
     }
 
@@ -207,8 +229,9 @@ impl SmtpRelay {
         })
     }
 
-    /// TCP (no Nagle), TLS as configured (never optional), EHLO, AUTH.
-    async fn connect(&self) -> Result<AsyncSmtpConnection, DeliveryError> {
+    /// TCP (no Nagle), TLS as configured (never optional), EHLO, AUTH. The `bool` says
+    /// whether the relay offers PIPELINING.
+    async fn connect(&self) -> Result<(AsyncSmtpConnection, bool), DeliveryError> {
         let net = |e: std::io::Error| DeliveryError {
             class: FailureClass::Transient,
             code: None,
@@ -260,6 +283,19 @@ impl SmtpRelay {
                 .await
                 .map_err(lettre_err)?,
         };
+        // lettre keeps only the EHLO keywords it acts on, and PIPELINING is not one of them,
+        // so ask again: RFC 5321 4.1.4 allows a later EHLO, which resets the session like
+        // RSET. One round trip per connection, against two saved per message.
+        let pipelining = match conn.command(Ehlo::new(self.hello.clone())).await {
+            Ok(reply) => reply.message().skip(1).any(|line| {
+                line.split_whitespace()
+                    .next()
+                    .is_some_and(|k| k.eq_ignore_ascii_case("PIPELINING"))
+            }),
+            // Refused: go on without pipelining, as with a relay that does not offer it.
+            Err(e) if e.status().is_some() => false,
+            Err(e) => return Err(lettre_err(e)),
+        };
         if let Some(creds) = &self.credentials {
             conn.auth(&[Mechanism::Plain, Mechanism::Login], creds)
                 .await
@@ -273,10 +309,10 @@ impl SmtpRelay {
                     d
                 })?;
         }
-        Ok(conn)
+        Ok((conn, pipelining))
     }
 
-    async fn connect_timed(&self) -> Result<AsyncSmtpConnection, DeliveryError> {
+    async fn connect_timed(&self) -> Result<(AsyncSmtpConnection, bool), DeliveryError> {
         match tokio::time::timeout(self.timeout, self.connect()).await {
             // A 5xx to the greeting, EHLO or AUTH refuses the sender, not a recipient.
             Ok(Err(mut e)) if e.class == FailureClass::Permanent => {
@@ -295,7 +331,7 @@ impl SmtpRelay {
 
     async fn check(&self) -> Result<(), DeliveryError> {
         match self.connect_timed().await {
-            Ok(mut c) => {
+            Ok((mut c, _)) => {
                 let _ = c.quit().await;
                 Ok(())
             }
@@ -312,6 +348,7 @@ impl SmtpRelay {
         session: &mut Session,
         from: &Address,
         msg: &Prepared,
+        recorded: impl Future<Output = Result<(), String>>,
     ) -> Result<Accepted, DeliveryError> {
         let envelope = Envelope::new(Some(from.clone()), vec![msg.recipient.address.clone()])
             .map_err(|e| DeliveryError {
@@ -330,12 +367,22 @@ impl SmtpRelay {
             session.conn = None;
         }
         if session.conn.as_ref().is_none_or(|c| c.has_broken()) {
-            session.conn = Some(self.connect_timed().await?);
+            let (conn, pipelining) = self.connect_timed().await?;
+            session.conn = Some(conn);
+            session.pipelining = pipelining;
         }
         let Some(conn) = session.conn.as_mut() else {
             unreachable!("connected above")
         };
-        let result = self.transaction(conn, &envelope, msg).await;
+        let result = if session.pipelining {
+            self.envelope_pipelined(conn, &envelope).await
+        } else {
+            self.envelope_stepwise(conn, &envelope).await
+        };
+        let result = match result {
+            Ok(()) => self.data(conn, msg, recorded).await,
+            Err(e) => Err(e),
+        };
         session.last_used = Some(tokio::time::Instant::now());
         match result {
             Ok(accepted) => Ok(accepted),
@@ -348,22 +395,15 @@ impl SmtpRelay {
         }
     }
 
-    /// One SMTP transaction, step by step, so a failure is known by its stage: before DATA
-    /// nothing was sent and a retry is safe; after the final "." without a reply the relay
-    /// may have the message, and a retry could deliver it twice. The `bool` says whether the
-    /// connection can carry the next message (after an RSET).
-    async fn transaction(
+    /// The envelope, one command and reply at a time, for relays without PIPELINING. Each
+    /// step's failure is known by its stage: before the final "." of the message nothing was
+    /// sent and a retry is safe. The `bool` of an error says whether the connection can carry
+    /// the next message (after an RSET).
+    async fn envelope_stepwise(
         &self,
         conn: &mut AsyncSmtpConnection,
         envelope: &Envelope,
-        msg: &Prepared,
-    ) -> Result<Accepted, (DeliveryError, bool)> {
-        let no_reply = |stage: &str| DeliveryError {
-            class: FailureClass::Transient,
-            code: None,
-            hard_bounce: false,
-            text: format!("no answer to {stage} within {} s", self.timeout.as_secs()),
-        };
+    ) -> Result<(), (DeliveryError, bool)> {
         // MAIL FROM: a refusal here is about the sender (account, address), not the recipient.
         match tokio::time::timeout(
             self.timeout,
@@ -371,25 +411,17 @@ impl SmtpRelay {
         )
         .await
         {
-            Err(_) => return Err((no_reply("MAIL FROM"), false)),
-            Ok(Err(e)) => {
-                let mut d = classify(&e);
-                if d.class == FailureClass::Permanent {
-                    d.class = FailureClass::Fatal;
-                    d.text = format!("the relay refused the sender (MAIL FROM): {}", d.text);
-                }
-                return Err((d, false));
-            }
+            Err(_) => return Err((self.no_reply("MAIL FROM"), false)),
+            Ok(Err(e)) => return Err((refused_sender(&e), false)),
             Ok(Ok(_)) => {}
         }
         for to in envelope.to() {
             match tokio::time::timeout(self.timeout, conn.command(Rcpt::new(to.clone(), vec![])))
                 .await
             {
-                Err(_) => return Err((no_reply("RCPT TO"), false)),
+                Err(_) => return Err((self.no_reply("RCPT TO"), false)),
                 Ok(Err(e)) => {
-                    let mut d = classify(&e);
-                    d.hard_bounce = is_unknown_mailbox(d.code, &d.text);
+                    let d = refused_recipient(&e);
                     let reusable = d.code.is_some() && self.reset(conn).await;
                     return Err((d, reusable));
                 }
@@ -397,14 +429,88 @@ impl SmtpRelay {
             }
         }
         match tokio::time::timeout(self.timeout, conn.command(Data)).await {
-            Err(_) => return Err((no_reply("DATA"), false)),
+            Err(_) => Err((self.no_reply("DATA"), false)),
             Ok(Err(e)) => {
                 let d = classify(&e);
                 let reusable = d.code.is_some() && self.reset(conn).await;
-                return Err((d, reusable));
+                Err((d, reusable))
             }
-            Ok(Ok(_)) => {}
+            Ok(Ok(_)) => Ok(()),
         }
+    }
+
+    /// The envelope as one write (RFC 2920): MAIL FROM, every RCPT TO and DATA go out
+    /// together, then the replies are read in order. One round trip instead of three per
+    /// message, for the relay as much as for us. Every reply is read even after a refusal,
+    /// so the connection stays in step, and the first refusal decides, as in
+    /// [`Self::envelope_stepwise`].
+    async fn envelope_pipelined(
+        &self,
+        conn: &mut AsyncSmtpConnection,
+        envelope: &Envelope,
+    ) -> Result<(), (DeliveryError, bool)> {
+        let batch = Pipelined {
+            mail: Mail::new(envelope.from().cloned(), vec![]),
+            rcpts: envelope
+                .to()
+                .iter()
+                .map(|to| Rcpt::new(to.clone(), vec![]))
+                .collect(),
+        };
+        // lettre's `command` writes the whole batch and reads the first reply (MAIL's).
+        let mail = match tokio::time::timeout(self.timeout, conn.command(&batch)).await {
+            Err(_) => return Err((self.no_reply("MAIL FROM"), false)),
+            Ok(Err(e)) if e.status().is_none() => return Err((classify(&e), false)),
+            Ok(r) => r,
+        };
+        let mut rcpts = Vec::with_capacity(batch.rcpts.len());
+        for _ in &batch.rcpts {
+            match tokio::time::timeout(self.timeout, conn.read_response()).await {
+                Err(_) => return Err((self.no_reply("RCPT TO"), false)),
+                Ok(Err(e)) if e.status().is_none() => return Err((classify(&e), false)),
+                Ok(r) => rcpts.push(r),
+            }
+        }
+        let data = match tokio::time::timeout(self.timeout, conn.read_response()).await {
+            Err(_) => return Err((self.no_reply("DATA"), false)),
+            Ok(Err(e)) if e.status().is_none() => return Err((classify(&e), false)),
+            Ok(r) => r,
+        };
+        let refusal = if let Err(e) = &mail {
+            Some(refused_sender(e))
+        } else if let Some(Err(e)) = rcpts.iter().find(|r| r.is_err()) {
+            Some(refused_recipient(e))
+        } else if let Err(e) = &data {
+            Some(classify(e))
+        } else {
+            None
+        };
+        match refusal {
+            None => Ok(()),
+            // DATA was accepted although an earlier command was refused: the relay now waits
+            // for a message, which must not come. Hanging up ends the transaction unsent.
+            Some(d) if data.is_ok() => Err((d, false)),
+            // A refused sender is not worth another message on this connection.
+            Some(d) if mail.is_err() => Err((d, false)),
+            Some(d) => {
+                let reusable = self.reset(conn).await;
+                Err((d, reusable))
+            }
+        }
+    }
+
+    /// After the relay's 354: waits until the journal holds the attempt, then hands over the
+    /// message and reads the verdict. A failure before the whole message was written leaves
+    /// nothing at the relay; after it, without a reply, the message is in doubt.
+    async fn data(
+        &self,
+        conn: &mut AsyncSmtpConnection,
+        msg: &Prepared,
+        recorded: impl Future<Output = Result<(), String>>,
+    ) -> Result<Accepted, (DeliveryError, bool)> {
+        // The relay is waiting for the message; dropping the connection (not reusable) ends
+        // the transaction without one.
+        recorded.await.map_err(|e| (unrecorded(e), false))?;
         // lettre always ends DATA with "\r\n.\r\n", whose first CRLF RFC 5321 counts as
         // the end of the last line; hand it the message without its final CRLF so the relay
         // receives exactly the signed bytes.
@@ -473,6 +579,50 @@ impl SmtpRelay {
             Ok(Ok(_))
         )
     }
+
+    fn no_reply(&self, stage: &str) -> DeliveryError {
+        DeliveryError {
+            class: FailureClass::Transient,
+            code: None,
+            hard_bounce: false,
+            text: format!("no answer to {stage} within {} s", self.timeout.as_secs()),
+        }
+    }
+}
+
+/// MAIL FROM, the RCPT TOs and DATA, written as one command so that lettre sends them in one
+/// write (each command's text ends in CRLF).
+struct Pipelined {
+    mail: Mail,
+    rcpts: Vec<Rcpt>,
+}
+
+impl std::fmt::Display for Pipelined {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}", self.mail)?;
+        for r in &self.rcpts {
+            write!(f, "{r}")?;
+        }
+        write!(f, "{Data}")
+    }
+}
+
+/// A refused MAIL FROM is about the sender (account, address), not the recipient: a
+/// permanent refusal stops the run.
+fn refused_sender(e: &lettre::transport::smtp::Error) -> DeliveryError {
+    let mut d = classify(e);
+    if d.class == FailureClass::Permanent {
+        d.class = FailureClass::Fatal;
+        d.text = format!("the relay refused the sender (MAIL FROM): {}", d.text);
+    }
+    d
+}
+
+/// A refused RCPT TO, marked as a hard bounce when the mailbox does not exist.
+fn refused_recipient(e: &lettre::transport::smtp::Error) -> DeliveryError {
+    let mut d = classify(e);
+    d.hard_bounce = is_unknown_mailbox(d.code, &d.text);
+    d
 }
 
 /// How long to wait for the reply to the final "." (RFC 5321 4.5.3.2.6).
@@ -619,4 +769,42 @@ fn safe_file_part(s: &str) -> String {
             }
         })
         .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn prepared() -> Prepared {
+        Prepared {
+            recipient: crate::recipients::Recipient {
+                row: 2,
+                address: "ann@example.com".parse().unwrap(),
+                name: None,
+                fields: vec![],
+            },
+            message_id: "id@example.com".into(),
+            bytes: b"Subject: x\r\n\r\nx\r\n".to_vec(),
+        }
+    }
+
+    #[tokio::test]
+    async fn nothing_is_handed_over_before_the_journal_holds_the_attempt() {
+        let dir = tempfile::tempdir().unwrap();
+        let t = Transport::Outbox(Outbox::new(dir.path()).unwrap());
+        let from: Address = "news@example.com".parse().unwrap();
+        let mut session = Session::default();
+        let msg = prepared();
+
+        let failed = std::future::ready(Err("disk full".to_owned()));
+        let e = t.send(&mut session, &from, &msg, failed).await.unwrap_err();
+        assert_eq!(e.class, FailureClass::Unrecorded);
+        assert_eq!(e.text, "disk full");
+        assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 0);
+
+        let ok = std::future::ready(Ok(()));
+        t.send(&mut session, &from, &msg, ok).await.unwrap();
+        let written = std::fs::read(dir.path().join("000002-ann@example.com.eml")).unwrap();
+        assert_eq!(written, msg.bytes);
+    }
 }

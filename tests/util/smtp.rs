@@ -57,6 +57,8 @@ pub struct Faults {
     pub stall_data: Option<(u32, f64)>,
     /// aiosmtpd's idle timeout in seconds: it closes connections idle this long.
     pub idle_timeout: Option<f64>,
+    /// Do not advertise PIPELINING: the client must send MAIL, RCPT and DATA one at a time.
+    pub no_pipelining: bool,
 }
 
 /// A running aiosmtpd on 127.0.0.1:`port`, killed on drop.
@@ -155,6 +157,9 @@ impl SmtpServer {
         }
         if let Some(secs) = faults.idle_timeout {
             cmd.args(["--timeout", &secs.to_string()]);
+        }
+        if faults.no_pipelining {
+            cmd.arg("--no-pipelining");
         }
         cmd.stdin(Stdio::piped())
             .stdout(Stdio::piped())
