@@ -1,9 +1,9 @@
 //! The content lint: judges each rendered message (subject, text and HTML parts, size) the way
 //! mailbox providers' filters and tools like mail-tester do, and says what to change.
 //!
-//! It runs for every recipient, so it is one pass over cheap facts: the HTML is parsed once
-//! (html5ever, through `scraper`) and walked once by [`html::scan`], and every rule below reads
-//! the facts that walk collected. Findings never block sending; they are advice with a stable id.
+//! It runs for every recipient, so it is one pass over cheap facts: the HTML is scanned once
+//! by [`html::scan`] (a tokenizer, no tree), and every rule below reads the facts that scan
+//! collected. Findings never block sending; they are advice with a stable id.
 
 mod host;
 mod html;
@@ -217,9 +217,8 @@ pub const RULES: &[RuleInfo] = &[
 /// Judges one rendered message. Findings come in the order of [`RULES`].
 pub fn lint(input: &LintInput<'_>, cfg: &LintConfig) -> Vec<LintFinding> {
     let mut out = Vec::new();
-    // The parse is most of the cost of a lint; it happens once, and the walk once.
-    let doc = input.html.map(html::parse);
-    let facts = doc.as_ref().map(html::scan);
+    // The scan is most of the cost of a lint; it happens once.
+    let facts = input.html.map(html::scan);
     // An empty URL is "contained" in every body; it must not count as shown.
     let unsub: Vec<&str> = input
         .unsubscribe_urls
@@ -364,7 +363,7 @@ fn link_rules(f: &html::Facts<'_>, out: &mut Vec<LintFinding>) {
     let mut mismatched = Examples::default();
     let mut shortened = Examples::default();
     for link in &f.links {
-        let Some(url) = host::http_url(link.href) else {
+        let Some(url) = host::http_url(&link.href) else {
             continue;
         };
         if !url.https {
