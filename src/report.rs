@@ -170,8 +170,9 @@ impl ReportWriter {
         })
     }
 
-    /// Writes one line and flushes it: a report cut short by a crash still lists every
-    /// recipient whose outcome was known.
+    /// Writes one line into the buffer; [`Self::flush`] hands it to the file. The pipeline
+    /// flushes every tenth of a second, so a report cut short by a crash lists all but the
+    /// last moment's recipients (the journal, synced, is what resume trusts).
     pub fn write(&mut self, o: &Outcome) -> Result<(), ReportError> {
         let code = o.code.map(|c| c.to_string()).unwrap_or_default();
         let message_id = o
@@ -189,11 +190,17 @@ impl ReportWriter {
                 &message_id,
                 &rfc3339(o.time),
             ])
-            .and_then(|()| self.writer.flush().map_err(csv::Error::from))
             .map_err(|source| ReportError {
                 path: self.path.clone(),
                 source,
             })
+    }
+
+    pub fn flush(&mut self) -> Result<(), ReportError> {
+        self.writer.flush().map_err(|e| ReportError {
+            path: self.path.clone(),
+            source: e.into(),
+        })
     }
 
     pub fn finish(mut self) -> Result<PathBuf, ReportError> {

@@ -5,17 +5,19 @@
 //! transaction starts), `S` sent (after the relay's 250), `D` deferred, `F` failed
 //! permanently, `X` suppressed. The first line names the format and the inputs' fingerprint.
 //!
-//! Syncs are grouped: one writer thread writes whatever has queued up and calls fsync once
-//! for all of it. A sender waits for that sync only for its `I` line, and only before it
-//! hands over the message itself (the envelope goes out meanwhile), so every message the
-//! relay may have accepted is on disk first; `S` lines ride along with the next sync.
-//! Because a sender's next `I` is synced after its previous `S` was written, at most
-//! `concurrency` recipients can be in flight without a durable outcome: the in-doubt bound.
+//! Syncs are grouped, and as late as they can be: one writer thread writes lines as they come
+//! (a batch per write) and calls fsync only when a sender waits for it, once for everything
+//! written by then. A sender waits only for its `I` line, and only before it hands over the
+//! message itself (the envelope goes out meanwhile), so every message the relay may have
+//! accepted is on disk first; `S` lines ride along with the next sync. Because a sender's
+//! next `I` is synced after its previous `S` was queued, at most `concurrency` recipients can
+//! be in flight without a durable outcome: the in-doubt bound.
 
 use std::collections::HashMap;
 use std::fs::{File, OpenOptions};
 use std::io::{BufRead, BufReader, Write};
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::sync::mpsc as std_mpsc;
 
 use tokio::sync::oneshot;
@@ -183,15 +185,67 @@ pub fn read(path: &Path) -> Result<Prior, JournalError> {
     Ok(prior)
 }
 
-enum Msg {
-    Line(String, Option<oneshot::Sender<Result<(), String>>>),
-    Sync(std_mpsc::Sender<Result<(), String>>),
+/// Someone waiting for the lines up to a sequence number to be on disk.
+enum Waiter {
+    Task(oneshot::Sender<Result<(), String>>),
+    Thread(std_mpsc::Sender<Result<(), String>>),
+}
+
+impl Waiter {
+    fn answer(self, r: Result<(), String>) {
+        match self {
+            Waiter::Task(tx) => {
+                let _ = tx.send(r);
+            }
+            Waiter::Thread(tx) => {
+                let _ = tx.send(r);
+            }
+        }
+    }
+}
+
+/// What the senders and the writer thread share.
+#[derive(Default)]
+struct Inner {
+    /// Lines queued and not yet handed to the file.
+    pending: String,
+    /// The sequence number of the last line queued (the first is 1).
+    queued: u64,
+    /// Every line up to this number is on disk.
+    synced: u64,
+    /// Waiting for a sync, each up to its line.
+    waiters: Vec<(u64, Waiter)>,
+    /// A write or sync failed: nothing is on disk for sure any more.
+    failed: Option<String>,
+    /// Every [`Journal`] handle is gone: write what is left, sync, stop.
+    closed: bool,
+}
+
+struct Shared {
+    inner: std::sync::Mutex<Inner>,
+    wake: std::sync::Condvar,
+}
+
+impl Shared {
+    fn lock(&self) -> std::sync::MutexGuard<'_, Inner> {
+        self.inner.lock().unwrap_or_else(|e| e.into_inner())
+    }
+}
+
+/// Tells the writer thread to finish once the last handle is dropped.
+struct Handle(Arc<Shared>);
+
+impl Drop for Handle {
+    fn drop(&mut self) {
+        self.0.lock().closed = true;
+        self.0.wake.notify_one();
+    }
 }
 
 /// The writing side, shared by the sender tasks.
 #[derive(Clone)]
 pub struct Journal {
-    tx: std_mpsc::Sender<Msg>,
+    handle: Arc<Handle>,
 }
 
 impl Journal {
@@ -238,9 +292,19 @@ impl Journal {
                 path: path.to_owned(),
                 source,
             })?;
-        let (tx, rx) = std_mpsc::channel();
-        std::thread::spawn(move || writer(file, rx));
-        Ok(Journal { tx })
+        let shared = Arc::new(Shared {
+            inner: std::sync::Mutex::new(Inner::default()),
+            wake: std::sync::Condvar::new(),
+        });
+        let for_writer = shared.clone();
+        std::thread::spawn(move || writer(file, &for_writer));
+        Ok(Journal {
+            handle: Arc::new(Handle(shared)),
+        })
+    }
+
+    fn shared(&self) -> &Shared {
+        &self.handle.0
     }
 
     fn line(state: State, row: u64, address: &str, code: Option<u16>, text: &str) -> String {
@@ -253,85 +317,134 @@ impl Journal {
         )
     }
 
-    /// Records that `address` is about to be sent. The line is queued at once; the returned
-    /// future resolves once it is on disk, and the message must not be handed over before.
+    /// Queues a line and returns its sequence number. The writer is not woken: the line goes
+    /// out with the next sync someone waits for, or after [`IDLE_WRITE`] without one.
+    fn queue(&self, line: &str) -> u64 {
+        let mut inner = self.shared().lock();
+        inner.pending.push_str(line);
+        inner.queued += 1;
+        inner.queued
+    }
+
+    /// Records that `address` is about to be sent. The line is queued (and soon written) at
+    /// once; the returned future resolves once it is on disk, and the message must not be
+    /// handed over before. The sync is asked for only when the future is first polled, that
+    /// is when the sender needs it, so one sync covers every line queued until then.
     pub fn in_flight(
         &self,
         row: u64,
         address: &str,
     ) -> impl Future<Output = Result<(), String>> + use<> {
-        let (ack, done) = oneshot::channel();
-        let queued = self.tx.send(Msg::Line(
-            Journal::line(State::InFlight, row, address, None, ""),
-            Some(ack),
-        ));
+        let seq = self.queue(&Journal::line(State::InFlight, row, address, None, ""));
+        let handle = self.handle.clone();
         async move {
-            queued.map_err(|_| "the journal writer stopped".to_owned())?;
-            done.await
+            let shared = &handle.0;
+            let rx = {
+                let mut inner = shared.lock();
+                if let Some(e) = &inner.failed {
+                    return Err(e.clone());
+                }
+                if inner.synced >= seq {
+                    return Ok(());
+                }
+                let (tx, rx) = oneshot::channel();
+                inner.waiters.push((seq, Waiter::Task(tx)));
+                rx
+            };
+            shared.wake.notify_one();
+            rx.await
                 .map_err(|_| "the journal writer stopped".to_owned())?
         }
     }
 
     /// Records an outcome; it reaches the disk with the next sync.
     pub fn record(&self, state: State, row: u64, address: &str, code: Option<u16>, text: &str) {
-        let _ = self.tx.send(Msg::Line(
-            Journal::line(state, row, address, code, text),
-            None,
-        ));
+        self.queue(&Journal::line(state, row, address, code, text));
     }
 
     /// Writes and syncs everything queued so far (at the end of a run, or on Ctrl-C).
     pub fn sync(&self) -> Result<(), String> {
-        let (tx, rx) = std_mpsc::channel();
-        self.tx
-            .send(Msg::Sync(tx))
-            .map_err(|_| "the journal writer stopped".to_owned())?;
+        let shared = self.shared();
+        let rx = {
+            let mut inner = shared.lock();
+            if let Some(e) = &inner.failed {
+                return Err(e.clone());
+            }
+            let seq = inner.queued;
+            if inner.synced >= seq {
+                return Ok(());
+            }
+            let (tx, rx) = std_mpsc::channel();
+            inner.waiters.push((seq, Waiter::Thread(tx)));
+            rx
+        };
+        shared.wake.notify_one();
         rx.recv()
             .map_err(|_| "the journal writer stopped".to_owned())?
     }
 }
 
-/// Group commit: take everything queued, write it, sync once, then answer every waiter.
-fn writer(mut file: File, rx: std_mpsc::Receiver<Msg>) {
-    let mut failed: Option<String> = None;
-    while let Ok(first) = rx.recv() {
-        let mut batch = vec![first];
-        while let Ok(m) = rx.try_recv() {
-            batch.push(m);
-        }
-        let mut buf = String::new();
-        let mut must_sync = false;
-        for m in &batch {
-            match m {
-                Msg::Line(l, ack) => {
-                    buf.push_str(l);
-                    must_sync |= ack.is_some();
-                }
-                Msg::Sync(_) => must_sync = true,
+/// How long queued lines may wait for a sync before they are written anyway (not synced), so
+/// a killed process loses none of them while a paced run idles.
+const IDLE_WRITE: std::time::Duration = std::time::Duration::from_millis(50);
+
+/// Group commit, as late as it can be: the queued lines are written and synced, in one write
+/// and one fsync, when someone waits for a sync; without one, they are written after
+/// [`IDLE_WRITE`].
+fn writer(mut file: File, shared: &Shared) {
+    let mut inner = shared.lock();
+    loop {
+        // Answer whoever the last sync (or a failure) settled.
+        let synced = inner.synced;
+        let failed = inner.failed.clone();
+        let mut i = 0;
+        while i < inner.waiters.len() {
+            if failed.is_some() || inner.waiters[i].0 <= synced {
+                let (_, w) = inner.waiters.swap_remove(i);
+                w.answer(failed.clone().map_or(Ok(()), Err));
+            } else {
+                i += 1;
             }
         }
-        if failed.is_none() {
-            let r = file
-                .write_all(buf.as_bytes())
-                .and_then(|()| if must_sync { file.sync_data() } else { Ok(()) });
-            if let Err(e) = r {
-                failed = Some(e.to_string());
+        let must_sync = !inner.waiters.is_empty() || (inner.closed && synced < inner.queued);
+        // After a failure nothing more is written: what reaches the disk out of order
+        // could make a later line look durable when an earlier one is not.
+        if failed.is_some() {
+            inner.pending.clear();
+            if inner.closed {
+                return;
+            }
+            inner = shared.wake.wait(inner).unwrap_or_else(|e| e.into_inner());
+            continue;
+        }
+        if !must_sync {
+            if inner.pending.is_empty() && inner.closed {
+                return;
+            }
+            let (guard, waited) = shared
+                .wake
+                .wait_timeout(inner, IDLE_WRITE)
+                .unwrap_or_else(|e| e.into_inner());
+            inner = guard;
+            // Woken by a waiter (or the last handle going): settle that first.
+            if !waited.timed_out() || inner.pending.is_empty() {
+                continue;
             }
         }
-        for m in batch {
-            let result = failed.clone().map_or(Ok(()), Err);
-            match m {
-                Msg::Line(_, Some(ack)) => {
-                    let _ = ack.send(result);
-                }
-                Msg::Line(_, None) => {}
-                Msg::Sync(tx) => {
-                    let _ = tx.send(result);
-                }
-            }
+        let batch = std::mem::take(&mut inner.pending);
+        let upto = inner.queued;
+        drop(inner);
+        let result = file
+            .write_all(batch.as_bytes())
+            .and_then(|()| if must_sync { file.sync_data() } else { Ok(()) });
+        inner = shared.lock();
+        match result {
+            Err(e) => inner.failed = Some(e.to_string()),
+            // Lines queued meanwhile have higher numbers: they wait for the next sync.
+            Ok(()) if must_sync => inner.synced = upto,
+            Ok(()) => {}
         }
     }
-    let _ = file.sync_data();
 }
 
 #[cfg(test)]
@@ -386,5 +499,46 @@ mod tests {
         let j = Journal::open(&path, "fp2", Some("fp1"), "run 3").unwrap();
         j.sync().unwrap();
         assert_eq!(read(&path).unwrap().fingerprint.as_deref(), Some("fp2"));
+    }
+
+    /// Eight senders at once, each waiting for its own `I` line: every line lands, each
+    /// sender's lines in its order, and one sync at the end leaves nobody in flight.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn concurrent_senders_share_syncs_and_lose_nothing() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("journal");
+        let j = Journal::open(&path, "fp", None, "run").unwrap();
+        let mut tasks = Vec::new();
+        for s in 0..8u64 {
+            let j = j.clone();
+            tasks.push(tokio::spawn(async move {
+                for n in 0..200u64 {
+                    let row = 2 + s * 1000 + n;
+                    let address = format!("s{s}n{n}@example.com");
+                    j.in_flight(row, &address).await.unwrap();
+                    j.record(State::Sent, row, &address, Some(250), "ok");
+                }
+            }));
+        }
+        for t in tasks {
+            t.await.unwrap();
+        }
+        j.sync().unwrap();
+        let p = read(&path).unwrap();
+        assert!(p.in_doubt().is_empty());
+        assert_eq!(p.count(State::Sent), 8 * 200);
+        let text = std::fs::read_to_string(&path).unwrap();
+        for s in 0..8 {
+            let rows: Vec<&str> = text
+                .lines()
+                .filter(|l| l.contains(&format!("\ts{s}n")))
+                .map(|l| l.split('\t').next().unwrap())
+                .collect();
+            assert_eq!(rows.len(), 400);
+            assert!(
+                rows.chunks(2).all(|p| p == ["I", "S"]),
+                "sender {s}: {rows:?}"
+            );
+        }
     }
 }

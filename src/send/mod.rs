@@ -157,6 +157,9 @@ pub struct Pipeline {
     pub candidates: Arc<crate::recipients::Candidates>,
 }
 
+/// How often the report's buffered lines are handed to the file during a run.
+const REPORT_FLUSH: std::time::Duration = std::time::Duration::from_millis(100);
+
 /// After this many recipients in a row were refused, the problem is the sender, not them:
 /// an account suspended mid-run, a sender address the relay no longer accepts, a relay going
 /// down. Stopping keeps the rest of the list from being marked failed.
@@ -235,6 +238,7 @@ impl Pipeline {
         let mut tally = Tally::default();
         let mut refused_in_a_row = 0u64;
         let mut report_ok = true;
+        let mut last_flush = std::time::Instant::now();
         while let Some(o) = outcome_rx.recv().await {
             tally.add(o.status);
             // Only deliveries: failures settled earlier are counted as failed, not here.
@@ -258,11 +262,23 @@ impl Pipeline {
             if !matches!(o.status, Status::Invalid | Status::Duplicate) && !o.earlier {
                 progress.inc();
             }
-            if report_ok && let Err(e) = report.write(&o) {
-                // Without a report nobody can tell who got the message: stop taking new
-                // recipients, let the ones in flight finish.
-                abort.trip(Stop::Report(e.to_string()));
-                report_ok = false;
+            if report_ok {
+                // One write per REPORT_FLUSH, not per line; the journal is the record that
+                // must survive a crash, and `finish` flushes the rest.
+                let written = report.write(&o).and_then(|()| {
+                    if last_flush.elapsed() >= REPORT_FLUSH {
+                        last_flush = std::time::Instant::now();
+                        report.flush()
+                    } else {
+                        Ok(())
+                    }
+                });
+                if let Err(e) = written {
+                    // Without a report nobody can tell who got the message: stop taking new
+                    // recipients, let the ones in flight finish.
+                    abort.trip(Stop::Report(e.to_string()));
+                    report_ok = false;
+                }
             }
         }
         for s in senders {
