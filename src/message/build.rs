@@ -79,20 +79,27 @@ impl Composer {
             address.to_string().to_lowercase()
         );
         let d = digest::digest(&digest::SHA256, input.as_bytes());
-        d.as_ref()[..12]
-            .iter()
-            .map(|b| format!("{b:02x}"))
-            .collect()
+        let mut hex = String::with_capacity(24);
+        for b in &d.as_ref()[..12] {
+            hex.push(char::from(b"0123456789abcdef"[usize::from(b >> 4)]));
+            hex.push(char::from(b"0123456789abcdef"[usize::from(b & 15)]));
+        }
+        hex
     }
 
-    /// Serializes the unsigned message. `date` is unix seconds.
-    pub fn compose(
+    /// What [`Self::compose`] refuses, without building the message: a header-unsafe
+    /// subject, a NUL or the MIME boundary in a body.
+    pub fn check(&self, recipient: &Recipient, rendered: &Rendered) -> Result<(), HeaderInjection> {
+        self.checked(recipient, rendered).map(|_| ())
+    }
+
+    /// The boundary and the bodies with normalized line ends, once they pass the checks.
+    #[allow(clippy::type_complexity)]
+    fn checked<'r>(
         &self,
         recipient: &Recipient,
-        rendered: &Rendered,
-        links: Option<&Links>,
-        date: u64,
-    ) -> Result<Vec<u8>, HeaderInjection> {
+        rendered: &'r Rendered,
+    ) -> Result<(String, Option<Cow<'r, str>>, Option<Cow<'r, str>>), HeaderInjection> {
         if let Some(what) = header_unsafe_char(&rendered.subject) {
             return Err(HeaderInjection::Header {
                 header: "Subject",
@@ -104,7 +111,7 @@ impl Composer {
         let html = rendered.html.as_deref().map(normalize_newlines);
         for (part, body) in [("text", &text), ("HTML", &html)] {
             if let Some(b) = body {
-                if b.contains('\0') {
+                if memchr::memchr(0, b.as_bytes()).is_some() {
                     return Err(HeaderInjection::Nul { part });
                 }
                 if memchr::memmem::find(b.as_bytes(), boundary.as_bytes()).is_some() {
@@ -112,6 +119,18 @@ impl Composer {
                 }
             }
         }
+        Ok((boundary, text, html))
+    }
+
+    /// Serializes the unsigned message. `date` is unix seconds.
+    pub fn compose(
+        &self,
+        recipient: &Recipient,
+        rendered: &Rendered,
+        links: Option<&Links>,
+        date: u64,
+    ) -> Result<Vec<u8>, HeaderInjection> {
+        let (boundary, text, html) = self.checked(recipient, rendered)?;
         let to_email = recipient.address.to_string();
         let to = MbAddress::new_address(recipient.name.as_deref(), to_email.as_str());
         let from_email = self.from.email.to_string();
