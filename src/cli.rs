@@ -169,7 +169,7 @@ pub struct InitArgs {
     pub domain: String,
 }
 
-#[derive(Debug, Args)]
+#[derive(Debug, Args, Clone)]
 pub struct SendArgs {
     /// Path to campaign.toml.
     pub campaign: PathBuf,

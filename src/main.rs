@@ -59,7 +59,14 @@ fn run(cli: &Cli) -> anyhow::Result<Exit> {
         Command::Dns {
             command: cli::DnsCommand::Records(args),
         } => runtime()?.block_on(commands::dns::run(args, clock)),
-        Command::Send(args) => runtime()?.block_on(commands::send::run(args, cli.quiet, clock)),
+        Command::Send(args) => {
+            // On a worker thread rather than this one, which block_on would make an extra
+            // thread for the pipeline's hand-offs to wake.
+            let (args, quiet) = (args.clone(), cli.quiet);
+            runtime()?.block_on(async move {
+                tokio::spawn(async move { commands::send::run(&args, quiet, clock).await }).await?
+            })
+        }
     }
 }
 

@@ -177,7 +177,9 @@ impl Pipeline {
     ) -> RunResult {
         let abort = self.abort.clone();
         let (outcome_tx, mut outcome_rx) = mpsc::channel::<Outcome>(1024);
-        let (job_tx, job_rx) = mpsc::channel::<Prepared>(self.concurrency * 2);
+        // Messages travel in batches of up to BATCH: one wake-up of a sender (and of a
+        // preparer waiting for room) per batch instead of per message.
+        let (job_tx, job_rx) = mpsc::channel::<Vec<Prepared>>(self.concurrency);
         let job_rx = Arc::new(tokio::sync::Mutex::new(job_rx));
 
         let reader = RecipientReader::open(source)
@@ -316,7 +318,7 @@ impl Pipeline {
 struct Preparer {
     reader: Arc<Mutex<RecipientReader>>,
     assembler: Arc<Assembler>,
-    jobs: mpsc::Sender<Prepared>,
+    jobs: mpsc::Sender<Vec<Prepared>>,
     outcomes: mpsc::Sender<Outcome>,
     abort: Arc<Abort>,
     clock: Arc<dyn Clock>,
@@ -340,6 +342,37 @@ impl Preparer {
     }
 
     fn run(self) {
+        let mut batch = Vec::with_capacity(BATCH);
+        self.produce(&mut batch);
+        // Whatever was prepared goes on, even after a stop: the senders report it.
+        self.hand_over(&mut batch);
+    }
+
+    /// Passes `batch` to the senders; if none is left, reports its messages as not
+    /// attempted. False when even that is impossible (the run is gone).
+    fn hand_over(&self, batch: &mut Vec<Prepared>) -> bool {
+        if batch.is_empty() {
+            return true;
+        }
+        match self.jobs.blocking_send(std::mem::take(batch)) {
+            Ok(()) => true,
+            // No sender is left to take them: the run is over.
+            Err(mpsc::error::SendError(left)) => left.into_iter().all(|p| {
+                self.emit(Outcome {
+                    row: p.recipient.row,
+                    address: p.recipient.address.to_string(),
+                    status: Status::NotAttempted,
+                    code: None,
+                    text: NOT_ATTEMPTED.into(),
+                    message_id: None,
+                    time: self.clock.now(),
+                    earlier: false,
+                })
+            }),
+        }
+    }
+
+    fn produce(&self, batch: &mut Vec<Prepared>) {
         while let Some(row) = self.next() {
             let row = match row {
                 Ok(r) => r,
@@ -418,16 +451,18 @@ impl Preparer {
                 Row::Valid(r) => {
                     let (row, address) = (r.row, r.address.to_string());
                     match self.assembler.assemble(r) {
-                        Ok(p) => match self.jobs.blocking_send(p) {
-                            Ok(()) => true,
-                            // No sender is left to take it: the run is over.
-                            Err(mpsc::error::SendError(p)) => self.emit(outcome(
-                                p.recipient.row,
-                                address,
-                                Status::NotAttempted,
-                                NOT_ATTEMPTED.into(),
-                            )),
-                        },
+                        Ok(p) => {
+                            batch.push(p);
+                            // A full batch goes; so does a partial one when the queue is
+                            // empty, so no sender waits for a batch to fill.
+                            if batch.len() >= BATCH
+                                || self.jobs.capacity() == self.jobs.max_capacity()
+                            {
+                                self.hand_over(batch)
+                            } else {
+                                true
+                            }
+                        }
                         Err(RowError::Injection(e)) => {
                             self.emit(outcome(row, address, Status::Invalid, e.to_string()))
                         }
@@ -443,6 +478,9 @@ impl Preparer {
 }
 
 const NOT_ATTEMPTED: &str = "the run stopped before this recipient";
+
+/// Messages per hand-over from a preparer to a sender, at most.
+const BATCH: usize = 4;
 
 impl Preparer {
     /// The outcome an earlier run already settled for `r`, if any: sent and permanently
@@ -521,7 +559,7 @@ fn is_throttle(e: &DeliveryError) -> bool {
 }
 
 struct Sender {
-    jobs: Arc<tokio::sync::Mutex<mpsc::Receiver<Prepared>>>,
+    jobs: Arc<tokio::sync::Mutex<mpsc::Receiver<Vec<Prepared>>>>,
     outcomes: mpsc::Sender<Outcome>,
     transport: Arc<Transport>,
     pacer: Arc<Pacer>,
@@ -541,13 +579,15 @@ impl Sender {
     async fn run(mut self) {
         loop {
             let job = { self.jobs.lock().await.recv().await };
-            let Some(msg) = job else {
+            let Some(batch) = job else {
                 self.transport.close(&mut self.session).await;
                 return;
             };
-            let outcome = self.deliver(&msg).await;
-            if self.outcomes.send(outcome).await.is_err() {
-                return;
+            for msg in &batch {
+                let outcome = self.deliver(msg).await;
+                if self.outcomes.send(outcome).await.is_err() {
+                    return;
+                }
             }
         }
     }
