@@ -3,6 +3,10 @@
 
 use std::path::{Path, PathBuf};
 
+use std::pin::Pin;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::task::{Context, Poll, ready};
 use std::time::Duration;
 
 use lettre::Address;
@@ -95,6 +99,8 @@ pub struct Session {
     last_used: Option<tokio::time::Instant>,
     /// The relay advertised PIPELINING (RFC 2920) on this connection.
     pipelining: bool,
+    /// What the connection's [`Corked`] stream still holds back.
+    cork: Arc<CorkState>,
 }
 
 impl Transport {
@@ -231,7 +237,10 @@ impl SmtpRelay {
 
     /// TCP (no Nagle), TLS as configured (never optional), EHLO, AUTH. The `bool` says
     /// whether the relay offers PIPELINING.
-    async fn connect(&self) -> Result<(AsyncSmtpConnection, bool), DeliveryError> {
+    async fn connect(
+        &self,
+        cork: &Arc<CorkState>,
+    ) -> Result<(AsyncSmtpConnection, bool), DeliveryError> {
         let net = |e: std::io::Error| DeliveryError {
             class: FailureClass::Transient,
             code: None,
@@ -257,13 +266,17 @@ impl SmtpRelay {
                     .connect(name, tcp)
                     .await
                     .map_err(|e| tls_failed(format!("TLS handshake with {}: {e}", self.host)))?;
-                AsyncSmtpConnection::connect_with_transport(Box::new(TlsTcp(tls)), &self.hello)
+                let stream = Corked::new(TlsTcp(tls), cork.clone());
+                AsyncSmtpConnection::connect_with_transport(Box::new(stream), &self.hello)
                     .await
                     .map_err(lettre_err)?
             }
             (None, Some(params)) => {
+                // lettre puts TLS on top of this stream: the records, not the plain text,
+                // are what the cork holds back.
+                let stream = Corked::new(tcp, cork.clone());
                 let mut conn =
-                    AsyncSmtpConnection::connect_with_transport(Box::new(tcp), &self.hello)
+                    AsyncSmtpConnection::connect_with_transport(Box::new(stream), &self.hello)
                         .await
                         .map_err(lettre_err)?;
                 // No opportunistic fallback: a relay that does not offer STARTTLS must not
@@ -279,9 +292,12 @@ impl SmtpRelay {
                     .map_err(lettre_err)?;
                 conn
             }
-            (None, None) => AsyncSmtpConnection::connect_with_transport(Box::new(tcp), &self.hello)
-                .await
-                .map_err(lettre_err)?,
+            (None, None) => {
+                let stream = Corked::new(tcp, cork.clone());
+                AsyncSmtpConnection::connect_with_transport(Box::new(stream), &self.hello)
+                    .await
+                    .map_err(lettre_err)?
+            }
         };
         // lettre keeps only the EHLO keywords it acts on, and PIPELINING is not one of them,
         // so ask again: RFC 5321 4.1.4 allows a later EHLO, which resets the session like
@@ -312,8 +328,11 @@ impl SmtpRelay {
         Ok((conn, pipelining))
     }
 
-    async fn connect_timed(&self) -> Result<(AsyncSmtpConnection, bool), DeliveryError> {
-        match tokio::time::timeout(self.timeout, self.connect()).await {
+    async fn connect_timed(
+        &self,
+        cork: &Arc<CorkState>,
+    ) -> Result<(AsyncSmtpConnection, bool), DeliveryError> {
+        match tokio::time::timeout(self.timeout, self.connect(cork)).await {
             // A 5xx to the greeting, EHLO or AUTH refuses the sender, not a recipient.
             Ok(Err(mut e)) if e.class == FailureClass::Permanent => {
                 e.class = FailureClass::Fatal;
@@ -330,7 +349,7 @@ impl SmtpRelay {
     }
 
     async fn check(&self) -> Result<(), DeliveryError> {
-        match self.connect_timed().await {
+        match self.connect_timed(&Arc::default()).await {
             Ok((mut c, _)) => {
                 let _ = c.quit().await;
                 Ok(())
@@ -367,9 +386,11 @@ impl SmtpRelay {
             session.conn = None;
         }
         if session.conn.as_ref().is_none_or(|c| c.has_broken()) {
-            let (conn, pipelining) = self.connect_timed().await?;
+            let cork = Arc::new(CorkState::default());
+            let (conn, pipelining) = self.connect_timed(&cork).await?;
             session.conn = Some(conn);
             session.pipelining = pipelining;
+            session.cork = cork;
         }
         let Some(conn) = session.conn.as_mut() else {
             unreachable!("connected above")
@@ -380,7 +401,7 @@ impl SmtpRelay {
             self.envelope_stepwise(conn, &envelope).await
         };
         let result = match result {
-            Ok(()) => self.data(conn, msg, recorded).await,
+            Ok(()) => self.data(conn, &session.cork, msg, recorded).await,
             Err(e) => Err(e),
         };
         session.last_used = Some(tokio::time::Instant::now());
@@ -505,6 +526,7 @@ impl SmtpRelay {
     async fn data(
         &self,
         conn: &mut AsyncSmtpConnection,
+        cork: &CorkState,
         msg: &Prepared,
         recorded: impl Future<Output = Result<(), String>>,
     ) -> Result<Accepted, (DeliveryError, bool)> {
@@ -519,13 +541,16 @@ impl SmtpRelay {
         let wait = self.timeout.max(FINAL_REPLY);
         // lettre asks the iterator for the next chunk only after writing the previous one:
         // when it comes back for more, the whole body has been handed to the connection.
-        // A failure before that means the message was not complete, and a retry is safe.
-        let body_written = std::sync::atomic::AtomicBool::new(false);
+        // The cork may still hold it (and the final "."), though, until lettre reads the
+        // reply. Only when both are through can the relay have the message; a failure
+        // before that means it was not complete, and a retry is safe.
+        let body_written = AtomicBool::new(false);
         let chunks = std::iter::once(body).chain(std::iter::from_fn(|| {
-            body_written.store(true, std::sync::atomic::Ordering::Relaxed);
+            body_written.store(true, Ordering::Relaxed);
             None
         }));
         let outcome = tokio::time::timeout(wait, conn.message_iter(chunks)).await;
+        let complete = body_written.load(Ordering::Relaxed) && !cork.holding();
         match outcome {
             Ok(Ok(resp)) => Ok(Accepted {
                 code: Some(u16::from(resp.code())),
@@ -537,7 +562,7 @@ impl SmtpRelay {
                 let reusable = self.reset(conn).await;
                 Err((d, reusable))
             }
-            Ok(Err(e)) if !body_written.load(std::sync::atomic::Ordering::Relaxed) => Err((
+            Ok(Err(e)) if !complete => Err((
                 DeliveryError {
                     class: FailureClass::Transient,
                     code: None,
@@ -553,6 +578,18 @@ impl SmtpRelay {
                     hard_bounce: false,
                     text: format!(
                         "the connection failed after the message was sent, before the relay answered ({e}); it may or may not have been accepted"
+                    ),
+                },
+                false,
+            )),
+            Err(_) if !complete => Err((
+                DeliveryError {
+                    class: FailureClass::Transient,
+                    code: None,
+                    hard_bounce: false,
+                    text: format!(
+                        "the relay took no more of the message for {} s; it was not complete",
+                        wait.as_secs()
                     ),
                 },
                 false,
@@ -636,6 +673,108 @@ fn is_unknown_mailbox(code: Option<u16>, text: &str) -> bool {
         && text
             .split(|c: char| c.is_whitespace() || c == ':' || c == '(' || c == ')')
             .any(|w| matches!(w, "5.1.1" | "5.1.2" | "5.1.3" | "5.1.6" | "5.1.10"))
+}
+
+/// Whether a [`Corked`] stream holds bytes it has not handed to the kernel yet.
+#[derive(Debug, Default)]
+pub struct CorkState {
+    holding: AtomicBool,
+}
+
+impl CorkState {
+    fn holding(&self) -> bool {
+        self.holding.load(Ordering::Acquire)
+    }
+}
+
+/// Holds what lettre writes until it reads (or shuts down), then sends it in one write.
+/// lettre flushes after every write, and with TCP_NODELAY each flush is a packet of its own:
+/// the message and its final "." went out as two, each waking the relay, which answers
+/// only after the last. Nothing waits longer for it, since lettre reads the reply at once.
+#[derive(Debug)]
+struct Corked<S> {
+    inner: S,
+    buf: Vec<u8>,
+    /// How much of `buf` the kernel has taken.
+    sent: usize,
+    state: Arc<CorkState>,
+}
+
+/// Past this, writes are handed on at once instead of held: a large message need not be
+/// copied whole into the buffer.
+const CORK_LIMIT: usize = 64 * 1024;
+
+impl<S: tokio::io::AsyncWrite + Unpin> Corked<S> {
+    fn new(inner: S, state: Arc<CorkState>) -> Corked<S> {
+        Corked {
+            inner,
+            buf: Vec::new(),
+            sent: 0,
+            state,
+        }
+    }
+
+    /// Hands everything held to the inner stream.
+    fn poll_drain(&mut self, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        while self.sent < self.buf.len() {
+            let n = ready!(Pin::new(&mut self.inner).poll_write(cx, &self.buf[self.sent..]))?;
+            if n == 0 {
+                return Poll::Ready(Err(std::io::ErrorKind::WriteZero.into()));
+            }
+            self.sent += n;
+        }
+        ready!(Pin::new(&mut self.inner).poll_flush(cx))?;
+        self.buf.clear();
+        self.sent = 0;
+        self.state.holding.store(false, Ordering::Release);
+        Poll::Ready(Ok(()))
+    }
+}
+
+impl<S: tokio::io::AsyncWrite + Unpin> tokio::io::AsyncWrite for Corked<S> {
+    fn poll_write(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        data: &[u8],
+    ) -> Poll<std::io::Result<usize>> {
+        let this = &mut *self;
+        if this.buf.len() + data.len() > CORK_LIMIT {
+            ready!(this.poll_drain(cx))?;
+            return Pin::new(&mut this.inner).poll_write(cx, data);
+        }
+        this.buf.extend_from_slice(data);
+        this.state.holding.store(true, Ordering::Release);
+        Poll::Ready(Ok(data.len()))
+    }
+
+    /// Deferred to the next read: see the type's comment.
+    fn poll_flush(self: Pin<&mut Self>, _: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        Poll::Ready(Ok(()))
+    }
+
+    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        ready!(self.poll_drain(cx))?;
+        Pin::new(&mut self.inner).poll_shutdown(cx)
+    }
+}
+
+impl<S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin> tokio::io::AsyncRead for Corked<S> {
+    fn poll_read(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut tokio::io::ReadBuf<'_>,
+    ) -> Poll<std::io::Result<()>> {
+        if !self.buf.is_empty() {
+            ready!(self.poll_drain(cx))?;
+        }
+        Pin::new(&mut self.inner).poll_read(cx, buf)
+    }
+}
+
+impl<S: AsyncTokioStream + Unpin> AsyncTokioStream for Corked<S> {
+    fn peer_addr(&self) -> std::io::Result<std::net::SocketAddr> {
+        self.inner.peer_addr()
+    }
 }
 
 /// A rustls stream in the shape lettre accepts for a connection it did not open itself.
@@ -806,5 +945,39 @@ mod tests {
         t.send(&mut session, &from, &msg, ok).await.unwrap();
         let written = std::fs::read(dir.path().join("000002-ann@example.com.eml")).unwrap();
         assert_eq!(written, msg.bytes);
+    }
+
+    /// What lettre writes reaches the peer in one piece when lettre reads, and only then;
+    /// the state says whether anything is still held (the in-doubt test reads it).
+    #[tokio::test]
+    async fn the_cork_sends_at_the_read_and_knows_what_it_holds() {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let (near, mut far) = tokio::io::duplex(1 << 16);
+        let state = Arc::new(CorkState::default());
+        let mut corked = Corked::new(near, state.clone());
+
+        corked.write_all(b"body\r\n").await.unwrap();
+        corked.flush().await.unwrap();
+        corked.write_all(b".\r\n").await.unwrap();
+        corked.flush().await.unwrap();
+        assert!(state.holding());
+        let mut peek = [0u8; 16];
+        let early = tokio::time::timeout(Duration::from_millis(50), far.read(&mut peek)).await;
+        assert!(early.is_err(), "nothing may leave before the read");
+
+        far.write_all(b"250 ok\r\n").await.unwrap();
+        let mut reply = [0u8; 8];
+        corked.read_exact(&mut reply).await.unwrap();
+        assert_eq!(&reply, b"250 ok\r\n");
+        assert!(!state.holding());
+        let mut got = [0u8; 9];
+        far.read_exact(&mut got).await.unwrap();
+        assert_eq!(&got, b"body\r\n.\r\n");
+
+        // The peer is gone: the held bytes cannot be sent, and the state says so.
+        drop(far);
+        corked.write_all(b"more").await.unwrap();
+        assert!(corked.read(&mut reply).await.is_err());
+        assert!(state.holding());
     }
 }
