@@ -76,6 +76,9 @@ fn starttls_auth_delivers_exact_signed_bytes_that_dkimpy_verifies() {
             "bytes received for {rcpt} differ from the signed bytes"
         );
         let raw = String::from_utf8_lossy(&r.raw);
+        // A line that starts with "." crossed DATA (stuffed by the client, unstuffed by the
+        // server) and came out as signed.
+        assert!(raw.contains("\r\n.leading dot line\r\n"), "{raw}");
         assert_eq!(raw.matches("DKIM-Signature:").count(), 2);
         assert!(raw.contains("List-Unsubscribe-Post: List-Unsubscribe=One-Click\r\n"));
         let check = verify_with_dkimpy(&r.path, &c.zone);
