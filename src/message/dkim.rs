@@ -138,10 +138,19 @@ impl DkimKeyPair {
     }
 
     /// The `DKIM-Signature: ...\r\n` header for `message`, signed at `now` (unix seconds).
-    pub fn signature_header(&self, message: &[u8], now: u64) -> Result<String, SignError> {
+    /// Reuses the body hash in `bh` if another key computed it (every key here hashes the
+    /// relaxed body with SHA-256), or leaves its own there for the next key.
+    fn signature_header(
+        &self,
+        message: &[u8],
+        now: u64,
+        bh: &mut Option<Vec<u8>>,
+    ) -> Result<String, SignError> {
         let (_, headers, signed, body) = self.template.canonicalize(Fields::new(message));
         let mut sig = self.template.clone();
-        sig.bh = self.key.hash(body).as_ref().to_vec();
+        sig.bh = bh
+            .get_or_insert_with(|| self.key.hash(body).as_ref().to_vec())
+            .clone();
         sig.t = now;
         sig.h = signed;
         let b = self
@@ -250,8 +259,9 @@ impl Signer {
 
     pub fn sign(&self, message: &[u8], now: u64) -> Result<Vec<u8>, SignError> {
         let mut headers = Vec::with_capacity(self.keys.len());
+        let mut bh = None;
         for key in &self.keys {
-            headers.push(key.signature_header(message, now)?);
+            headers.push(key.signature_header(message, now, &mut bh)?);
         }
         let mut out =
             Vec::with_capacity(message.len() + headers.iter().map(String::len).sum::<usize>());
