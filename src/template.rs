@@ -115,9 +115,12 @@ impl Templates {
     }
 
     /// Renders all parts for one recipient's data.
-    pub fn render(&self, data: &Value, columns: &[String]) -> Result<Rendered, TemplateError> {
+    pub fn render(&self, data: Value, columns: &[String]) -> Result<Rendered, TemplateError> {
+        // One context for the three templates: handlebars' `render` would serialize the data
+        // into a value of its own for each of them.
+        let ctx = handlebars::Context::from(data);
         let go = |reg: &Handlebars<'static>, which: usize| {
-            reg.render(&self.names[which], data)
+            reg.render_with_context(&self.names[which], &ctx)
                 .map_err(|e| self.render_error(e, columns))
         };
         Ok(Rendered {
@@ -262,7 +265,7 @@ dir = "o"
         .unwrap();
         let cols = vec!["name".to_owned()];
         let data = context(&cols, &["A & <B>".to_owned()], &[]).unwrap();
-        let r = t.render(&data, &cols).unwrap();
+        let r = t.render(data.clone(), &cols).unwrap();
         assert_eq!(r.subject, "Hi A & <B>");
         assert_eq!(r.text.as_deref(), Some("Hi A & <B>"));
         assert_eq!(r.html.as_deref(), Some("<p>A &amp; &lt;B&gt;</p>"));
@@ -280,7 +283,7 @@ dir = "o"
         .unwrap();
         let cols = vec!["first_name".to_owned()];
         let data = context(&cols, &["Ann".to_owned()], &[]).unwrap();
-        let err = t.render(&data, &cols).unwrap_err().to_string();
+        let err = t.render(data.clone(), &cols).unwrap_err().to_string();
         assert!(err.contains("t.txt.hbs"), "{err}");
         assert!(err.contains("line 3"), "{err}");
         assert!(err.contains("`first_nam`"), "{err}");

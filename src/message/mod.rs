@@ -125,7 +125,7 @@ impl Assembler {
         let links = self.links(r);
         let rendered = self
             .templates
-            .render(&self.data(r, links.as_ref())?, &self.columns)?;
+            .render(self.data(r, links.as_ref())?, &self.columns)?;
         // The whole message is built only to measure it for lint.message-size, the one rule
         // that reads the size; without a limit, the checks that building makes are enough.
         let message_bytes = if self.lint.max_message_bytes.is_some() {
@@ -184,7 +184,7 @@ impl Assembler {
         let links = self.links(&r);
         let rendered = self
             .templates
-            .render(&self.data(&r, links.as_ref())?, &self.columns)?;
+            .render(self.data(&r, links.as_ref())?, &self.columns)?;
         let now = self.clock.unix();
         let unsigned = self.composer.compose(&r, &rendered, links.as_ref(), now)?;
         let bytes = self.signer.sign(&unsigned, now)?;
