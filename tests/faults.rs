@@ -32,6 +32,13 @@ struct Script {
     /// Lowercase address -> how many of its DATA transactions are cut off: the server
     /// answers 354, reads the first lines of the message and drops the TCP connection.
     cut_data: HashMap<String, usize>,
+    /// Advertise PIPELINING (RFC 2920) in the EHLO reply. The responder reads one line at a
+    /// time, so a pipelined batch is answered like the same commands sent one by one.
+    pipelining: bool,
+    /// Lowercase addresses whose RCPT is answered `550 5.1.1`, after which the connection is
+    /// closed at once, as Postfix does with "421 too many errors": a pipelined client never
+    /// gets its DATA reply.
+    refuse_rcpt_and_hang_up: Vec<String>,
 }
 
 /// What the scripted responder saw.
@@ -41,6 +48,8 @@ struct Seen {
     refused_greetings: usize,
     /// Lowercase recipient -> DATA commands for it (cut ones included).
     data_attempts: BTreeMap<String, usize>,
+    /// Lowercase recipient -> RCPT commands for it.
+    rcpt_attempts: BTreeMap<String, usize>,
     /// (recipient, complete dot-unstuffed message), in order: only after the final dot.
     delivered: Vec<(String, Vec<u8>)>,
 }
@@ -138,6 +147,9 @@ fn serve(stream: TcpStream, n: usize, script: &Script, seen: &Mutex<Seen>) -> st
             .unwrap_or("")
             .to_ascii_uppercase();
         match verb.as_str() {
+            "EHLO" if script.pipelining => out.write_all(
+                b"250-localhost\r\n250-PIPELINING\r\n250-8BITMIME\r\n250 SMTPUTF8\r\n",
+            )?,
             "EHLO" => out.write_all(b"250-localhost\r\n250-8BITMIME\r\n250 SMTPUTF8\r\n")?,
             "HELO" => out.write_all(b"250 localhost\r\n")?,
             "NOOP" => {
@@ -157,6 +169,19 @@ fn serve(stream: TcpStream, n: usize, script: &Script, seen: &Mutex<Seen>) -> st
                     .and_then(|(_, r)| r.split_once('>'))
                     .map(|(a, _)| a.to_ascii_lowercase())
                     .unwrap_or_default();
+                *seen
+                    .lock()
+                    .unwrap()
+                    .rcpt_attempts
+                    .entry(addr.clone())
+                    .or_default() += 1;
+                if script.refuse_rcpt_and_hang_up.contains(&addr) {
+                    out.write_all(b"550 5.1.1 <")?;
+                    out.write_all(addr.as_bytes())?;
+                    out.write_all(b">: Recipient address rejected: User unknown\r\n")?;
+                    let _ = input.get_ref().shutdown(Shutdown::Both);
+                    return Ok(());
+                }
                 rcpts.push(addr);
                 out.write_all(b"250 2.1.5 OK\r\n")?;
             }
@@ -322,6 +347,59 @@ fn connection_dropped_during_data_is_in_doubt_and_resent_only_on_request() {
     for a in once {
         assert_eq!(j.last_states()[a].1, 'S', "{a}");
     }
+}
+
+/// With pipelining, a relay that refuses a recipient and hangs up before answering DATA (as
+/// Postfix does after too many errors) has still refused that recipient: it is failed with
+/// the 550, once, not deferred and retried; the others go out on a new connection.
+#[test]
+fn pipelined_refusal_followed_by_a_hang_up_is_a_refusal() {
+    let responder = Responder::start(Script {
+        pipelining: true,
+        refuse_rcpt_and_hang_up: vec!["bob@example.org".into()],
+        ..Script::default()
+    });
+    let all = ["ann@example.com", "bob@example.org", "cat@example.net"];
+    let csv = csv_of(&all);
+    let tail = plain_tail(
+        responder.port,
+        "[limits]\nconcurrency = 1\n\n[retry]\nattempts = 3\nfirst_delay_secs = 0\n",
+    );
+    let c = CampaignDir::new(&Spec {
+        csv: &csv,
+        tail: &tail,
+        ..Spec::default()
+    });
+    let out = run(&["send", "--quiet", c.toml_str()], &[]);
+    assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
+    let report = by_address(&c.report("report.csv"));
+    let bob = &report["bob@example.org"];
+    assert_eq!(
+        (bob.status.as_str(), bob.code.as_str()),
+        ("failed", "550"),
+        "{bob:?}"
+    );
+    assert!(bob.text.contains("5.1.1"), "{bob:?}");
+    for a in ["ann@example.com", "cat@example.net"] {
+        assert_eq!(report[a].status, "sent", "{:?}", report[a]);
+    }
+    let mut delivered = responder.delivered_to();
+    delivered.sort();
+    assert_eq!(delivered, ["ann@example.com", "cat@example.net"]);
+    let seen = responder.seen();
+    assert_eq!(
+        seen.rcpt_attempts.get("bob@example.org"),
+        Some(&1),
+        "not retried"
+    );
+    assert_eq!(seen.data_attempts.get("bob@example.org"), None);
+    drop(seen);
+    let j = read_journal(&c);
+    let b = "bob@example.org";
+    assert_eq!(
+        (j.count('I', b), j.count('F', b), j.count('D', b)),
+        (1, 1, 0)
+    );
 }
 
 /// A 421 greeting on the very first connection is mailshot's start check failing: "cannot

@@ -1,17 +1,18 @@
 //! The journal: an append-only record of every recipient's state, so an interrupted run
 //! resumes without sending twice and without losing anyone.
 //!
-//! One line per event, tab-separated: `I` in flight (written and synced before the SMTP
-//! transaction starts), `S` sent (after the relay's 250), `D` deferred, `F` failed
+//! One line per event, tab-separated: `I` in flight (on disk before the message itself is
+//! handed to the relay), `S` sent (after the relay's 250), `D` deferred, `F` failed
 //! permanently, `X` suppressed. The first line names the format and the inputs' fingerprint.
 //!
-//! Syncs are grouped, and as late as they can be: one writer thread writes lines as they come
-//! (a batch per write) and calls fsync only when a sender waits for it, once for everything
-//! written by then. A sender waits only for its `I` line, and only before it hands over the
-//! message itself (the envelope goes out meanwhile), so every message the relay may have
-//! accepted is on disk first; `S` lines ride along with the next sync. Because a sender's
-//! next `I` is synced after its previous `S` was queued, at most `concurrency` recipients can
-//! be in flight without a durable outcome: the in-doubt bound.
+//! Syncs are grouped, and as late as they can be. Lines queue in memory; one writer thread
+//! writes and fsyncs everything queued, in one write and one sync, when a sender waits for
+//! its `I` line, which it does only after the relay's 354, just before it hands over the
+//! message. So every message the relay may have accepted is on disk first, one sync serves
+//! every sender that has reached that point, and `S` lines ride along with the next sync
+//! (or are written, unsynced, after 50 ms without one). Because a sender's next `I` is synced
+//! after its previous `S` was queued, at most `concurrency` recipients can be in flight
+//! without a durable outcome: the in-doubt bound.
 
 use std::collections::HashMap;
 use std::fs::{File, OpenOptions};
@@ -326,8 +327,8 @@ impl Journal {
         inner.queued
     }
 
-    /// Records that `address` is about to be sent. The line is queued (and soon written) at
-    /// once; the returned future resolves once it is on disk, and the message must not be
+    /// Records that `address` is about to be sent. The line is queued at once; the returned
+    /// future resolves once it is on disk, and the message must not be
     /// handed over before. The sync is asked for only when the future is first polled, that
     /// is when the sender needs it, so one sync covers every line queued until then.
     pub fn in_flight(
@@ -384,8 +385,9 @@ impl Journal {
     }
 }
 
-/// How long queued lines may wait for a sync before they are written anyway (not synced), so
-/// a killed process loses none of them while a paced run idles.
+/// How long queued lines may wait for a sync before they are written anyway (not synced):
+/// while a paced run idles, a killed process loses at most this much of its outcome lines,
+/// and never an `I` line a sender waited for.
 const IDLE_WRITE: std::time::Duration = std::time::Duration::from_millis(50);
 
 /// Group commit, as late as it can be: the queued lines are written and synced, in one write

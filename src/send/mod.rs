@@ -241,7 +241,30 @@ impl Pipeline {
         let mut refused_in_a_row = 0u64;
         let mut report_ok = true;
         let mut last_flush = std::time::Instant::now();
-        while let Some(o) = outcome_rx.recv().await {
+        // Lines written since the last flush: when no outcome comes for REPORT_FLUSH (a paced
+        // run, a slow relay), they are flushed without waiting for the next one.
+        let mut unflushed = false;
+        loop {
+            let next = match outcome_rx.try_recv() {
+                Ok(o) => Some(o),
+                Err(mpsc::error::TryRecvError::Disconnected) => None,
+                Err(mpsc::error::TryRecvError::Empty) if unflushed && report_ok => {
+                    match tokio::time::timeout(REPORT_FLUSH, outcome_rx.recv()).await {
+                        Ok(o) => o,
+                        Err(_) => {
+                            last_flush = std::time::Instant::now();
+                            unflushed = false;
+                            if let Err(e) = report.flush() {
+                                abort.trip(Stop::Report(e.to_string()));
+                                report_ok = false;
+                            }
+                            continue;
+                        }
+                    }
+                }
+                Err(mpsc::error::TryRecvError::Empty) => outcome_rx.recv().await,
+            };
+            let Some(o) = next else { break };
             tally.add(o.status);
             // Only deliveries: failures settled earlier are counted as failed, not here.
             if o.earlier && matches!(o.status, Status::Sent | Status::Written) {
@@ -267,9 +290,11 @@ impl Pipeline {
             if report_ok {
                 // One write per REPORT_FLUSH, not per line; the journal is the record that
                 // must survive a crash, and `finish` flushes the rest.
+                unflushed = true;
                 let written = report.write(&o).and_then(|()| {
                     if last_flush.elapsed() >= REPORT_FLUSH {
                         last_flush = std::time::Instant::now();
+                        unflushed = false;
                         report.flush()
                     } else {
                         Ok(())
@@ -613,7 +638,7 @@ impl Sender {
                     None => self.outcome(msg, Status::NotAttempted, None, NOT_ATTEMPTED.into()),
                 };
             }
-            // Queued now, synced while the envelope goes out: see Transport::send.
+            // Queued now; synced when the transport asks, after DATA: see Transport::send.
             let recorded = self.journal.as_ref().map(|j| j.in_flight(row, &address));
             let recorded = async move {
                 match recorded {

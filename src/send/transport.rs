@@ -99,8 +99,8 @@ pub struct Session {
     last_used: Option<tokio::time::Instant>,
     /// The relay advertised PIPELINING (RFC 2920) on this connection.
     pipelining: bool,
-    /// What the connection's [`Corked`] stream still holds back.
-    cork: Arc<CorkState>,
+    /// Whether everything written on the connection reached the kernel.
+    written: Arc<Written>,
 }
 
 impl Transport {
@@ -114,9 +114,9 @@ impl Transport {
     }
 
     /// Delivers `msg`. `recorded` resolves once the journal holds the attempt: the message
-    /// is not handed over before then (the envelope may be, since a relay takes nothing
-    /// before the final "."), so the journal's sync overlaps the round trips of MAIL, RCPT
-    /// and DATA instead of preceding them.
+    /// is not handed over before then. The envelope is, since a relay takes nothing before
+    /// the final "."; so the journal is asked for its sync only after DATA's 354, and one sync
+    /// covers every sender that got that far meanwhile.
     pub async fn send(
         &self,
         session: &mut Session,
@@ -149,9 +149,9 @@ impl Transport {
 }
 
 /// An SMTP relay. Each sender task keeps one connection of its own (the pool is the set of
-/// senders), opened with TCP_NODELAY: lettre writes a message and its final "." in two
-/// writes, and with Nagle's algorithm on, that pattern waits for the relay's delayed ACK,
-/// about 40 ms per message, which capped throughput at concurrency / 40 ms.
+/// senders), opened with TCP_NODELAY: with Nagle's algorithm on, the last part of a message
+/// (or a command after it) waits for the relay's delayed ACK, about 40 ms per message, which
+/// capped throughput at concurrency / 40 ms.
 pub struct SmtpRelay {
     host: String,
     port: u16,
@@ -239,7 +239,7 @@ impl SmtpRelay {
     /// whether the relay offers PIPELINING.
     async fn connect(
         &self,
-        cork: &Arc<CorkState>,
+        written: &Arc<Written>,
     ) -> Result<(AsyncSmtpConnection, bool), DeliveryError> {
         let net = |e: std::io::Error| DeliveryError {
             class: FailureClass::Transient,
@@ -266,15 +266,15 @@ impl SmtpRelay {
                     .connect(name, tcp)
                     .await
                     .map_err(|e| tls_failed(format!("TLS handshake with {}: {e}", self.host)))?;
-                let stream = Corked::new(TlsTcp(tls), cork.clone());
+                let stream = Watched::new(TlsTcp(tls), written.clone());
                 AsyncSmtpConnection::connect_with_transport(Box::new(stream), &self.hello)
                     .await
                     .map_err(lettre_err)?
             }
             (None, Some(params)) => {
-                // lettre puts TLS on top of this stream: the records, not the plain text,
-                // are what the cork holds back.
-                let stream = Corked::new(tcp, cork.clone());
+                // lettre puts TLS on top of this stream, and flushes the TLS records into it
+                // before it flushes it: the flag covers the records.
+                let stream = Watched::new(tcp, written.clone());
                 let mut conn =
                     AsyncSmtpConnection::connect_with_transport(Box::new(stream), &self.hello)
                         .await
@@ -293,7 +293,7 @@ impl SmtpRelay {
                 conn
             }
             (None, None) => {
-                let stream = Corked::new(tcp, cork.clone());
+                let stream = Watched::new(tcp, written.clone());
                 AsyncSmtpConnection::connect_with_transport(Box::new(stream), &self.hello)
                     .await
                     .map_err(lettre_err)?
@@ -330,9 +330,9 @@ impl SmtpRelay {
 
     async fn connect_timed(
         &self,
-        cork: &Arc<CorkState>,
+        written: &Arc<Written>,
     ) -> Result<(AsyncSmtpConnection, bool), DeliveryError> {
-        match tokio::time::timeout(self.timeout, self.connect(cork)).await {
+        match tokio::time::timeout(self.timeout, self.connect(written)).await {
             // A 5xx to the greeting, EHLO or AUTH refuses the sender, not a recipient.
             Ok(Err(mut e)) if e.class == FailureClass::Permanent => {
                 e.class = FailureClass::Fatal;
@@ -386,11 +386,11 @@ impl SmtpRelay {
             session.conn = None;
         }
         if session.conn.as_ref().is_none_or(|c| c.has_broken()) {
-            let cork = Arc::new(CorkState::default());
-            let (conn, pipelining) = self.connect_timed(&cork).await?;
+            let written = Arc::new(Written::default());
+            let (conn, pipelining) = self.connect_timed(&written).await?;
             session.conn = Some(conn);
             session.pipelining = pipelining;
-            session.cork = cork;
+            session.written = written;
         }
         let Some(conn) = session.conn.as_mut() else {
             unreachable!("connected above")
@@ -401,7 +401,7 @@ impl SmtpRelay {
             self.envelope_stepwise(conn, &envelope).await
         };
         let result = match result {
-            Ok(()) => self.data(conn, &session.cork, msg, recorded).await,
+            Ok(()) => self.data(conn, &session.written, msg, recorded).await,
             Err(e) => Err(e),
         };
         session.last_used = Some(tokio::time::Instant::now());
@@ -484,28 +484,46 @@ impl SmtpRelay {
             Ok(Err(e)) if e.status().is_none() => return Err((classify(&e), false)),
             Ok(r) => r,
         };
+        // A refusal already read decides even if the relay then hangs up (Postfix's "421
+        // too many errors"): the recipient was refused, not deferred.
+        let earlier = |mail: &Result<_, lettre::transport::smtp::Error>,
+                       rcpts: &[Result<_, lettre::transport::smtp::Error>]| {
+            match (mail, rcpts.iter().find_map(|r| r.as_ref().err())) {
+                (Err(e), _) => Some(refused_sender(e)),
+                (Ok(_), Some(e)) => Some(refused_recipient(e)),
+                (Ok(_), None) => None,
+            }
+        };
         let mut rcpts = Vec::with_capacity(batch.rcpts.len());
         for _ in &batch.rcpts {
             match tokio::time::timeout(self.timeout, conn.read_response()).await {
-                Err(_) => return Err((self.no_reply("RCPT TO"), false)),
-                Ok(Err(e)) if e.status().is_none() => return Err((classify(&e), false)),
+                Err(_) => {
+                    let d = earlier(&mail, &rcpts).unwrap_or_else(|| self.no_reply("RCPT TO"));
+                    return Err((d, false));
+                }
+                Ok(Err(e)) if e.status().is_none() => {
+                    return Err((
+                        earlier(&mail, &rcpts).unwrap_or_else(|| classify(&e)),
+                        false,
+                    ));
+                }
                 Ok(r) => rcpts.push(r),
             }
         }
         let data = match tokio::time::timeout(self.timeout, conn.read_response()).await {
-            Err(_) => return Err((self.no_reply("DATA"), false)),
-            Ok(Err(e)) if e.status().is_none() => return Err((classify(&e), false)),
+            Err(_) => {
+                let d = earlier(&mail, &rcpts).unwrap_or_else(|| self.no_reply("DATA"));
+                return Err((d, false));
+            }
+            Ok(Err(e)) if e.status().is_none() => {
+                return Err((
+                    earlier(&mail, &rcpts).unwrap_or_else(|| classify(&e)),
+                    false,
+                ));
+            }
             Ok(r) => r,
         };
-        let refusal = if let Err(e) = &mail {
-            Some(refused_sender(e))
-        } else if let Some(Err(e)) = rcpts.iter().find(|r| r.is_err()) {
-            Some(refused_recipient(e))
-        } else if let Err(e) = &data {
-            Some(classify(e))
-        } else {
-            None
-        };
+        let refusal = earlier(&mail, &rcpts).or_else(|| data.as_ref().err().map(classify));
         match refusal {
             None => Ok(()),
             // DATA was accepted although an earlier command was refused: the relay now waits
@@ -526,7 +544,7 @@ impl SmtpRelay {
     async fn data(
         &self,
         conn: &mut AsyncSmtpConnection,
-        cork: &CorkState,
+        written: &Written,
         msg: &Prepared,
         recorded: impl Future<Output = Result<(), String>>,
     ) -> Result<Accepted, (DeliveryError, bool)> {
@@ -539,11 +557,10 @@ impl SmtpRelay {
         let body = msg.bytes.strip_suffix(b"\r\n").unwrap_or(&msg.bytes);
         // RFC 5321 4.5.3.2.6: wait (at least) 10 minutes for the reply to the final ".".
         let wait = self.timeout.max(FINAL_REPLY);
-        // lettre asks the iterator for the next chunk only after writing the previous one:
-        // when it comes back for more, the whole body has been handed to the connection.
-        // The cork may still hold it (and the final "."), though, until lettre reads the
-        // reply. Only when both are through can the relay have the message; a failure
-        // before that means it was not complete, and a retry is safe.
+        // The relay can have the message only once all of it, final "." included, reached
+        // the kernel: lettre asks the iterator for the next chunk only after writing the
+        // previous one, and `written` says whether the last write was flushed. A failure
+        // before both means the message was not complete, and a retry is safe.
         let body_written = AtomicBool::new(false);
         let outcome = match std::str::from_utf8(body) {
             // mail-builder encodes 8-bit content, so a message is ASCII: stuffed here with
@@ -561,7 +578,7 @@ impl SmtpRelay {
                 tokio::time::timeout(wait, conn.message_iter(chunks)).await
             }
         };
-        let complete = body_written.load(Ordering::Relaxed) && !cork.holding();
+        let complete = body_written.load(Ordering::Relaxed) && written.all();
         match outcome {
             Ok(Ok(resp)) => Ok(Accepted {
                 code: Some(u16::from(resp.code())),
@@ -707,102 +724,68 @@ impl std::fmt::Display for Stuffed<'_> {
     }
 }
 
-/// Whether a [`Corked`] stream holds bytes it has not handed to the kernel yet.
+/// Whether everything written to a [`Watched`] stream was flushed to the kernel.
 #[derive(Debug, Default)]
-pub struct CorkState {
-    holding: AtomicBool,
+pub struct Written {
+    /// Set when a write starts, cleared when a flush completes.
+    pending: AtomicBool,
 }
 
-impl CorkState {
-    fn holding(&self) -> bool {
-        self.holding.load(Ordering::Acquire)
+impl Written {
+    fn all(&self) -> bool {
+        !self.pending.load(Ordering::Acquire)
     }
 }
 
-/// Holds what lettre writes until it reads (or shuts down), then sends it in one write.
-/// lettre flushes after every write, and with TCP_NODELAY each flush is a packet of its own:
-/// the message and its final "." went out as two, each waking the relay, which answers
-/// only after the last. Nothing waits longer for it, since lettre reads the reply at once.
+/// The connection's stream, passed through untouched, with a record of whether what lettre
+/// wrote has all reached the kernel. lettre writes a command (or the whole DATA payload) and
+/// flushes it before it reads the reply, so after a failure this tells a message the relay
+/// may have whole (in doubt) from one it cannot have (safe to retry), which lettre's error
+/// alone does not.
 #[derive(Debug)]
-struct Corked<S> {
+struct Watched<S> {
     inner: S,
-    buf: Vec<u8>,
-    /// How much of `buf` the kernel has taken.
-    sent: usize,
-    state: Arc<CorkState>,
+    written: Arc<Written>,
 }
 
-/// Past this, writes are handed on at once instead of held: a large message need not be
-/// copied whole into the buffer.
-const CORK_LIMIT: usize = 64 * 1024;
-
-impl<S: tokio::io::AsyncWrite + Unpin> Corked<S> {
-    fn new(inner: S, state: Arc<CorkState>) -> Corked<S> {
-        Corked {
-            inner,
-            buf: Vec::new(),
-            sent: 0,
-            state,
-        }
-    }
-
-    /// Hands everything held to the inner stream.
-    fn poll_drain(&mut self, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
-        while self.sent < self.buf.len() {
-            let n = ready!(Pin::new(&mut self.inner).poll_write(cx, &self.buf[self.sent..]))?;
-            if n == 0 {
-                return Poll::Ready(Err(std::io::ErrorKind::WriteZero.into()));
-            }
-            self.sent += n;
-        }
-        ready!(Pin::new(&mut self.inner).poll_flush(cx))?;
-        self.buf.clear();
-        self.sent = 0;
-        self.state.holding.store(false, Ordering::Release);
-        Poll::Ready(Ok(()))
+impl<S> Watched<S> {
+    fn new(inner: S, written: Arc<Written>) -> Watched<S> {
+        Watched { inner, written }
     }
 }
 
-impl<S: tokio::io::AsyncWrite + Unpin> tokio::io::AsyncWrite for Corked<S> {
+impl<S: tokio::io::AsyncWrite + Unpin> tokio::io::AsyncWrite for Watched<S> {
     fn poll_write(
         mut self: Pin<&mut Self>,
         cx: &mut Context<'_>,
         data: &[u8],
     ) -> Poll<std::io::Result<usize>> {
-        let this = &mut *self;
-        // Until a drain completes, what was written may be short of the kernel.
-        this.state.holding.store(true, Ordering::Release);
-        if this.buf.len() + data.len() > CORK_LIMIT {
-            ready!(this.poll_drain(cx))?;
-            return Pin::new(&mut this.inner).poll_write(cx, data);
-        }
-        this.buf.extend_from_slice(data);
-        Poll::Ready(Ok(data.len()))
+        self.written.pending.store(true, Ordering::Release);
+        Pin::new(&mut self.inner).poll_write(cx, data)
     }
 
-    /// Deferred to the next read: see the type's comment.
-    fn poll_flush(self: Pin<&mut Self>, _: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        ready!(Pin::new(&mut self.inner).poll_flush(cx))?;
+        self.written.pending.store(false, Ordering::Release);
         Poll::Ready(Ok(()))
     }
 
     fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
-        ready!(self.poll_drain(cx))?;
         Pin::new(&mut self.inner).poll_shutdown(cx)
     }
 }
 
-impl<S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin> tokio::io::AsyncRead for Corked<S> {
+impl<S: tokio::io::AsyncRead + Unpin> tokio::io::AsyncRead for Watched<S> {
     fn poll_read(
         mut self: Pin<&mut Self>,
         cx: &mut Context<'_>,
         buf: &mut tokio::io::ReadBuf<'_>,
     ) -> Poll<std::io::Result<()>> {
-        ready!(self.poll_drain(cx))?;
         Pin::new(&mut self.inner).poll_read(cx, buf)
     }
 }
 
-impl<S: AsyncTokioStream + Unpin> AsyncTokioStream for Corked<S> {
+impl<S: AsyncTokioStream + Unpin> AsyncTokioStream for Watched<S> {
     fn peer_addr(&self) -> std::io::Result<std::net::SocketAddr> {
         self.inner.peer_addr()
     }
@@ -944,6 +927,7 @@ fn safe_file_part(s: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::config::SmtpConfig;
 
     fn prepared() -> Prepared {
         Prepared {
@@ -978,38 +962,32 @@ mod tests {
         assert_eq!(written, msg.bytes);
     }
 
-    /// What lettre writes reaches the peer in one piece when lettre reads, and only then;
-    /// the state says whether anything is still held (the in-doubt test reads it).
+    /// The flag is clear only once a write was flushed whole: a write the peer cannot take
+    /// (it is gone) leaves it set, so the message counts as not sent rather than in doubt.
     #[tokio::test]
-    async fn the_cork_sends_at_the_read_and_knows_what_it_holds() {
+    async fn written_is_clear_only_after_a_whole_flushed_write() {
         use tokio::io::{AsyncReadExt, AsyncWriteExt};
-        let (near, mut far) = tokio::io::duplex(1 << 16);
-        let state = Arc::new(CorkState::default());
-        let mut corked = Corked::new(near, state.clone());
+        let (near, mut far) = tokio::io::duplex(1 << 12);
+        let written = Arc::new(Written::default());
+        let mut watched = Watched::new(near, written.clone());
+        assert!(written.all());
 
-        corked.write_all(b"body\r\n").await.unwrap();
-        corked.flush().await.unwrap();
-        corked.write_all(b".\r\n").await.unwrap();
-        corked.flush().await.unwrap();
-        assert!(state.holding());
-        let mut peek = [0u8; 16];
-        let early = tokio::time::timeout(Duration::from_millis(50), far.read(&mut peek)).await;
-        assert!(early.is_err(), "nothing may leave before the read");
+        let reader = tokio::spawn(async move {
+            let mut got = vec![0u8; 100_000];
+            far.read_exact(&mut got).await.unwrap();
+            got
+        });
+        let big = vec![b'x'; 100_000];
+        watched.write_all(&big).await.unwrap();
+        assert!(!written.all(), "written, not flushed yet");
+        watched.flush().await.unwrap();
+        assert!(written.all());
+        assert_eq!(reader.await.unwrap(), big);
 
-        far.write_all(b"250 ok\r\n").await.unwrap();
-        let mut reply = [0u8; 8];
-        corked.read_exact(&mut reply).await.unwrap();
-        assert_eq!(&reply, b"250 ok\r\n");
-        assert!(!state.holding());
-        let mut got = [0u8; 9];
-        far.read_exact(&mut got).await.unwrap();
-        assert_eq!(&got, b"body\r\n.\r\n");
-
-        // The peer is gone: the held bytes cannot be sent, and the state says so.
-        drop(far);
-        corked.write_all(b"more").await.unwrap();
-        assert!(corked.read(&mut reply).await.is_err());
-        assert!(state.holding());
+        // The peer is gone: the write fails part way, and the flag stays set.
+        let e = watched.write_all(&big).await.unwrap_err();
+        assert_eq!(e.kind(), std::io::ErrorKind::BrokenPipe);
+        assert!(!written.all());
     }
 
     #[test]
@@ -1023,5 +1001,85 @@ mod tests {
         // Only a dot at the start of a line (after CRLF) counts.
         assert_eq!(stuffed("a.\r\nb\n.c"), "a.\r\nb\n.c\r\n.\r\n");
         assert_eq!(stuffed(""), "\r\n.\r\n");
+    }
+
+    /// Over SMTP, with the relay offering PIPELINING: the envelope goes out while the
+    /// journal syncs, and not one byte of the message reaches the relay before the journal
+    /// holds the attempt. A scripted relay on loopback watches for early bytes.
+    #[tokio::test]
+    async fn no_message_byte_reaches_the_relay_before_the_journal_holds_it() {
+        use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let (saw_data, data_seen) = tokio::sync::oneshot::channel::<()>();
+        let relay = tokio::spawn(async move {
+            let (sock, _) = listener.accept().await.unwrap();
+            let (r, mut w) = sock.into_split();
+            let mut r = BufReader::new(r);
+            w.write_all(b"220 relay ESMTP\r\n").await.unwrap();
+            let mut saw_data = Some(saw_data);
+            let mut line = String::new();
+            loop {
+                line.clear();
+                if r.read_line(&mut line).await.unwrap() == 0 {
+                    return Vec::new();
+                }
+                let reply: &[u8] = match line.get(..4).unwrap_or("") {
+                    "EHLO" => b"250-relay\r\n250 PIPELINING\r\n",
+                    "MAIL" | "RCPT" => b"250 ok\r\n",
+                    "DATA" => b"354 go ahead\r\n",
+                    _ => b"502 what\r\n",
+                };
+                w.write_all(reply).await.unwrap();
+                if line.starts_with("DATA") {
+                    break;
+                }
+            }
+            let _ = saw_data.take().unwrap().send(());
+            // While the journal has not answered, nothing may arrive.
+            let mut first = [0u8; 1];
+            let early = tokio::time::timeout(Duration::from_millis(300), r.read(&mut first)).await;
+            assert!(
+                early.is_err(),
+                "message bytes arrived before the journal held the attempt"
+            );
+            let mut message = Vec::new();
+            loop {
+                line.clear();
+                r.read_line(&mut line).await.unwrap();
+                if line == ".\r\n" {
+                    break;
+                }
+                message.extend_from_slice(line.as_bytes());
+            }
+            w.write_all(b"250 queued\r\n").await.unwrap();
+            message
+        });
+        let relay_cfg = SmtpConfig {
+            host: "127.0.0.1".into(),
+            port,
+            tls: TlsMode::None,
+            username: None,
+            password: None,
+            ca_file: None,
+            pool_size: 1,
+            timeout: Duration::from_secs(10),
+            helo_name: None,
+        };
+        let t = Transport::Smtp(SmtpRelay::new(&relay_cfg).unwrap());
+        let (journal_done, recorded) = tokio::sync::oneshot::channel::<Result<(), String>>();
+        let recorded = async move { recorded.await.unwrap() };
+        let from: Address = "news@example.com".parse().unwrap();
+        let msg = prepared();
+        let mut session = Session::default();
+        let sending =
+            tokio::spawn(async move { t.send(&mut session, &from, &msg, recorded).await });
+        // The relay has answered DATA: the envelope went out without waiting.
+        data_seen.await.unwrap();
+        tokio::time::sleep(Duration::from_millis(400)).await;
+        journal_done.send(Ok(())).unwrap();
+        let accepted = sending.await.unwrap().unwrap();
+        assert_eq!(accepted.code, Some(250));
+        assert_eq!(relay.await.unwrap(), b"Subject: x\r\n\r\nx\r\n");
     }
 }
