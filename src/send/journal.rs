@@ -385,6 +385,22 @@ impl Journal {
     }
 }
 
+/// Fails whatever still waits when the writer thread ends.
+struct Stopped<'a>(&'a Shared);
+
+impl Drop for Stopped<'_> {
+    fn drop(&mut self) {
+        let mut inner = self.0.lock();
+        let e = inner
+            .failed
+            .get_or_insert_with(|| "the journal writer stopped".to_owned())
+            .clone();
+        for (_, w) in inner.waiters.drain(..) {
+            w.answer(Err(e.clone()));
+        }
+    }
+}
+
 /// How long queued lines may wait for a sync before they are written anyway (not synced):
 /// while a paced run idles, a killed process loses at most this much of its outcome lines,
 /// and never an `I` line a sender waited for.
@@ -394,6 +410,8 @@ const IDLE_WRITE: std::time::Duration = std::time::Duration::from_millis(50);
 /// and one fsync, when someone waits for a sync; without one, they are written after
 /// [`IDLE_WRITE`].
 fn writer(mut file: File, shared: &Shared) {
+    // However the loop ends (a panic included), nobody may wait for it forever.
+    let _stopped = Stopped(shared);
     let mut inner = shared.lock();
     loop {
         // Answer whoever the last sync (or a failure) settled.
