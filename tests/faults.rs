@@ -232,6 +232,17 @@ fn serve(stream: TcpStream, n: usize, script: &Script, seen: &Mutex<Seen>) -> st
     }
 }
 
+/// A campaign to `all` over plain SMTP to `port`, with `extra` added to campaign.toml.
+fn plain_campaign(port: u16, all: &[&str], extra: &str) -> CampaignDir {
+    let csv = csv_of(all);
+    let tail = plain_tail(port, extra);
+    CampaignDir::new(&Spec {
+        csv: &csv,
+        tail: &tail,
+        ..Spec::default()
+    })
+}
+
 fn by_address(rows: &[ReportRow]) -> BTreeMap<String, ReportRow> {
     rows.iter()
         .map(|r| (r.address.to_ascii_lowercase(), r.clone()))
@@ -266,16 +277,11 @@ fn connection_dropped_during_data_is_in_doubt_and_resent_only_on_request() {
         ..Script::default()
     });
     let all: Vec<&str> = once.iter().copied().chain([always]).collect();
-    let csv = csv_of(&all);
-    let tail = plain_tail(
+    let c = plain_campaign(
         responder.port,
+        &all,
         "[limits]\nconcurrency = 2\n\n[retry]\nattempts = 3\nfirst_delay_secs = 0\n",
     );
-    let c = CampaignDir::new(&Spec {
-        csv: &csv,
-        tail: &tail,
-        ..Spec::default()
-    });
 
     let out = run(&["send", "--quiet", c.toml_str()], &[]);
     assert_eq!(
@@ -360,16 +366,11 @@ fn pipelined_refusal_followed_by_a_hang_up_is_a_refusal() {
         ..Script::default()
     });
     let all = ["ann@example.com", "bob@example.org", "cat@example.net"];
-    let csv = csv_of(&all);
-    let tail = plain_tail(
+    let c = plain_campaign(
         responder.port,
+        &all,
         "[limits]\nconcurrency = 1\n\n[retry]\nattempts = 3\nfirst_delay_secs = 0\n",
     );
-    let c = CampaignDir::new(&Spec {
-        csv: &csv,
-        tail: &tail,
-        ..Spec::default()
-    });
     let out = run(&["send", "--quiet", c.toml_str()], &[]);
     assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
     let report = by_address(&c.report("report.csv"));
@@ -470,16 +471,11 @@ fn greeting_421_after_the_start_check_is_retried() {
         "cat@example.net",
         "dan@example.com",
     ];
-    let csv = csv_of(&all);
-    let tail = plain_tail(
+    let c = plain_campaign(
         responder.port,
+        &all,
         "[limits]\nconcurrency = 2\n\n[retry]\nattempts = 3\nfirst_delay_secs = 0\n",
     );
-    let c = CampaignDir::new(&Spec {
-        csv: &csv,
-        tail: &tail,
-        ..Spec::default()
-    });
     let out = run(&["send", "--quiet", c.toml_str()], &[]);
     assert_eq!(out.status.code(), Some(0), "the 421 was retried");
 
@@ -707,16 +703,11 @@ fn server_closing_idle_pooled_connections_loses_nothing() {
         "dan@example.com",
         "eve@example.org",
     ];
-    let csv = csv_of(&all);
-    let tail = plain_tail(
+    let c = plain_campaign(
         server.port,
+        &all,
         "[limits]\nper_second = 1\nconcurrency = 2\n\n[retry]\nattempts = 3\nfirst_delay_secs = 0\n",
     );
-    let c = CampaignDir::new(&Spec {
-        csv: &csv,
-        tail: &tail,
-        ..Spec::default()
-    });
     let out = run(&["send", "--quiet", c.toml_str()], &[]);
     assert_eq!(out.status.code(), Some(0));
     let rows = c.report("report.csv");

@@ -17,6 +17,7 @@ use lettre::transport::smtp::client::{
 };
 use lettre::transport::smtp::commands::{Data, Ehlo, Mail, Rcpt, Rset};
 use lettre::transport::smtp::extension::ClientId;
+use lettre::transport::smtp::response::Response;
 use tokio::net::TcpStream;
 
 use crate::config::{SmtpConfig, Tls as TlsMode};
@@ -496,32 +497,14 @@ impl SmtpRelay {
         };
         let mut rcpts = Vec::with_capacity(batch.rcpts.len());
         for _ in &batch.rcpts {
-            match tokio::time::timeout(self.timeout, conn.read_response()).await {
-                Err(_) => {
-                    let d = earlier(&mail, &rcpts).unwrap_or_else(|| self.no_reply("RCPT TO"));
-                    return Err((d, false));
-                }
-                Ok(Err(e)) if e.status().is_none() => {
-                    return Err((
-                        earlier(&mail, &rcpts).unwrap_or_else(|| classify(&e)),
-                        false,
-                    ));
-                }
+            match self.reply(conn, "RCPT TO").await {
                 Ok(r) => rcpts.push(r),
+                Err(d) => return Err((earlier(&mail, &rcpts).unwrap_or(d), false)),
             }
         }
-        let data = match tokio::time::timeout(self.timeout, conn.read_response()).await {
-            Err(_) => {
-                let d = earlier(&mail, &rcpts).unwrap_or_else(|| self.no_reply("DATA"));
-                return Err((d, false));
-            }
-            Ok(Err(e)) if e.status().is_none() => {
-                return Err((
-                    earlier(&mail, &rcpts).unwrap_or_else(|| classify(&e)),
-                    false,
-                ));
-            }
+        let data = match self.reply(conn, "DATA").await {
             Ok(r) => r,
+            Err(d) => return Err((earlier(&mail, &rcpts).unwrap_or(d), false)),
         };
         let refusal = earlier(&mail, &rcpts).or_else(|| data.as_ref().err().map(classify));
         match refusal {
@@ -643,6 +626,20 @@ impl SmtpRelay {
             tokio::time::timeout(self.timeout, conn.command(Rset)).await,
             Ok(Ok(_))
         )
+    }
+
+    /// The next reply of a pipelined batch: the relay's answer, refusal or not, or the
+    /// failure to get one (a timeout, a dropped connection).
+    async fn reply(
+        &self,
+        conn: &mut AsyncSmtpConnection,
+        stage: &str,
+    ) -> Result<Result<Response, lettre::transport::smtp::Error>, DeliveryError> {
+        match tokio::time::timeout(self.timeout, conn.read_response()).await {
+            Err(_) => Err(self.no_reply(stage)),
+            Ok(Err(e)) if e.status().is_none() => Err(classify(&e)),
+            Ok(r) => Ok(r),
+        }
     }
 
     fn no_reply(&self, stage: &str) -> DeliveryError {
