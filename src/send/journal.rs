@@ -293,15 +293,20 @@ impl Journal {
                 path: path.to_owned(),
                 source,
             })?;
+        Ok(Journal::start(file))
+    }
+
+    /// Starts the writer thread on `sink`, which already holds the header lines.
+    fn start(sink: impl Sink) -> Journal {
         let shared = Arc::new(Shared {
             inner: std::sync::Mutex::new(Inner::default()),
             wake: std::sync::Condvar::new(),
         });
         let for_writer = shared.clone();
-        std::thread::spawn(move || writer(file, &for_writer));
-        Ok(Journal {
+        std::thread::spawn(move || writer(sink, &for_writer));
+        Journal {
             handle: Arc::new(Handle(shared)),
-        })
+        }
     }
 
     fn shared(&self) -> &Shared {
@@ -385,6 +390,22 @@ impl Journal {
     }
 }
 
+/// Where the writer thread puts the lines: the journal file (or, in tests, one that fails).
+trait Sink: Send + 'static {
+    fn append(&mut self, bytes: &[u8]) -> std::io::Result<()>;
+    fn sync(&mut self) -> std::io::Result<()>;
+}
+
+impl Sink for File {
+    fn append(&mut self, bytes: &[u8]) -> std::io::Result<()> {
+        self.write_all(bytes)
+    }
+
+    fn sync(&mut self) -> std::io::Result<()> {
+        self.sync_data()
+    }
+}
+
 /// Fails whatever still waits when the writer thread ends.
 struct Stopped<'a>(&'a Shared);
 
@@ -409,7 +430,7 @@ const IDLE_WRITE: std::time::Duration = std::time::Duration::from_millis(50);
 /// Group commit, as late as it can be: the queued lines are written and synced, in one write
 /// and one fsync, when someone waits for a sync; without one, they are written after
 /// [`IDLE_WRITE`].
-fn writer(mut file: File, shared: &Shared) {
+fn writer(mut sink: impl Sink, shared: &Shared) {
     // However the loop ends (a panic included), nobody may wait for it forever.
     let _stopped = Stopped(shared);
     let mut inner = shared.lock();
@@ -454,9 +475,9 @@ fn writer(mut file: File, shared: &Shared) {
         let batch = std::mem::take(&mut inner.pending);
         let upto = inner.queued;
         drop(inner);
-        let result = file
-            .write_all(batch.as_bytes())
-            .and_then(|()| if must_sync { file.sync_data() } else { Ok(()) });
+        let result = sink
+            .append(batch.as_bytes())
+            .and_then(|()| if must_sync { sink.sync() } else { Ok(()) });
         inner = shared.lock();
         match result {
             Err(e) => inner.failed = Some(e.to_string()),
@@ -559,6 +580,83 @@ mod tests {
                 rows.chunks(2).all(|p| p == ["I", "S"]),
                 "sender {s}: {rows:?}"
             );
+        }
+    }
+
+    /// A disk whose syncs start failing: the sender waiting on that sync is told, every later
+    /// attempt is refused at once, and nothing reports the failed lines as on disk.
+    #[tokio::test]
+    async fn a_failed_sync_fails_its_waiters_and_everything_after() {
+        struct Failing {
+            syncs_left: usize,
+        }
+        impl Sink for Failing {
+            fn append(&mut self, _: &[u8]) -> std::io::Result<()> {
+                Ok(())
+            }
+            fn sync(&mut self) -> std::io::Result<()> {
+                match self.syncs_left.checked_sub(1) {
+                    Some(n) => {
+                        self.syncs_left = n;
+                        Ok(())
+                    }
+                    None => Err(std::io::Error::other("the disk went away")),
+                }
+            }
+        }
+        let j = Journal::start(Failing { syncs_left: 1 });
+        j.in_flight(2, "ann@example.com").await.unwrap();
+        j.record(State::Sent, 2, "ann@example.com", Some(250), "ok");
+        let e = j.in_flight(3, "bob@example.org").await.unwrap_err();
+        assert!(e.contains("the disk went away"), "{e}");
+        let e = j.in_flight(4, "cat@example.net").await.unwrap_err();
+        assert!(e.contains("the disk went away"), "{e}");
+        assert!(j.sync().is_err());
+    }
+
+    /// When `in_flight` resolves, its line is inside what the last successful sync covered,
+    /// for every one of several senders at once: a write alone does not count.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn in_flight_resolves_only_once_a_sync_covers_the_line() {
+        #[derive(Default)]
+        struct Disk {
+            bytes: Vec<u8>,
+            synced: usize,
+        }
+        struct Recording(Arc<std::sync::Mutex<Disk>>);
+        impl Sink for Recording {
+            fn append(&mut self, bytes: &[u8]) -> std::io::Result<()> {
+                self.0.lock().unwrap().bytes.extend_from_slice(bytes);
+                Ok(())
+            }
+            fn sync(&mut self) -> std::io::Result<()> {
+                let mut d = self.0.lock().unwrap();
+                d.synced = d.bytes.len();
+                Ok(())
+            }
+        }
+        let disk = Arc::new(std::sync::Mutex::new(Disk::default()));
+        let j = Journal::start(Recording(disk.clone()));
+        let mut tasks = Vec::new();
+        for s in 0..4u64 {
+            let (j, disk) = (j.clone(), disk.clone());
+            tasks.push(tokio::spawn(async move {
+                for n in 0..100u64 {
+                    let address = format!("s{s}n{n}@example.com");
+                    j.in_flight(2 + n, &address).await.unwrap();
+                    let d = disk.lock().unwrap();
+                    let synced = String::from_utf8_lossy(&d.bytes[..d.synced]).into_owned();
+                    assert!(
+                        synced.contains(&format!("I\t{}\t{address}\t", 2 + n)),
+                        "{address} not synced yet"
+                    );
+                    drop(d);
+                    j.record(State::Sent, 2 + n, &address, Some(250), "ok");
+                }
+            }));
+        }
+        for t in tasks {
+            t.await.unwrap();
         }
     }
 }
