@@ -32,6 +32,9 @@ struct Script {
     /// Lowercase address -> how many of its DATA transactions are cut off: the server
     /// answers 354, reads the first lines of the message and drops the TCP connection.
     cut_data: HashMap<String, usize>,
+    /// Lowercase address -> how many of its DATA transactions end at the 354: the server
+    /// closes the connection without reading a byte of the message.
+    close_at_354: HashMap<String, usize>,
     /// Advertise PIPELINING (RFC 2920) in the EHLO reply. The responder reads one line at a
     /// time, so a pipelined batch is answered like the same commands sent one by one.
     pipelining: bool,
@@ -188,13 +191,21 @@ fn serve(stream: TcpStream, n: usize, script: &Script, seen: &Mutex<Seen>) -> st
             "DATA" if rcpts.is_empty() => out.write_all(b"503 5.5.1 no valid recipients\r\n")?,
             "DATA" => {
                 let who = rcpts.join(",");
-                let cut = {
+                let (cut, close) = {
                     let mut s = seen.lock().unwrap();
                     let tries = s.data_attempts.entry(who.clone()).or_default();
                     *tries += 1;
-                    *tries <= script.cut_data.get(&who).copied().unwrap_or(0)
+                    let n = *tries;
+                    (
+                        n <= script.cut_data.get(&who).copied().unwrap_or(0),
+                        n <= script.close_at_354.get(&who).copied().unwrap_or(0),
+                    )
                 };
                 out.write_all(b"354 End data with <CR><LF>.<CR><LF>\r\n")?;
+                if close {
+                    let _ = input.get_ref().shutdown(Shutdown::Both);
+                    return Ok(());
+                }
                 if cut {
                     // Halfway: some of the message has arrived, the end has not. Closing
                     // with unread data makes the kernel send a reset, as a crashed or
@@ -353,6 +364,49 @@ fn connection_dropped_during_data_is_in_doubt_and_resent_only_on_request() {
     for a in once {
         assert_eq!(j.last_states()[a].1, 'S', "{a}");
     }
+}
+
+/// A relay that says 354 and then closes without reading the message: a message larger than
+/// the socket buffers cannot be written whole, so the relay cannot have it. It is deferred and
+/// retried, not reported in doubt, and the retry delivers it once.
+#[test]
+fn message_cut_off_while_being_written_is_retried_not_in_doubt() {
+    let responder = Responder::start(Script {
+        close_at_354: HashMap::from([("ann@example.com".to_owned(), 1)]),
+        ..Script::default()
+    });
+    // 8 MB of text: twice the largest send buffer Linux grants by default (tcp_wmem).
+    let line = "All the news that fits, and a little more to make this line long.\n";
+    let text = format!(
+        "Hi {{{{first_name}}}},\n{}Unsubscribe: {{{{unsubscribe_url}}}}\n",
+        line.repeat(8 << 20 >> 6)
+    );
+    let tail = plain_tail(
+        responder.port,
+        "[retry]\nattempts = 2\nfirst_delay_secs = 0\n",
+    );
+    let c = CampaignDir::new(&Spec {
+        csv: &csv_of(&["ann@example.com"]),
+        tail: &tail,
+        text: &text,
+        html: None,
+        ..Spec::default()
+    });
+    let out = run(&["send", "--quiet", c.toml_str()], &[]);
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    let report = by_address(&c.report("report.csv"));
+    assert_eq!(report["ann@example.com"].status, "sent");
+    assert_eq!(responder.delivered_to(), ["ann@example.com"]);
+    assert_eq!(
+        responder.seen().data_attempts.get("ann@example.com"),
+        Some(&2)
+    );
+    let j = read_journal(&c);
+    let a = "ann@example.com";
+    assert_eq!(
+        (j.count('I', a), j.count('D', a), j.count('S', a)),
+        (2, 1, 1)
+    );
 }
 
 /// With pipelining, a relay that refuses a recipient and hangs up before answering DATA (as

@@ -587,24 +587,23 @@ mod tests {
     /// attempt is refused at once, and nothing reports the failed lines as on disk.
     #[tokio::test]
     async fn a_failed_sync_fails_its_waiters_and_everything_after() {
+        /// Fails its second sync only: the journal must not trust it again afterwards.
         struct Failing {
-            syncs_left: usize,
+            syncs: usize,
         }
         impl Sink for Failing {
             fn append(&mut self, _: &[u8]) -> std::io::Result<()> {
                 Ok(())
             }
             fn sync(&mut self) -> std::io::Result<()> {
-                match self.syncs_left.checked_sub(1) {
-                    Some(n) => {
-                        self.syncs_left = n;
-                        Ok(())
-                    }
-                    None => Err(std::io::Error::other("the disk went away")),
+                self.syncs += 1;
+                if self.syncs == 2 {
+                    return Err(std::io::Error::other("the disk went away"));
                 }
+                Ok(())
             }
         }
-        let j = Journal::start(Failing { syncs_left: 1 });
+        let j = Journal::start(Failing { syncs: 0 });
         j.in_flight(2, "ann@example.com").await.unwrap();
         j.record(State::Sent, 2, "ann@example.com", Some(250), "ok");
         let e = j.in_flight(3, "bob@example.org").await.unwrap_err();
@@ -618,23 +617,6 @@ mod tests {
     /// for every one of several senders at once: a write alone does not count.
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn in_flight_resolves_only_once_a_sync_covers_the_line() {
-        #[derive(Default)]
-        struct Disk {
-            bytes: Vec<u8>,
-            synced: usize,
-        }
-        struct Recording(Arc<std::sync::Mutex<Disk>>);
-        impl Sink for Recording {
-            fn append(&mut self, bytes: &[u8]) -> std::io::Result<()> {
-                self.0.lock().unwrap().bytes.extend_from_slice(bytes);
-                Ok(())
-            }
-            fn sync(&mut self) -> std::io::Result<()> {
-                let mut d = self.0.lock().unwrap();
-                d.synced = d.bytes.len();
-                Ok(())
-            }
-        }
         let disk = Arc::new(std::sync::Mutex::new(Disk::default()));
         let j = Journal::start(Recording(disk.clone()));
         let mut tasks = Vec::new();
@@ -645,9 +627,9 @@ mod tests {
                     let address = format!("s{s}n{n}@example.com");
                     j.in_flight(2 + n, &address).await.unwrap();
                     let d = disk.lock().unwrap();
-                    let synced = String::from_utf8_lossy(&d.bytes[..d.synced]).into_owned();
                     assert!(
-                        synced.contains(&format!("I\t{}\t{address}\t", 2 + n)),
+                        d.synced_text()
+                            .contains(&format!("I\t{}\t{address}\t", 2 + n)),
                         "{address} not synced yet"
                     );
                     drop(d);
@@ -658,5 +640,81 @@ mod tests {
         for t in tasks {
             t.await.unwrap();
         }
+    }
+
+    /// What a [`Recording`] sink holds: every byte appended, and how many of them the last
+    /// sync covered.
+    #[derive(Default)]
+    struct Disk {
+        bytes: Vec<u8>,
+        synced: usize,
+    }
+
+    impl Disk {
+        fn synced_text(&self) -> String {
+            String::from_utf8_lossy(&self.bytes[..self.synced]).into_owned()
+        }
+    }
+
+    struct Recording(Arc<std::sync::Mutex<Disk>>);
+
+    impl Sink for Recording {
+        fn append(&mut self, bytes: &[u8]) -> std::io::Result<()> {
+            self.0.lock().unwrap().bytes.extend_from_slice(bytes);
+            Ok(())
+        }
+        fn sync(&mut self) -> std::io::Result<()> {
+            let mut d = self.0.lock().unwrap();
+            d.synced = d.bytes.len();
+            Ok(())
+        }
+    }
+
+    /// An `I` line written during an idle spell (after IDLE_WRITE, without a sync) is still
+    /// synced before its sender is told it is on disk.
+    #[tokio::test]
+    async fn a_line_written_while_idle_still_waits_for_a_sync() {
+        let disk = Arc::new(std::sync::Mutex::new(Disk::default()));
+        let j = Journal::start(Recording(disk.clone()));
+        let recorded = j.in_flight(7, "ann@example.com");
+        tokio::time::sleep(IDLE_WRITE * 3).await;
+        {
+            let d = disk.lock().unwrap();
+            assert!(String::from_utf8_lossy(&d.bytes).contains("ann@example.com"));
+            assert!(
+                !d.synced_text().contains("ann@example.com"),
+                "written, not synced"
+            );
+        }
+        recorded.await.unwrap();
+        assert!(
+            disk.lock()
+                .unwrap()
+                .synced_text()
+                .contains("I\t7\tann@example.com\t")
+        );
+    }
+
+    /// If the writer thread dies (here a panic), whoever waits is told, and nobody hangs.
+    #[tokio::test]
+    async fn a_dead_writer_fails_its_waiters() {
+        struct Panicking;
+        impl Sink for Panicking {
+            fn append(&mut self, _: &[u8]) -> std::io::Result<()> {
+                panic!("the writer's sink panicked (on purpose, in a test)");
+            }
+            fn sync(&mut self) -> std::io::Result<()> {
+                Ok(())
+            }
+        }
+        let j = Journal::start(Panicking);
+        let waited = tokio::time::timeout(
+            std::time::Duration::from_secs(10),
+            j.in_flight(2, "ann@example.com"),
+        )
+        .await
+        .expect("the waiter must not hang");
+        assert!(waited.is_err());
+        assert!(j.sync().is_err());
     }
 }

@@ -542,9 +542,10 @@ impl SmtpRelay {
         let wait = self.timeout.max(FINAL_REPLY);
         // The relay can have the message only once all of it, final "." included, reached
         // the kernel: lettre asks the iterator for the next chunk only after writing the
-        // previous one, and `written` says whether the last write was flushed. A failure
-        // before both means the message was not complete, and a retry is safe.
+        // previous one, and `written` says whether the write that ended it was flushed. A
+        // failure before both means the message was not complete, and a retry is safe.
         let body_written = AtomicBool::new(false);
+        written.arm();
         let outcome = match std::str::from_utf8(body) {
             // mail-builder encodes 8-bit content, so a message is ASCII: stuffed here with
             // memchr and written as it is. lettre's message() stuffs byte by byte, which cost
@@ -556,12 +557,14 @@ impl SmtpRelay {
             _ => {
                 let chunks = std::iter::once(body).chain(std::iter::from_fn(|| {
                     body_written.store(true, Ordering::Relaxed);
+                    // The body's own flush does not count: the final dot comes after it.
+                    written.arm();
                     None
                 }));
                 tokio::time::timeout(wait, conn.message_iter(chunks)).await
             }
         };
-        let complete = body_written.load(Ordering::Relaxed) && written.all();
+        let complete = body_written.load(Ordering::Relaxed) && written.reached();
         match outcome {
             Ok(Ok(resp)) => Ok(Accepted {
                 code: Some(u16::from(resp.code())),
@@ -721,16 +724,24 @@ impl std::fmt::Display for Stuffed<'_> {
     }
 }
 
-/// Whether everything written to a [`Watched`] stream was flushed to the kernel.
+/// Whether what was written to a [`Watched`] stream was flushed to the kernel.
 #[derive(Debug, Default)]
 pub struct Written {
-    /// Set when a write starts, cleared when a flush completes.
-    pending: AtomicBool,
+    /// Since [`Self::arm`]: a flush completed, so everything written before it is in the
+    /// kernel. Sticky, so that a TLS alert written later on the read path (rustls does that
+    /// when a record is bad) cannot make a complete message look incomplete.
+    reached: AtomicBool,
 }
 
 impl Written {
-    fn all(&self) -> bool {
-        !self.pending.load(Ordering::Acquire)
+    /// Starts watching for the next completed flush.
+    fn arm(&self) {
+        self.reached.store(false, Ordering::Release);
+    }
+
+    /// Since [`Self::arm`], everything written was flushed.
+    fn reached(&self) -> bool {
+        self.reached.load(Ordering::Acquire)
     }
 }
 
@@ -757,13 +768,12 @@ impl<S: tokio::io::AsyncWrite + Unpin> tokio::io::AsyncWrite for Watched<S> {
         cx: &mut Context<'_>,
         data: &[u8],
     ) -> Poll<std::io::Result<usize>> {
-        self.written.pending.store(true, Ordering::Release);
         Pin::new(&mut self.inner).poll_write(cx, data)
     }
 
     fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
         ready!(Pin::new(&mut self.inner).poll_flush(cx))?;
-        self.written.pending.store(false, Ordering::Release);
+        self.written.reached.store(true, Ordering::Release);
         Poll::Ready(Ok(()))
     }
 
@@ -959,15 +969,15 @@ mod tests {
         assert_eq!(written, msg.bytes);
     }
 
-    /// The flag is clear only once a write was flushed whole: a write the peer cannot take
-    /// (it is gone) leaves it set, so the message counts as not sent rather than in doubt.
+    /// The flag says "flushed" only after a whole write was flushed; a write the peer cannot
+    /// take (it is gone) leaves it unset, so the message counts as not sent rather than in
+    /// doubt. Once set it stays set: a later write (a TLS alert) does not undo it.
     #[tokio::test]
-    async fn written_is_clear_only_after_a_whole_flushed_write() {
+    async fn written_is_set_only_by_a_flush_after_a_whole_write() {
         use tokio::io::{AsyncReadExt, AsyncWriteExt};
         let (near, mut far) = tokio::io::duplex(1 << 12);
         let written = Arc::new(Written::default());
         let mut watched = Watched::new(near, written.clone());
-        assert!(written.all());
 
         let reader = tokio::spawn(async move {
             let mut got = vec![0u8; 100_000];
@@ -975,16 +985,20 @@ mod tests {
             got
         });
         let big = vec![b'x'; 100_000];
+        written.arm();
         watched.write_all(&big).await.unwrap();
-        assert!(!written.all(), "written, not flushed yet");
+        assert!(!written.reached(), "written, not flushed yet");
         watched.flush().await.unwrap();
-        assert!(written.all());
+        assert!(written.reached());
         assert_eq!(reader.await.unwrap(), big);
+        // The peer is gone: a later write fails, and what was reached stays reached.
+        assert!(watched.write_all(b"alert").await.is_err());
+        assert!(written.reached());
 
-        // The peer is gone: the write fails part way, and the flag stays set.
+        written.arm();
         let e = watched.write_all(&big).await.unwrap_err();
         assert_eq!(e.kind(), std::io::ErrorKind::BrokenPipe);
-        assert!(!written.all());
+        assert!(!written.reached());
     }
 
     #[test]
