@@ -243,6 +243,22 @@ fn serve(stream: TcpStream, n: usize, script: &Script, seen: &Mutex<Seen>) -> st
     }
 }
 
+/// Every RCPT answered with a policy refusal (5.7.1), which is no unknown user.
+fn refusing_everyone() -> Faults {
+    Faults {
+        rcpt_reply: vec![(
+            "*".into(),
+            "550 5.7.1 sender address blocked by policy".into(),
+        )],
+        ..Faults::default()
+    }
+}
+
+/// `n` distinct addresses: user00@example.com, user01@example.com, ...
+fn numbered(n: usize) -> Vec<String> {
+    (0..n).map(|i| format!("user{i:02}@example.com")).collect()
+}
+
 /// A campaign to `all` over plain SMTP to `port`, with `extra` added to campaign.toml.
 fn plain_campaign(port: u16, all: &[&str], extra: &str) -> CampaignDir {
     let csv = csv_of(all);
@@ -562,18 +578,12 @@ fn greeting_421_after_the_start_check_is_retried() {
 /// lands on every third DATA until its attempts run out.)
 #[test]
 fn every_third_data_answered_451_is_retried_until_sent() {
-    let pki = TestPki::new();
     let every = 3;
-    let server = SmtpServer::start_faulty(
-        Mode::Plain,
-        &pki,
-        None,
-        &Faults {
-            data_reply_every: Some((every, "451 4.3.0 local problem, try again later".into())),
-            ..Faults::default()
-        },
-    );
-    let all: Vec<String> = (0..12).map(|i| format!("user{i:02}@example.com")).collect();
+    let server = SmtpServer::plain_faulty(&Faults {
+        data_reply_every: Some((every, "451 4.3.0 local problem, try again later".into())),
+        ..Faults::default()
+    });
+    let all = numbered(12);
     let all_refs: Vec<&str> = all.iter().map(String::as_str).collect();
     let csv = csv_of(&all_refs);
     let tail = plain_tail(
@@ -645,21 +655,15 @@ fn permanent_550_without_pipelining_fails_once_and_the_rest_are_sent() {
 }
 
 fn permanent_550(pipelining: bool) {
-    let pki = TestPki::new();
-    let server = SmtpServer::start_faulty(
-        Mode::Plain,
-        &pki,
-        None,
-        &Faults {
-            no_pipelining: !pipelining,
-            fail_rcpt: vec!["bob@example.org".into()],
-            rcpt_reply: vec![(
-                "cat@example.net".into(),
-                "550 5.7.1 <cat@example.net>: rejected by local policy".into(),
-            )],
-            ..Faults::default()
-        },
-    );
+    let server = SmtpServer::plain_faulty(&Faults {
+        no_pipelining: !pipelining,
+        fail_rcpt: vec!["bob@example.org".into()],
+        rcpt_reply: vec![(
+            "cat@example.net".into(),
+            "550 5.7.1 <cat@example.net>: rejected by local policy".into(),
+        )],
+        ..Faults::default()
+    });
     let tail = plain_tail(
         server.port,
         "[retry]\nattempts = 3\nfirst_delay_secs = 0\n\n[suppression]\nfile = \"suppressed.txt\"\nadd_permanent_failures = true\n",
@@ -740,16 +744,10 @@ fn permanent_550(pipelining: bool) {
 /// is still sent exactly once, with no deferral.
 #[test]
 fn server_closing_idle_pooled_connections_loses_nothing() {
-    let pki = TestPki::new();
-    let server = SmtpServer::start_faulty(
-        Mode::Plain,
-        &pki,
-        None,
-        &Faults {
-            idle_timeout: Some(0.5),
-            ..Faults::default()
-        },
-    );
+    let server = SmtpServer::plain_faulty(&Faults {
+        idle_timeout: Some(0.5),
+        ..Faults::default()
+    });
     let all = [
         "ann@example.com",
         "bob@example.org",
@@ -786,23 +784,9 @@ fn server_closing_idle_pooled_connections_loses_nothing() {
 /// users, so nothing is added to the suppression list.
 #[test]
 fn circuit_breaker_stops_when_every_recipient_is_refused() {
-    let pki = TestPki::new();
-    let server = SmtpServer::start_faulty(
-        Mode::Plain,
-        &pki,
-        None,
-        &Faults {
-            rcpt_reply: vec![(
-                "*".into(),
-                "550 5.7.1 sender address blocked by policy".into(),
-            )],
-            ..Faults::default()
-        },
-    );
+    let server = SmtpServer::plain_faulty(&refusing_everyone());
     let total = 60;
-    let all: Vec<String> = (0..total)
-        .map(|i| format!("user{i:02}@example.com"))
-        .collect();
+    let all = numbered(total);
     let all_refs: Vec<&str> = all.iter().map(String::as_str).collect();
     let csv = csv_of(&all_refs);
     let concurrency = 2;
@@ -896,22 +880,9 @@ fn circuit_breaker_stops_when_every_recipient_is_refused() {
 #[test]
 fn resume_after_the_circuit_breaker_sends_the_rest() {
     let pki = TestPki::new();
-    let refusing = SmtpServer::start_faulty(
-        Mode::Plain,
-        &pki,
-        None,
-        &Faults {
-            rcpt_reply: vec![(
-                "*".into(),
-                "550 5.7.1 sender address blocked by policy".into(),
-            )],
-            ..Faults::default()
-        },
-    );
+    let refusing = SmtpServer::plain_faulty(&refusing_everyone());
     let total = 40;
-    let all: Vec<String> = (0..total)
-        .map(|i| format!("user{i:02}@example.com"))
-        .collect();
+    let all = numbered(total);
     let all_refs: Vec<&str> = all.iter().map(String::as_str).collect();
     let csv = csv_of(&all_refs);
     let limits = "[limits]\nconcurrency = 2\n";

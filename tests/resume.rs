@@ -447,16 +447,10 @@ fn sigint_finishes_in_flight_and_resume_sends_the_rest_exactly_once() {
 /// `in-doubt` (exit 1) and sends everyone else once.
 #[test]
 fn in_flight_after_sigkill_needs_an_in_doubt_choice_and_skip_reports_them() {
-    let pki = TestPki::new();
-    let server = SmtpServer::start_faulty(
-        Mode::Plain,
-        &pki,
-        None,
-        &Faults {
-            stall_data: Some((2, 60.0)),
-            ..Faults::default()
-        },
-    );
+    let server = SmtpServer::plain_faulty(&Faults {
+        stall_data: Some((2, 60.0)),
+        ..Faults::default()
+    });
     let all = [
         "ann@example.com",
         "bob@example.org",

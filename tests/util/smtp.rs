@@ -110,6 +110,11 @@ impl SmtpServer {
         SmtpServer::start_faulty(mode, pki, auth, &faults)
     }
 
+    /// A plain-SMTP (loopback) server with `faults`: no TLS, so no certificates to keep.
+    pub fn plain_faulty(faults: &Faults) -> SmtpServer {
+        SmtpServer::start_faulty(Mode::Plain, &TestPki::new(), None, faults)
+    }
+
     /// Like `start`, with the faults in `faults` injected.
     pub fn start_faulty(
         mode: Mode,
