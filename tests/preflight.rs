@@ -128,15 +128,15 @@ fn plus_all_fails() {
     assert!(blocked(&j));
 }
 
-#[test]
-fn an_eleven_lookup_include_chain_fails() {
-    // The top record includes _i1, which includes _i2, ... up to _i11: 11 DNS-querying terms.
+/// The good zone whose SPF record includes _i1, which includes _i2, ... up to _i{n}: `n`
+/// DNS-querying terms.
+fn include_chain(n: u32) -> String {
     let mut records = GOOD.replace(
         "ip4:192.0.2.0/24 -all",
         "ip4:192.0.2.0/24 include:_i1.news.example.com -all",
     );
-    for i in 1..=11 {
-        let next = if i < 11 {
+    for i in 1..=n {
+        let next = if i < n {
             format!("include:_i{}.news.example.com ", i + 1)
         } else {
             String::new()
@@ -145,6 +145,12 @@ fn an_eleven_lookup_include_chain_fails() {
             "_i{i} IN TXT \"v=spf1 {next}ip4:198.51.100.{i} -all\"\n"
         ));
     }
+    records
+}
+
+#[test]
+fn an_eleven_lookup_include_chain_fails() {
+    let records = include_chain(11);
     let dns = DnsServer::start(&[(ORIGIN, &zone(&records, true))]);
     let (_, j) = audit(&campaign(&dns));
     assert_sev(&j, "spf.lookups", "fail");
@@ -436,23 +442,7 @@ fn send_stops_on_blocking_findings_and_records_overrides() {
 #[test]
 fn spf_and_dmarc_verdicts_agree_with_checkdmarc() {
     use crate::util::interop::checkdmarc;
-    let chain = {
-        let mut r = GOOD.replace(
-            "ip4:192.0.2.0/24 -all",
-            "ip4:192.0.2.0/24 include:_i1.news.example.com -all",
-        );
-        for i in 1..=11 {
-            let next = if i < 11 {
-                format!("include:_i{}.news.example.com ", i + 1)
-            } else {
-                String::new()
-            };
-            r.push_str(&format!(
-                "_i{i} IN TXT \"v=spf1 {next}ip4:198.51.100.{i} -all\"\n"
-            ));
-        }
-        r
-    };
+    let chain = include_chain(11);
     let cases: Vec<(&str, String)> = vec![
         ("good", GOOD.to_owned()),
         ("p=none", GOOD.replace("p=reject", "p=none")),
