@@ -32,12 +32,21 @@ pub enum ConfigError {
         key: &'static str,
         message: String,
     },
+    /// A bad value whose place in the file is known: the line the user has to edit.
+    #[error("{path}, line {line}: `{key}`: {message}")]
+    InvalidAt {
+        path: PathBuf,
+        line: usize,
+        key: &'static str,
+        message: String,
+    },
 }
 
 mod raw {
     //! The file as written. `deny_unknown_fields` everywhere: a misspelt key must be an error,
     //! not a silently ignored setting.
     use serde::Deserialize;
+    use toml::Spanned;
 
     #[derive(Debug, Deserialize)]
     #[serde(deny_unknown_fields)]
@@ -98,9 +107,10 @@ mod raw {
     #[serde(deny_unknown_fields)]
     pub struct Campaign {
         pub id: String,
-        pub from: String,
-        pub reply_to: Option<String>,
-        pub return_path: Option<String>,
+        /// Spanned, so a bad address can be reported with its line.
+        pub from: Spanned<String>,
+        pub reply_to: Option<Spanned<String>>,
+        pub return_path: Option<Spanned<String>>,
         pub subject: String,
         pub state_dir: Option<String>,
     }
@@ -309,7 +319,7 @@ impl Campaign {
             path: path.to_owned(),
             message: e.to_string().trim_end().to_owned(),
         })?;
-        Resolver { path }.resolve(file)
+        Resolver { path, text }.resolve(file)
     }
 
     /// The folder that holds this campaign's report (and journal).
@@ -326,6 +336,8 @@ impl Campaign {
 
 struct Resolver<'a> {
     path: &'a Path,
+    /// The file's text, to turn a value's span into a line number.
+    text: &'a str,
 }
 
 impl Resolver<'_> {
@@ -346,59 +358,41 @@ impl Resolver<'_> {
         }
     }
 
-    /// Parses `Name <user@domain>` or `user@domain`; an internationalized domain is turned
-    /// into its ASCII (punycode) form, which is what SMTP and DKIM carry.
-    fn mailbox(&self, key: &'static str, value: &str) -> Result<Mailbox, ConfigError> {
-        let mb = value.parse::<Mailbox>().map_err(|e| {
-            self.invalid(
+    /// Parses `Name <user@domain>` or `user@domain` with the rule every recipient gets
+    /// ([`crate::address::parse`]); an internationalized domain is turned into its ASCII
+    /// (punycode) form, which is what SMTP and DKIM carry. The error names the value's line.
+    fn mailbox(
+        &self,
+        key: &'static str,
+        value: &toml::Spanned<String>,
+    ) -> Result<Mailbox, ConfigError> {
+        let (email, name) = crate::address::parse(value.get_ref()).map_err(|why| {
+            let before = self.text.get(..value.span().start).unwrap_or_default();
+            ConfigError::InvalidAt {
+                path: self.path.to_owned(),
+                line: before.matches('\n').count() + 1,
                 key,
-                format!("{value:?} is not an address ({e}); write `Name <user@example.com>` or `user@example.com`"),
-            )
+                message: why,
+            }
         })?;
-        if let Some(c) = mb
-            .name
-            .as_deref()
-            .and_then(crate::recipients::header_unsafe_char)
-        {
-            return Err(self.invalid(key, format!("the display name contains {c}")));
-        }
-        let domain = self.domain(key, mb.email.domain())?;
-        let email = Address::new(mb.email.user(), &domain)
-            .map_err(|e| self.invalid(key, format!("{value:?}: {e}")))?;
-        Ok(Mailbox::new(mb.name, email))
+        Ok(Mailbox::new(name, email))
     }
 
     /// A domain name in lowercase ASCII form, checked label by label.
     fn domain(&self, key: &'static str, value: &str) -> Result<String, ConfigError> {
-        let d = value.trim().trim_end_matches('.');
-        let ascii = idna::domain_to_ascii(d)
-            .map_err(|_| self.invalid(key, format!("{value:?} is not a valid domain name")))?;
-        if !is_dns_name(&ascii) || !ascii.contains('.') {
-            return Err(self.invalid(key, format!("{value:?} is not a valid domain name")));
-        }
-        Ok(ascii)
+        crate::address::domain_name(value).map_err(|m| self.invalid(key, m))
     }
 
     fn resolve(&self, f: raw::File) -> Result<Campaign, ConfigError> {
-        let id = f.campaign.id.trim().to_owned();
-        if !id.starts_with(|c: char| c.is_ascii_alphanumeric())
-            || !id
-                .chars()
-                .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'))
-        {
-            return Err(self.invalid(
-                "campaign.id",
-                format!("{id:?} must start with a letter or digit and use only letters, digits, '-', '_' and '.': it becomes part of every Message-ID and of file names"),
-            ));
-        }
+        let id = self.id(&f.campaign.id)?;
         let from = self.mailbox("campaign.from", &f.campaign.from)?;
         let reply_to = f
             .campaign
             .reply_to
-            .as_deref()
+            .as_ref()
             .map(|v| self.mailbox("campaign.reply_to", v))
             .transpose()?;
-        let return_path = match f.campaign.return_path.as_deref() {
+        let return_path = match f.campaign.return_path.as_ref() {
             Some(v) => self.mailbox("campaign.return_path", v)?.email,
             None => from.email.clone(),
         };
@@ -413,81 +407,11 @@ impl Resolver<'_> {
             ));
         }
 
-        if f.dkim.is_empty() {
-            return Err(self.invalid(
-                "dkim",
-                "add at least one [[dkim]] table (domain, selector, private_key): Gmail, Yahoo and Microsoft reject unsigned bulk mail",
-            ));
-        }
-        let dkim = f
-            .dkim
-            .into_iter()
-            .map(|d| {
-                let domain = self.domain("dkim.domain", &d.domain)?;
-                let selector = d.selector.trim().to_ascii_lowercase();
-                if !is_dns_name(&selector) {
-                    return Err(self.invalid(
-                        "dkim.selector",
-                        format!("{:?} is not a DNS label (letters, digits, '-', '_', dots between labels)", d.selector),
-                    ));
-                }
-                Ok(DkimKeyConfig {
-                    domain,
-                    selector,
-                    private_key: self.file_path(&d.private_key),
-                })
-            })
-            .collect::<Result<Vec<_>, _>>()?;
-
-        let concurrency = f.limits.concurrency.unwrap_or(4);
-        if concurrency == 0 {
-            return Err(self.invalid("limits.concurrency", "must be at least 1"));
-        }
-        if f.limits.per_second.is_some_and(|n| n > 100_000) {
-            return Err(self.invalid(
-                "limits.per_second",
-                "at most 100000; leave it out for no limit",
-            ));
-        }
-        let limits = Limits {
-            per_second: nonzero(self, "limits.per_second", f.limits.per_second)?,
-            per_hour: nonzero(self, "limits.per_hour", f.limits.per_hour)?,
-            concurrency: concurrency as usize,
-        };
-
-        let transport = match (f.smtp, f.outbox) {
-            (Some(_), Some(_)) => {
-                return Err(self.invalid(
-                    "smtp",
-                    "both [smtp] and [outbox] are set; keep the one this campaign should use",
-                ));
-            }
-            (None, None) => {
-                return Err(self.invalid(
-                    "smtp",
-                    "no transport: add an [smtp] table (or [outbox] to write .eml files)",
-                ));
-            }
-            (None, Some(o)) => TransportConfig::Outbox {
-                dir: self.file_path(&o.dir),
-            },
-            (Some(s), None) => TransportConfig::Smtp(self.smtp(s, limits.concurrency)?),
-        };
-
+        let dkim = self.dkim(f.dkim)?;
+        let limits = self.limits(&f.limits)?;
+        let transport = self.transport(f.smtp, f.outbox, limits.concurrency)?;
         let unsubscribe = f.unsubscribe.map(|u| self.unsubscribe(u)).transpose()?;
-        let sending_ips = f
-            .preflight
-            .sending_ips
-            .iter()
-            .map(|ip| {
-                ip.trim().parse::<IpAddr>().map_err(|_| {
-                    self.invalid(
-                        "preflight.sending_ips",
-                        format!("{ip:?} is not an IP address"),
-                    )
-                })
-            })
-            .collect::<Result<Vec<_>, _>>()?;
+        let preflight = self.preflight(f.preflight)?;
         let retry = RetryPolicy {
             attempts: f.retry.attempts.unwrap_or(3),
             first_delay: Duration::from_secs(f.retry.first_delay_secs.unwrap_or(10)),
@@ -500,30 +424,7 @@ impl Resolver<'_> {
             file: self.file_path(&s.file),
             add_permanent_failures: s.add_permanent_failures,
         });
-        for id in &f.lint.block {
-            if !crate::lint::RULES.iter().any(|r| r.id == id) {
-                return Err(self.invalid(
-                    "lint.block",
-                    format!(
-                        "{id:?} is not a lint rule; the rules are {}",
-                        crate::lint::RULES
-                            .iter()
-                            .map(|r| r.id)
-                            .collect::<Vec<_>>()
-                            .join(", ")
-                    ),
-                ));
-            }
-        }
-        let lint = LintSettings {
-            max_message_bytes: f.lint.max_message_kb.map(|kb| kb * 1024),
-            block: f.lint.block,
-        };
-        let preflight = PreflightConfig {
-            nameserver: f.preflight.nameserver,
-            zone: f.preflight.zone.as_deref().map(|z| self.file_path(z)),
-            sending_ips,
-        };
+        let lint = self.lint(f.lint)?;
 
         Ok(Campaign {
             path: self.path.to_owned(),
@@ -548,6 +449,129 @@ impl Resolver<'_> {
             suppression,
             retry,
             lint,
+        })
+    }
+
+    fn id(&self, raw: &str) -> Result<String, ConfigError> {
+        let id = raw.trim().to_owned();
+        if !id.starts_with(|c: char| c.is_ascii_alphanumeric())
+            || !id
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'))
+        {
+            return Err(self.invalid(
+                "campaign.id",
+                format!("{id:?} must start with a letter or digit and use only letters, digits, '-', '_' and '.': it becomes part of every Message-ID and of file names"),
+            ));
+        }
+        Ok(id)
+    }
+
+    fn dkim(&self, keys: Vec<raw::Dkim>) -> Result<Vec<DkimKeyConfig>, ConfigError> {
+        if keys.is_empty() {
+            return Err(self.invalid(
+                "dkim",
+                "add at least one [[dkim]] table (domain, selector, private_key): Gmail, Yahoo and Microsoft reject unsigned bulk mail",
+            ));
+        }
+        keys.into_iter()
+            .map(|d| {
+                let domain = self.domain("dkim.domain", &d.domain)?;
+                let selector = d.selector.trim().to_ascii_lowercase();
+                if !crate::address::is_dns_name(&selector) {
+                    return Err(self.invalid(
+                        "dkim.selector",
+                        format!("{:?} is not a DNS label (letters, digits, '-', '_', dots between labels)", d.selector),
+                    ));
+                }
+                Ok(DkimKeyConfig {
+                    domain,
+                    selector,
+                    private_key: self.file_path(&d.private_key),
+                })
+            })
+            .collect()
+    }
+
+    fn limits(&self, l: &raw::Limits) -> Result<Limits, ConfigError> {
+        let concurrency = l.concurrency.unwrap_or(4);
+        if concurrency == 0 {
+            return Err(self.invalid("limits.concurrency", "must be at least 1"));
+        }
+        if l.per_second.is_some_and(|n| n > 100_000) {
+            return Err(self.invalid(
+                "limits.per_second",
+                "at most 100000; leave it out for no limit",
+            ));
+        }
+        Ok(Limits {
+            per_second: nonzero(self, "limits.per_second", l.per_second)?,
+            per_hour: nonzero(self, "limits.per_hour", l.per_hour)?,
+            concurrency: concurrency as usize,
+        })
+    }
+
+    fn transport(
+        &self,
+        smtp: Option<raw::Smtp>,
+        outbox: Option<raw::Outbox>,
+        concurrency: usize,
+    ) -> Result<TransportConfig, ConfigError> {
+        match (smtp, outbox) {
+            (Some(_), Some(_)) => Err(self.invalid(
+                "smtp",
+                "both [smtp] and [outbox] are set; keep the one this campaign should use",
+            )),
+            (None, None) => Err(self.invalid(
+                "smtp",
+                "no transport: add an [smtp] table (or [outbox] to write .eml files)",
+            )),
+            (None, Some(o)) => Ok(TransportConfig::Outbox {
+                dir: self.file_path(&o.dir),
+            }),
+            (Some(s), None) => Ok(TransportConfig::Smtp(self.smtp(s, concurrency)?)),
+        }
+    }
+
+    fn lint(&self, l: raw::Lint) -> Result<LintSettings, ConfigError> {
+        for id in &l.block {
+            if !crate::lint::RULES.iter().any(|r| r.id == id) {
+                return Err(self.invalid(
+                    "lint.block",
+                    format!(
+                        "{id:?} is not a lint rule; the rules are {}",
+                        crate::lint::RULES
+                            .iter()
+                            .map(|r| r.id)
+                            .collect::<Vec<_>>()
+                            .join(", ")
+                    ),
+                ));
+            }
+        }
+        Ok(LintSettings {
+            max_message_bytes: l.max_message_kb.map(|kb| kb * 1024),
+            block: l.block,
+        })
+    }
+
+    fn preflight(&self, p: raw::Preflight) -> Result<PreflightConfig, ConfigError> {
+        let sending_ips = p
+            .sending_ips
+            .iter()
+            .map(|ip| {
+                ip.trim().parse::<IpAddr>().map_err(|_| {
+                    self.invalid(
+                        "preflight.sending_ips",
+                        format!("{ip:?} is not an IP address"),
+                    )
+                })
+            })
+            .collect::<Result<Vec<_>, _>>()?;
+        Ok(PreflightConfig {
+            nameserver: p.nameserver,
+            zone: p.zone.as_deref().map(|z| self.file_path(z)),
+            sending_ips,
         })
     }
 
@@ -676,19 +700,6 @@ fn check_unsubscribe_url(url: &str) -> Result<(), String> {
         ));
     }
     Ok(())
-}
-
-/// Labels of letters, digits, '-' and '_' (DKIM selectors and `_dmarc`-style names use '_'),
-/// at most 63 characters each, separated by single dots.
-fn is_dns_name(s: &str) -> bool {
-    !s.is_empty()
-        && s.len() <= 253
-        && s.split('.').all(|l| {
-            !l.is_empty()
-                && l.len() <= 63
-                && l.chars()
-                    .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
-        })
 }
 
 fn nonzero(
@@ -846,6 +857,47 @@ dir = "out"
         assert_eq!(
             parse(&idn).unwrap().from.email.domain(),
             "xn--bcher-kva.example"
+        );
+    }
+
+    /// From, Reply-To and return_path get the recipients' rule (crate::address), and the
+    /// error names the key and the line to edit.
+    #[test]
+    fn sender_addresses_get_the_recipient_checks_and_name_the_line() {
+        let with = |key: &str, value: &str| {
+            let line = format!("{key} = \"{value}\"\n");
+            GOOD.replace("subject = ", &format!("{line}subject = "))
+                .replace("from = \"News <news@example.com>\"\n", "")
+        };
+        for key in ["from", "reply_to", "return_path"] {
+            for (bad, why) in [
+                ("News <news@xn--zz.example>", "not a valid domain name"),
+                ("news@news.example.123", "looks like an IP address"),
+                // A TOML escape: the value holds a form feed.
+                ("Ann\\fExample <news@example.com>", "control character"),
+                ("news@localhost", "has no dot"),
+                ("jörg@example.com", "non-ASCII local part"),
+                ("news@[127.0.0.1]", "IP address literal"),
+            ] {
+                let mut text = with(key, bad);
+                if key != "from" {
+                    text = text.replace("[campaign]\n", "[campaign]\nfrom = \"n@example.com\"\n");
+                }
+                let line = 1 + text[..text.find(&format!("{key} =")).unwrap()]
+                    .matches('\n')
+                    .count();
+                let err = parse(&text).unwrap_err().to_string();
+                assert!(err.contains(&format!("`campaign.{key}`")), "{err}");
+                assert!(err.contains(&format!("line {line}:")), "{err}");
+                assert!(err.contains(why), "{key} = {bad:?}: {err}");
+            }
+        }
+        let ok = with("reply_to", "Équipe <support@bücher.example>")
+            .replace("[campaign]\n", "[campaign]\nfrom = \"N <n@example.com>\"\n");
+        let c = parse(&ok).unwrap();
+        assert_eq!(
+            c.reply_to.unwrap().email.to_string(),
+            "support@xn--bcher-kva.example"
         );
     }
 

@@ -1,6 +1,7 @@
 //! Start-up and the exit code: parse the command line, set up logging and the runtime, run
 //! one subcommand, print any error chain once.
 
+mod address;
 mod cli;
 mod clock;
 mod commands;
@@ -16,6 +17,7 @@ mod report;
 mod secret;
 mod send;
 mod suppression;
+mod survey;
 mod template;
 mod unsubscribe;
 

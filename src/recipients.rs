@@ -1,5 +1,6 @@
 //! The recipient CSV: streamed row by row, each row classified as valid, invalid or a
-//! duplicate. A bad row never stops the others; only an unreadable file is fatal.
+//! duplicate. A bad row never stops the others; only an unreadable file is fatal. What makes
+//! an address valid is [`crate::address`]'s rule, the same one campaign.toml's From gets.
 
 use std::collections::HashMap;
 use std::fs::File;
@@ -9,6 +10,7 @@ use std::sync::Arc;
 
 use lettre::Address;
 
+use crate::address::header_unsafe_char;
 use crate::config::RecipientSource;
 
 /// Why the recipient file as a whole cannot be used.
@@ -308,7 +310,7 @@ impl RecipientReader {
                 }
             }
         }
-        let (address, display) = match parse_address(&fields[self.address_idx]) {
+        let (address, display) = match crate::address::parse(&fields[self.address_idx]) {
             Ok(parsed) => parsed,
             Err(reason) => return invalid(reason),
         };
@@ -323,7 +325,7 @@ impl RecipientReader {
                 }
                 (!n.is_empty()).then(|| n.to_owned())
             }
-            // parse_address already refused control characters anywhere in the cell.
+            // address::parse already refused control characters anywhere in the cell.
             None => display,
         };
         let key: Box<str> = address.to_string().to_lowercase().into();
@@ -355,105 +357,6 @@ impl RecipientReader {
             fields,
         })
     }
-}
-
-/// Names a character that must never reach a header value. A line break would let a value
-/// start a header of its own (header injection); other control characters (form feed, NUL,
-/// escape...) are not allowed in headers and are canonicalized differently by different DKIM
-/// verifiers, so a signature could verify at one receiver and fail at the next. TAB is fine.
-pub(crate) fn header_unsafe_char(s: &str) -> Option<&'static str> {
-    s.chars().find_map(|c| match c {
-        '\r' => Some("a carriage return (CR)"),
-        '\n' => Some("a line feed (LF)"),
-        '\0' => Some("a NUL byte"),
-        '\t' => None,
-        c if c.is_control() => Some("a control character"),
-        _ => None,
-    })
-}
-
-/// Parses an address cell: `user@example.com` or `Name <user@example.com>`.
-/// Returns the address (domain in ASCII form) and any display name; the error is a sentence
-/// that says what is wrong and how to fix it.
-pub(crate) fn parse_address(cell: &str) -> Result<(Address, Option<String>), String> {
-    let cell = cell.trim();
-    if cell.is_empty() {
-        return Err("the address is empty".into());
-    }
-    if let Some(c) = header_unsafe_char(cell) {
-        return Err(format!(
-            "the address contains {c}, which could inject a header; fix the cell"
-        ));
-    }
-    // `Name <address>`: split at the last '<' ourselves, so names with commas or other
-    // specials ("Example, Inc") work without the quoting RFC 5322 would want.
-    let (addr_text, display) = match (cell.strip_suffix('>'), cell.rfind('<')) {
-        (Some(_), Some(lt)) => {
-            let name = cell[..lt].trim().trim_matches('"').trim().to_owned();
-            (cell[lt + 1..cell.len() - 1].trim().to_owned(), Some(name))
-        }
-        _ => (cell.to_owned(), None),
-    };
-    let Some((user, domain)) = addr_text.rsplit_once('@') else {
-        return Err(format!("{addr_text:?} has no @domain part"));
-    };
-    // A quoted local part may hold spaces (RFC 5321); anywhere else a space is a typo.
-    let quoted = user.len() >= 2 && user.starts_with('"') && user.ends_with('"');
-    if (!quoted && user.contains(char::is_whitespace)) || domain.contains(char::is_whitespace) {
-        return Err(format!("{addr_text:?} contains a space"));
-    }
-    if user.is_empty() {
-        return Err(format!("{addr_text:?} has nothing before the @"));
-    }
-    if domain.is_empty() {
-        return Err(format!("{addr_text:?} has no domain after the @"));
-    }
-    if domain.starts_with('[') {
-        return Err(format!(
-            "{addr_text:?} uses an IP address literal as its domain; bulk mail goes to domains"
-        ));
-    }
-    if !user.is_ascii() {
-        return Err(format!(
-            "{addr_text:?} has a non-ASCII local part, which needs SMTPUTF8 end to end; mailshot does not send those"
-        ));
-    }
-    // Internationalized domains travel as punycode, which every relay accepts.
-    let ascii_domain = lettre_idna(domain).ok_or_else(|| {
-        format!("{addr_text:?}: the domain {domain:?} is not a valid domain name")
-    })?;
-    if !ascii_domain.contains('.') {
-        return Err(format!(
-            "{addr_text:?}: the domain {domain:?} has no dot; is a part like .com missing?"
-        ));
-    }
-    if ascii_domain
-        .rsplit('.')
-        .next()
-        .is_some_and(|tld| tld.chars().all(|c| c.is_ascii_digit()))
-    {
-        return Err(format!(
-            "{addr_text:?}: the domain {domain:?} looks like an IP address; bulk mail goes to domains"
-        ));
-    }
-    let address = Address::new(user, &ascii_domain).map_err(|e| {
-        let what = match e {
-            lettre::address::AddressError::InvalidUser => "the part before the @ is not valid",
-            lettre::address::AddressError::InvalidDomain => "the domain is not valid",
-            _ => "it is not a valid address",
-        };
-        format!("{addr_text:?}: {what}")
-    })?;
-    Ok((address, display.filter(|d| !d.is_empty())))
-}
-
-/// The domain in ASCII (punycode) form; `None` when it is not a valid IDNA name, which also
-/// catches ASCII labels with broken punycode such as `xn--zz`.
-fn lettre_idna(domain: &str) -> Option<String> {
-    let ascii = idna::domain_to_ascii(domain).ok()?;
-    let (_, check) = idna::domain_to_unicode(&ascii);
-    check.ok()?;
-    Some(ascii)
 }
 
 #[cfg(test)]
@@ -549,37 +452,5 @@ mod tests {
         .to_string();
         assert!(err.contains("mail, name"), "{err}");
         assert!(err.contains("address_column"), "{err}");
-    }
-
-    #[test]
-    fn addresses() {
-        assert!(parse_address("a@example.com").is_ok());
-        let (a, n) = parse_address("Ann Example <ann@example.com>").unwrap();
-        assert_eq!(a.to_string(), "ann@example.com");
-        assert_eq!(n.as_deref(), Some("Ann Example"));
-        let (_, n) = parse_address("\"Example, Inc\" <j@example.com>").unwrap();
-        assert_eq!(n.as_deref(), Some("Example, Inc"));
-        let (_, n) = parse_address("Example, Inc <j@example.com>").unwrap();
-        assert_eq!(n.as_deref(), Some("Example, Inc"));
-        assert_eq!(
-            parse_address("b@bücher.example").unwrap().0.to_string(),
-            "b@xn--bcher-kva.example"
-        );
-        assert!(parse_address("\"quoted local\"@example.com").is_ok());
-        for bad in [
-            "",
-            "a b@example.com",
-            "ab.example.com",
-            "@example.com",
-            "a@",
-            "a@localhost",
-            "a@[127.0.0.1]",
-            "a@example.com\r\nBcc: x@example.com",
-            "jörg@example.com",
-            "h@123.123.123.123",
-            "i@xn--zz.example",
-        ] {
-            assert!(parse_address(bad).is_err(), "{bad:?} should be invalid");
-        }
     }
 }

@@ -1,5 +1,7 @@
 //! All integration tests, built as one binary (ripgrep's layout); helpers live in `util`.
 
+// campaign.toml's From, Reply-To and return_path get the recipients' address rule.
+mod address;
 // `mailshot dmarc report` on hand-written aggregate reports, and the same totals from parsedmarc.
 mod dmarc;
 // Proves the DNS harness is real: knotd serves the zones, broken zones SERVFAIL, checkdmarc reads them.

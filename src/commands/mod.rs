@@ -21,7 +21,7 @@ use crate::message::{Assembler, Signer};
 use crate::preflight::dns::{Dns, Overlay, Source};
 use crate::preflight::{self, Audit, Inputs};
 use crate::recipients::RecipientReader;
-use crate::send::validate::{Survey, survey};
+use crate::survey::{Survey, survey};
 use crate::template::Templates;
 use crate::unsubscribe::Unsubscriber;
 

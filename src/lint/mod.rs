@@ -7,6 +7,9 @@
 
 mod host;
 mod html;
+mod summary;
+
+pub use summary::LintSummary;
 
 use serde::Serialize;
 

@@ -13,8 +13,9 @@ use mail_builder::headers::content_type::ContentType;
 use mail_builder::headers::raw::Raw;
 use mail_builder::mime::MimePart;
 
+use crate::address::header_unsafe_char;
 use crate::config::Campaign;
-use crate::recipients::{Recipient, header_unsafe_char};
+use crate::recipients::Recipient;
 use crate::template::Rendered;
 use crate::unsubscribe::Links;
 

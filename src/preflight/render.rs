@@ -4,7 +4,7 @@
 use serde::Serialize;
 
 use super::{Audit, Finding, Group, Severity};
-use crate::send::validate::LintSummary;
+use crate::lint::LintSummary;
 
 pub const SCHEMA: &str = "mailshot.preflight/1";
 

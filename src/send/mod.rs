@@ -8,7 +8,6 @@
 pub mod journal;
 pub mod rate;
 pub mod transport;
-pub mod validate;
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};

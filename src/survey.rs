@@ -1,12 +1,12 @@
-//! The validation pass: reads the whole recipient file once before anything is sent, so the
-//! user sees valid / invalid / duplicate counts first, and a template variable the CSV does
-//! not provide stops the run before the first message.
+//! The survey: reads the whole recipient file once before anything is sent, so the user sees
+//! valid / invalid / duplicate counts first, and a template variable the CSV does not provide
+//! stops the run before the first message. `send`, `check` and `preview` all start with it.
 
-use crate::config::RecipientSource;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 
-use crate::lint::{Level, LintFinding};
+use crate::config::RecipientSource;
+use crate::lint::{LintFinding, LintSummary};
 use crate::message::{Assembler, RowError};
 use crate::recipients::Candidates;
 use crate::recipients::{RecipientReader, RecipientsError, Row};
@@ -29,90 +29,6 @@ pub struct Survey {
     pub first: Option<crate::recipients::Recipient>,
     /// The content lint over every valid recipient.
     pub lint: LintSummary,
-}
-
-/// How many recipients each lint rule fired for, with the first example.
-#[derive(Debug, Default, Clone, serde::Serialize)]
-pub struct LintSummary {
-    pub rules: Vec<LintTally>,
-}
-
-#[derive(Debug, Clone, serde::Serialize)]
-pub struct LintTally {
-    pub id: &'static str,
-    pub level: Level,
-    pub recipients: u64,
-    pub first_row: u64,
-    pub example: String,
-    pub fix: String,
-}
-
-impl LintSummary {
-    fn add(&mut self, row: u64, findings: &[LintFinding]) {
-        for f in findings {
-            match self.rules.iter_mut().find(|t| t.id == f.id) {
-                Some(t) => {
-                    t.recipients += 1;
-                    if row < t.first_row {
-                        t.first_row = row;
-                        t.example = f.message.clone();
-                        t.fix = f.fix.clone();
-                    }
-                }
-                None => self.rules.push(LintTally {
-                    id: f.id,
-                    level: f.level,
-                    recipients: 1,
-                    first_row: row,
-                    example: f.message.clone(),
-                    fix: f.fix.clone(),
-                }),
-            }
-        }
-    }
-
-    fn merge(&mut self, other: LintSummary) {
-        for t in other.rules {
-            match self.rules.iter_mut().find(|m| m.id == t.id) {
-                Some(m) => {
-                    m.recipients += t.recipients;
-                    if t.first_row < m.first_row {
-                        m.first_row = t.first_row;
-                        m.example = t.example;
-                        m.fix = t.fix;
-                    }
-                }
-                None => self.rules.push(t),
-            }
-        }
-    }
-
-    /// The rules that fired and that campaign.toml's `lint.block` names.
-    pub fn blocking<'a>(&'a self, block: &'a [String]) -> impl Iterator<Item = &'a LintTally> {
-        self.rules
-            .iter()
-            .filter(|t| block.iter().any(|b| b == t.id))
-    }
-
-    /// One line per rule that fired, for the terminal.
-    pub fn lines(&self, valid: u64) -> Vec<String> {
-        let mut rules = self.rules.clone();
-        rules.sort_by_key(|t| (std::cmp::Reverse(t.level), t.id));
-        rules
-            .iter()
-            .map(|t| {
-                format!(
-                    "{} {} ({} of {valid} recipients, first row {}): {}\n      fix: {}",
-                    t.level.label(),
-                    t.id,
-                    t.recipients,
-                    t.first_row,
-                    t.example,
-                    t.fix
-                )
-            })
-            .collect()
-    }
 }
 
 #[derive(Debug, thiserror::Error)]
