@@ -3,245 +3,18 @@
 //! the journal and what the server actually received tell the same story.
 //!
 //! Faults a real server produces on demand are injected into aiosmtpd through its own hooks
-//! and options (`util::smtp::Faults`). Only the two it cannot produce (a 421 greeting for
-//! chosen connections, a connection cut halfway through DATA) come from `Responder` below, a
-//! scripted SMTP server that speaks just enough SMTP for lettre.
+//! and options (`util::smtp::Faults`). Only the ones it cannot produce (a 421 greeting for
+//! chosen connections, a connection cut halfway through DATA) come from the scripted
+//! responder (`util::smtp::scripted`), which speaks just enough SMTP for lettre.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
-use std::io::{BufRead, BufReader, Write};
-use std::net::{Shutdown, TcpListener, TcpStream};
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex};
-use std::thread::{self, JoinHandle};
-use std::time::Duration;
 
-use crate::resume::{csv_of, message_id, plain_tail, read_journal, report_counts};
+use crate::util::journal::read_journal;
+use crate::util::scenario::Scenario;
+use crate::util::smtp::scripted::Script;
 use crate::util::smtp::{Faults, Mode, SmtpServer};
 use crate::util::tls::TestPki;
-use crate::util::{CampaignDir, ReportRow, Spec, run, stderr};
-
-/// What the scripted responder does. Connections are numbered from 1 in accept order.
-#[derive(Default, Clone)]
-struct Script {
-    /// Connections answered `421` at the greeting and then closed.
-    refuse_greeting: Vec<usize>,
-    /// Connections closed right after they answer their first NOOP (mailshot's start check
-    /// is connection 1's NOOP): the pool must then open a fresh connection for the first
-    /// message, which makes "the first send meets connection 2" deterministic.
-    hang_up_after_noop: Vec<usize>,
-    /// Lowercase address -> how many of its DATA transactions are cut off: the server
-    /// answers 354, reads the first lines of the message and drops the TCP connection.
-    cut_data: HashMap<String, usize>,
-    /// Lowercase address -> how many of its DATA transactions end at the 354: the server
-    /// closes the connection without reading a byte of the message.
-    close_at_354: HashMap<String, usize>,
-    /// Advertise PIPELINING (RFC 2920) in the EHLO reply. The responder reads one line at a
-    /// time, so a pipelined batch is answered like the same commands sent one by one.
-    pipelining: bool,
-    /// Lowercase addresses whose RCPT is answered `550 5.1.1`, after which the connection is
-    /// closed at once, as Postfix does with "421 too many errors": a pipelined client never
-    /// gets its DATA reply.
-    refuse_rcpt_and_hang_up: Vec<String>,
-}
-
-/// What the scripted responder saw.
-#[derive(Default, Debug)]
-struct Seen {
-    connections: usize,
-    refused_greetings: usize,
-    /// Lowercase recipient -> DATA commands for it (cut ones included).
-    data_attempts: BTreeMap<String, usize>,
-    /// Lowercase recipient -> RCPT commands for it.
-    rcpt_attempts: BTreeMap<String, usize>,
-    /// (recipient, complete dot-unstuffed message), in order: only after the final dot.
-    delivered: Vec<(String, Vec<u8>)>,
-}
-
-/// A scripted SMTP server on 127.0.0.1, one thread per connection, stopped on drop.
-struct Responder {
-    port: u16,
-    seen: Arc<Mutex<Seen>>,
-    stop: Arc<AtomicBool>,
-    accept: Option<JoinHandle<()>>,
-}
-
-impl Responder {
-    fn start(script: Script) -> Responder {
-        let listener = TcpListener::bind("127.0.0.1:0").expect("bind the responder");
-        let port = listener.local_addr().unwrap().port();
-        let seen = Arc::new(Mutex::new(Seen::default()));
-        let stop = Arc::new(AtomicBool::new(false));
-        let script = Arc::new(script);
-        let (seen2, stop2) = (seen.clone(), stop.clone());
-        let accept = thread::spawn(move || {
-            for stream in listener.incoming() {
-                if stop2.load(Ordering::SeqCst) {
-                    return;
-                }
-                let Ok(stream) = stream else { continue };
-                let n = {
-                    let mut s = seen2.lock().unwrap();
-                    s.connections += 1;
-                    s.connections
-                };
-                let (script, seen) = (script.clone(), seen2.clone());
-                // Errors only mean the client went away; the test judges by `Seen`.
-                thread::spawn(move || {
-                    let _ = serve(stream, n, &script, &seen);
-                });
-            }
-        });
-        Responder {
-            port,
-            seen,
-            stop,
-            accept: Some(accept),
-        }
-    }
-
-    fn seen(&self) -> std::sync::MutexGuard<'_, Seen> {
-        self.seen.lock().unwrap()
-    }
-
-    fn delivered_to(&self) -> Vec<String> {
-        self.seen()
-            .delivered
-            .iter()
-            .map(|(a, _)| a.clone())
-            .collect()
-    }
-}
-
-impl Drop for Responder {
-    fn drop(&mut self) {
-        self.stop.store(true, Ordering::SeqCst);
-        // accept() blocks: one last connection wakes it to see the flag.
-        let _ = TcpStream::connect(("127.0.0.1", self.port));
-        if let Some(t) = self.accept.take() {
-            let _ = t.join();
-        }
-    }
-}
-
-fn serve(stream: TcpStream, n: usize, script: &Script, seen: &Mutex<Seen>) -> std::io::Result<()> {
-    // A client that hangs must not keep a thread forever.
-    stream.set_read_timeout(Some(Duration::from_secs(60)))?;
-    let mut out = stream.try_clone()?;
-    let mut input = BufReader::new(stream);
-    if script.refuse_greeting.contains(&n) {
-        seen.lock().unwrap().refused_greetings += 1;
-        out.write_all(b"421 4.3.2 localhost busy, closing transmission channel\r\n")?;
-        return Ok(());
-    }
-    out.write_all(b"220 localhost scripted responder ESMTP\r\n")?;
-    let mut rcpts: Vec<String> = Vec::new();
-    let mut noops = 0;
-    let mut line = Vec::new();
-    loop {
-        line.clear();
-        if input.read_until(b'\n', &mut line)? == 0 {
-            return Ok(());
-        }
-        let text = String::from_utf8_lossy(&line);
-        let text = text.trim_end();
-        let verb = text
-            .split([' ', ':'])
-            .next()
-            .unwrap_or("")
-            .to_ascii_uppercase();
-        match verb.as_str() {
-            "EHLO" if script.pipelining => out.write_all(
-                b"250-localhost\r\n250-PIPELINING\r\n250-8BITMIME\r\n250 SMTPUTF8\r\n",
-            )?,
-            "EHLO" => out.write_all(b"250-localhost\r\n250-8BITMIME\r\n250 SMTPUTF8\r\n")?,
-            "HELO" => out.write_all(b"250 localhost\r\n")?,
-            "NOOP" => {
-                out.write_all(b"250 2.0.0 OK\r\n")?;
-                noops += 1;
-                if noops == 1 && script.hang_up_after_noop.contains(&n) {
-                    return Ok(());
-                }
-            }
-            "RSET" | "MAIL" => {
-                rcpts.clear();
-                out.write_all(b"250 2.1.0 OK\r\n")?;
-            }
-            "RCPT" => {
-                let addr = text
-                    .split_once('<')
-                    .and_then(|(_, r)| r.split_once('>'))
-                    .map(|(a, _)| a.to_ascii_lowercase())
-                    .unwrap_or_default();
-                *seen
-                    .lock()
-                    .unwrap()
-                    .rcpt_attempts
-                    .entry(addr.clone())
-                    .or_default() += 1;
-                if script.refuse_rcpt_and_hang_up.contains(&addr) {
-                    out.write_all(b"550 5.1.1 <")?;
-                    out.write_all(addr.as_bytes())?;
-                    out.write_all(b">: Recipient address rejected: User unknown\r\n")?;
-                    let _ = input.get_ref().shutdown(Shutdown::Both);
-                    return Ok(());
-                }
-                rcpts.push(addr);
-                out.write_all(b"250 2.1.5 OK\r\n")?;
-            }
-            "DATA" if rcpts.is_empty() => out.write_all(b"503 5.5.1 no valid recipients\r\n")?,
-            "DATA" => {
-                let who = rcpts.join(",");
-                let (cut, close) = {
-                    let mut s = seen.lock().unwrap();
-                    let tries = s.data_attempts.entry(who.clone()).or_default();
-                    *tries += 1;
-                    let n = *tries;
-                    (
-                        n <= script.cut_data.get(&who).copied().unwrap_or(0),
-                        n <= script.close_at_354.get(&who).copied().unwrap_or(0),
-                    )
-                };
-                out.write_all(b"354 End data with <CR><LF>.<CR><LF>\r\n")?;
-                if close {
-                    let _ = input.get_ref().shutdown(Shutdown::Both);
-                    return Ok(());
-                }
-                if cut {
-                    // Halfway: some of the message has arrived, the end has not. Closing
-                    // with unread data makes the kernel send a reset, as a crashed or
-                    // firewalled relay would.
-                    for _ in 0..3 {
-                        line.clear();
-                        input.read_until(b'\n', &mut line)?;
-                    }
-                    let _ = input.get_ref().shutdown(Shutdown::Both);
-                    return Ok(());
-                }
-                let mut message = Vec::new();
-                loop {
-                    line.clear();
-                    if input.read_until(b'\n', &mut line)? == 0 {
-                        return Ok(());
-                    }
-                    if line == b".\r\n" {
-                        break;
-                    }
-                    // Dot-unstuffing (RFC 5321 4.5.2).
-                    let start = usize::from(line.starts_with(b".."));
-                    message.extend_from_slice(&line[start..]);
-                }
-                seen.lock().unwrap().delivered.push((who, message));
-                rcpts.clear();
-                out.write_all(b"250 2.0.0 OK queued\r\n")?;
-            }
-            "QUIT" => {
-                out.write_all(b"221 2.0.0 bye\r\n")?;
-                return Ok(());
-            }
-            _ => out.write_all(b"502 5.5.2 command not recognized\r\n")?,
-        }
-    }
-}
+use crate::util::{ReportRow, message_id, report_counts, run, stderr};
 
 /// Every RCPT answered with a policy refusal (5.7.1), which is no unknown user.
 fn refusing_everyone() -> Faults {
@@ -257,17 +30,6 @@ fn refusing_everyone() -> Faults {
 /// `n` distinct addresses: user00@example.com, user01@example.com, ...
 fn numbered(n: usize) -> Vec<String> {
     (0..n).map(|i| format!("user{i:02}@example.com")).collect()
-}
-
-/// A campaign to `all` over plain SMTP to `port`, with `extra` added to campaign.toml.
-fn plain_campaign(port: u16, all: &[&str], extra: &str) -> CampaignDir {
-    let csv = csv_of(all);
-    let tail = plain_tail(port, extra);
-    CampaignDir::new(&Spec {
-        csv: &csv,
-        tail: &tail,
-        ..Spec::default()
-    })
 }
 
 fn by_address(rows: &[ReportRow]) -> BTreeMap<String, ReportRow> {
@@ -299,16 +61,14 @@ fn connection_dropped_during_data_is_in_doubt_and_resent_only_on_request() {
     let always = "lost@example.net";
     let mut cut_data: HashMap<String, usize> = once.iter().map(|a| (a.to_string(), 1)).collect();
     cut_data.insert(always.into(), usize::MAX);
-    let responder = Responder::start(Script {
-        cut_data,
-        ..Script::default()
-    });
     let all: Vec<&str> = once.iter().copied().chain([always]).collect();
-    let c = plain_campaign(
-        responder.port,
-        &all,
-        "[limits]\nconcurrency = 2\n\n[retry]\nattempts = 3\nfirst_delay_secs = 0\n",
-    );
+    let (responder, c) = Scenario::new()
+        .recipients(&all)
+        .toml("[limits]\nconcurrency = 2\n\n[retry]\nattempts = 3\nfirst_delay_secs = 0\n")
+        .scripted(Script {
+            cut_data,
+            ..Script::default()
+        });
 
     let out = run(&["send", "--quiet", c.toml_str()], &[]);
     assert_eq!(
@@ -387,27 +147,21 @@ fn connection_dropped_during_data_is_in_doubt_and_resent_only_on_request() {
 /// retried, not reported in doubt, and the retry delivers it once.
 #[test]
 fn message_cut_off_while_being_written_is_retried_not_in_doubt() {
-    let responder = Responder::start(Script {
-        close_at_354: HashMap::from([("ann@example.com".to_owned(), 1)]),
-        ..Script::default()
-    });
     // 8 MB of text: twice the largest send buffer Linux grants by default (tcp_wmem).
     let line = "All the news that fits, and a little more to make this line long.\n";
     let text = format!(
         "Hi {{{{first_name}}}},\n{}Unsubscribe: {{{{unsubscribe_url}}}}\n",
         line.repeat(8 << 20 >> 6)
     );
-    let tail = plain_tail(
-        responder.port,
-        "[retry]\nattempts = 2\nfirst_delay_secs = 0\n",
-    );
-    let c = CampaignDir::new(&Spec {
-        csv: &csv_of(&["ann@example.com"]),
-        tail: &tail,
-        text: &text,
-        html: None,
-        ..Spec::default()
-    });
+    let (responder, c) = Scenario::new()
+        .recipients(&["ann@example.com"])
+        .text(&text)
+        .html(None)
+        .toml("[retry]\nattempts = 2\nfirst_delay_secs = 0\n")
+        .scripted(Script {
+            close_at_354: HashMap::from([("ann@example.com".to_owned(), 1)]),
+            ..Script::default()
+        });
     let out = run(&["send", "--quiet", c.toml_str()], &[]);
     assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
     let report = by_address(&c.report("report.csv"));
@@ -430,17 +184,15 @@ fn message_cut_off_while_being_written_is_retried_not_in_doubt() {
 /// the 550, once, not deferred and retried; the others go out on a new connection.
 #[test]
 fn pipelined_refusal_followed_by_a_hang_up_is_a_refusal() {
-    let responder = Responder::start(Script {
-        pipelining: true,
-        refuse_rcpt_and_hang_up: vec!["bob@example.org".into()],
-        ..Script::default()
-    });
     let all = ["ann@example.com", "bob@example.org", "cat@example.net"];
-    let c = plain_campaign(
-        responder.port,
-        &all,
-        "[limits]\nconcurrency = 1\n\n[retry]\nattempts = 3\nfirst_delay_secs = 0\n",
-    );
+    let (responder, c) = Scenario::new()
+        .recipients(&all)
+        .toml("[limits]\nconcurrency = 1\n\n[retry]\nattempts = 3\nfirst_delay_secs = 0\n")
+        .scripted(Script {
+            pipelining: true,
+            refuse_rcpt_and_hang_up: vec!["bob@example.org".into()],
+            ..Script::default()
+        });
     let out = run(&["send", "--quiet", c.toml_str()], &[]);
     assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
     let report = by_address(&c.report("report.csv"));
@@ -478,18 +230,12 @@ fn pipelined_refusal_followed_by_a_hang_up_is_a_refusal() {
 /// answers, the campaign goes out whole.
 #[test]
 fn greeting_421_on_the_first_connection_means_cannot_start() {
-    let responder = Responder::start(Script {
-        refuse_greeting: vec![1],
-        ..Script::default()
-    });
-    let tail = plain_tail(
-        responder.port,
-        "[retry]\nattempts = 3\nfirst_delay_secs = 0\n",
-    );
-    let c = CampaignDir::new(&Spec {
-        tail: &tail,
-        ..Spec::default()
-    });
+    let (responder, c) = Scenario::new()
+        .toml("[retry]\nattempts = 3\nfirst_delay_secs = 0\n")
+        .scripted(Script {
+            refuse_greeting: vec![1],
+            ..Script::default()
+        });
     let out = run(&["send", "--quiet", c.toml_str()], &[]);
     assert_eq!(out.status.code(), Some(2), "could not start");
     let err = stderr(&out);
@@ -530,22 +276,20 @@ fn greeting_421_on_the_first_connection_means_cannot_start() {
 fn greeting_421_after_the_start_check_is_retried() {
     // The start check's connection hangs up after its NOOP, so the first message needs a
     // new connection, which is number 2: the one refused.
-    let responder = Responder::start(Script {
-        hang_up_after_noop: vec![1],
-        refuse_greeting: vec![2],
-        ..Script::default()
-    });
     let all = [
         "ann@example.com",
         "bob@example.org",
         "cat@example.net",
         "dan@example.com",
     ];
-    let c = plain_campaign(
-        responder.port,
-        &all,
-        "[limits]\nconcurrency = 2\n\n[retry]\nattempts = 3\nfirst_delay_secs = 0\n",
-    );
+    let (responder, c) = Scenario::new()
+        .recipients(&all)
+        .toml("[limits]\nconcurrency = 2\n\n[retry]\nattempts = 3\nfirst_delay_secs = 0\n")
+        .scripted(Script {
+            hang_up_after_noop: vec![1],
+            refuse_greeting: vec![2],
+            ..Script::default()
+        });
     let out = run(&["send", "--quiet", c.toml_str()], &[]);
     assert_eq!(out.status.code(), Some(0), "the 421 was retried");
 
@@ -579,22 +323,15 @@ fn greeting_421_after_the_start_check_is_retried() {
 #[test]
 fn every_third_data_answered_451_is_retried_until_sent() {
     let every = 3;
-    let server = SmtpServer::plain_faulty(&Faults {
-        data_reply_every: Some((every, "451 4.3.0 local problem, try again later".into())),
-        ..Faults::default()
-    });
     let all = numbered(12);
-    let all_refs: Vec<&str> = all.iter().map(String::as_str).collect();
-    let csv = csv_of(&all_refs);
-    let tail = plain_tail(
-        server.port,
-        "[limits]\nconcurrency = 1\n\n[retry]\nattempts = 3\nfirst_delay_secs = 0\n",
-    );
-    let c = CampaignDir::new(&Spec {
-        csv: &csv,
-        tail: &tail,
-        ..Spec::default()
-    });
+    let (server, c) = Scenario::new()
+        .recipients(&all)
+        .toml("[limits]\nconcurrency = 1\n\n[retry]\nattempts = 3\nfirst_delay_secs = 0\n")
+        .faults(Faults {
+            data_reply_every: Some((every, "451 4.3.0 local problem, try again later".into())),
+            ..Faults::default()
+        })
+        .smtp(Mode::Plain);
     let out = run(&["send", "--quiet", c.toml_str()], &[]);
     assert_eq!(out.status.code(), Some(0));
 
@@ -655,23 +392,18 @@ fn permanent_550_without_pipelining_fails_once_and_the_rest_are_sent() {
 }
 
 fn permanent_550(pipelining: bool) {
-    let server = SmtpServer::plain_faulty(&Faults {
-        no_pipelining: !pipelining,
-        fail_rcpt: vec!["bob@example.org".into()],
-        rcpt_reply: vec![(
-            "cat@example.net".into(),
-            "550 5.7.1 <cat@example.net>: rejected by local policy".into(),
-        )],
-        ..Faults::default()
-    });
-    let tail = plain_tail(
-        server.port,
-        "[retry]\nattempts = 3\nfirst_delay_secs = 0\n\n[suppression]\nfile = \"suppressed.txt\"\nadd_permanent_failures = true\n",
-    );
-    let c = CampaignDir::new(&Spec {
-        tail: &tail,
-        ..Spec::default()
-    });
+    let (server, c) = Scenario::new()
+        .toml("[retry]\nattempts = 3\nfirst_delay_secs = 0\n\n[suppression]\nfile = \"suppressed.txt\"\nadd_permanent_failures = true\n")
+        .faults(Faults {
+            no_pipelining: !pipelining,
+            fail_rcpt: vec!["bob@example.org".into()],
+            rcpt_reply: vec![(
+                "cat@example.net".into(),
+                "550 5.7.1 <cat@example.net>: rejected by local policy".into(),
+            )],
+            ..Faults::default()
+        })
+        .smtp(Mode::Plain);
     let out = run(&["send", "--quiet", c.toml_str()], &[]);
     assert_eq!(out.status.code(), Some(1), "some failed");
 
@@ -744,10 +476,6 @@ fn permanent_550(pipelining: bool) {
 /// is still sent exactly once, with no deferral.
 #[test]
 fn server_closing_idle_pooled_connections_loses_nothing() {
-    let server = SmtpServer::plain_faulty(&Faults {
-        idle_timeout: Some(0.5),
-        ..Faults::default()
-    });
     let all = [
         "ann@example.com",
         "bob@example.org",
@@ -755,11 +483,14 @@ fn server_closing_idle_pooled_connections_loses_nothing() {
         "dan@example.com",
         "eve@example.org",
     ];
-    let c = plain_campaign(
-        server.port,
-        &all,
-        "[limits]\nper_second = 1\nconcurrency = 2\n\n[retry]\nattempts = 3\nfirst_delay_secs = 0\n",
-    );
+    let (server, c) = Scenario::new()
+        .recipients(&all)
+        .toml("[limits]\nper_second = 1\nconcurrency = 2\n\n[retry]\nattempts = 3\nfirst_delay_secs = 0\n")
+        .faults(Faults {
+            idle_timeout: Some(0.5),
+            ..Faults::default()
+        })
+        .smtp(Mode::Plain);
     let out = run(&["send", "--quiet", c.toml_str()], &[]);
     assert_eq!(out.status.code(), Some(0));
     let rows = c.report("report.csv");
@@ -784,24 +515,17 @@ fn server_closing_idle_pooled_connections_loses_nothing() {
 /// users, so nothing is added to the suppression list.
 #[test]
 fn circuit_breaker_stops_when_every_recipient_is_refused() {
-    let server = SmtpServer::plain_faulty(&refusing_everyone());
     let total = 60;
     let all = numbered(total);
-    let all_refs: Vec<&str> = all.iter().map(String::as_str).collect();
-    let csv = csv_of(&all_refs);
     let concurrency = 2;
     let limit = (2 * concurrency).max(10);
-    let tail = plain_tail(
-        server.port,
-        &format!(
+    let (server, c) = Scenario::new()
+        .recipients(&all)
+        .toml(&format!(
             "[limits]\nconcurrency = {concurrency}\n\n[suppression]\nfile = \"suppressed.txt\"\nadd_permanent_failures = true\n"
-        ),
-    );
-    let c = CampaignDir::new(&Spec {
-        csv: &csv,
-        tail: &tail,
-        ..Spec::default()
-    });
+        ))
+        .faults(refusing_everyone())
+        .smtp(Mode::Plain);
     let out = run(&["send", "--quiet", c.toml_str()], &[]);
     assert_eq!(out.status.code(), Some(3), "stopped part-way");
     let err = stderr(&out);
@@ -880,17 +604,13 @@ fn circuit_breaker_stops_when_every_recipient_is_refused() {
 #[test]
 fn resume_after_the_circuit_breaker_sends_the_rest() {
     let pki = TestPki::new();
-    let refusing = SmtpServer::plain_faulty(&refusing_everyone());
     let total = 40;
     let all = numbered(total);
-    let all_refs: Vec<&str> = all.iter().map(String::as_str).collect();
-    let csv = csv_of(&all_refs);
-    let limits = "[limits]\nconcurrency = 2\n";
-    let c = CampaignDir::new(&Spec {
-        csv: &csv,
-        tail: &plain_tail(refusing.port, limits),
-        ..Spec::default()
-    });
+    let (refusing, c) = Scenario::new()
+        .recipients(&all)
+        .toml("[limits]\nconcurrency = 2\n")
+        .faults(refusing_everyone())
+        .smtp(Mode::Plain);
     let out = run(&["send", "--quiet", c.toml_str()], &[]);
     assert_eq!(out.status.code(), Some(3), "the breaker tripped");
     let first = c.report("report.csv");

@@ -4,7 +4,7 @@
 use serde_json::Value;
 
 use crate::util::dns::DnsServer;
-use crate::util::{CampaignDir, Spec, run, stdout};
+use crate::util::{CampaignDir, Spec, b64, public_der, run, stdout};
 
 const ORIGIN: &str = "news.example.com";
 
@@ -252,25 +252,7 @@ fn openssl_public(bits: u32) -> String {
         .status
         .success();
     assert!(ok);
-    let der = std::process::Command::new("openssl")
-        .args(["pkey", "-pubout", "-outform", "DER", "-in"])
-        .arg(&key)
-        .output()
-        .unwrap()
-        .stdout;
-    let b64 = std::process::Command::new("openssl")
-        .args(["base64", "-A"])
-        .stdin(std::process::Stdio::piped())
-        .stdout(std::process::Stdio::piped())
-        .spawn()
-        .and_then(|mut child| {
-            use std::io::Write;
-            child.stdin.take().unwrap().write_all(&der)?;
-            child.wait_with_output()
-        })
-        .unwrap()
-        .stdout;
-    String::from_utf8(b64).unwrap().trim().to_owned()
+    b64(&public_der(&key))
 }
 
 #[test]

@@ -24,9 +24,10 @@ fn chromium(profile: &Path) -> Command {
     c
 }
 
-fn dump_dom(page: &Path, profile: &Path) -> String {
+/// Runs headless Chromium on `page` with `args` and returns its stdout; fails the test if it fails.
+fn chromium_on(page: &Path, profile: &Path, args: &[String]) -> Vec<u8> {
     let out = chromium(profile)
-        .arg("--dump-dom")
+        .args(args)
         .arg(format!("file://{}", page.display()))
         .output()
         .expect("run chromium");
@@ -35,20 +36,22 @@ fn dump_dom(page: &Path, profile: &Path) -> String {
         "chromium failed: {}",
         String::from_utf8_lossy(&out.stderr)
     );
-    String::from_utf8_lossy(&out.stdout).into_owned()
+    out.stdout
+}
+
+fn dump_dom(page: &Path, profile: &Path) -> String {
+    let out = chromium_on(page, profile, &["--dump-dom".into()]);
+    String::from_utf8_lossy(&out).into_owned()
 }
 
 fn screenshot(page: &Path, png: &Path, profile: &Path) {
-    let out = chromium(profile)
-        .arg("--window-size=1024,768")
-        .arg(format!("--screenshot={}", png.display()))
-        .arg(format!("file://{}", page.display()))
-        .output()
-        .expect("run chromium");
-    assert!(
-        out.status.success(),
-        "chromium failed: {}",
-        String::from_utf8_lossy(&out.stderr)
+    chromium_on(
+        page,
+        profile,
+        &[
+            "--window-size=1024,768".into(),
+            format!("--screenshot={}", png.display()),
+        ],
     );
     let bytes = std::fs::read(png).expect("a screenshot was written");
     assert!(bytes.starts_with(b"\x89PNG\r\n\x1a\n"), "not a PNG");

@@ -1,6 +1,5 @@
 //! Resuming `mailshot send` after SIGKILL, Ctrl-C (SIGINT) and a changed recipient file:
-//! nobody lost, duplicates only among recipients the journal declared in doubt. Also owns
-//! the test-side journal reader and small campaign helpers that faults.rs shares.
+//! nobody lost, duplicates only among recipients the journal declared in doubt.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::fs::File;
@@ -9,115 +8,10 @@ use std::process::{Child, Command, ExitStatus, Stdio};
 use std::thread;
 use std::time::{Duration, Instant};
 
+use crate::util::journal::read_journal;
+use crate::util::scenario::Scenario;
 use crate::util::smtp::{Faults, Mode, SmtpServer};
-use crate::util::tls::TestPki;
-use crate::util::{CampaignDir, ReportRow, Spec, mailshot, run, stderr, stdout};
-
-/// A recipient file with one row per address (`first_name` is what the templates use).
-pub(crate) fn csv_of(addresses: &[&str]) -> String {
-    let mut csv = String::from("email,first_name\n");
-    for (i, a) in addresses.iter().enumerate() {
-        csv.push_str(&format!("{a},Name{i}\n"));
-    }
-    csv
-}
-
-/// Plain SMTP to a server on loopback, then `extra` (limits, retry, suppression tables).
-pub(crate) fn plain_tail(port: u16, extra: &str) -> String {
-    format!("[smtp]\nhost = \"127.0.0.1\"\nport = {port}\ntls = \"none\"\n\n{extra}")
-}
-
-/// Status -> how many report rows have it.
-pub(crate) fn report_counts(rows: &[ReportRow]) -> BTreeMap<String, usize> {
-    let mut m = BTreeMap::new();
-    for r in rows {
-        *m.entry(r.status.clone()).or_default() += 1;
-    }
-    m
-}
-
-/// One event line of the journal: `I|S|D|F|X <row> <address> <code> <text>`.
-#[derive(Debug, Clone)]
-pub(crate) struct JournalLine {
-    pub kind: char,
-    pub row: u64,
-    /// Lowercased, as mailshot matches addresses.
-    pub address: String,
-    pub code: String,
-}
-
-/// The journal as this test reads it, independently of mailshot's own reader.
-#[derive(Debug)]
-pub(crate) struct Journal {
-    /// `R` lines: one per run that got as far as sending.
-    pub runs: usize,
-    pub lines: Vec<JournalLine>,
-}
-
-impl Journal {
-    /// Lowercase address -> (row, kind of its last line).
-    pub fn last_states(&self) -> BTreeMap<String, (u64, char)> {
-        self.lines
-            .iter()
-            .map(|l| (l.address.clone(), (l.row, l.kind)))
-            .collect()
-    }
-
-    /// (row, address) of every recipient whose last line is `I`: in doubt.
-    pub fn in_flight(&self) -> BTreeSet<(u64, String)> {
-        self.last_states()
-            .into_iter()
-            .filter(|(_, (_, k))| *k == 'I')
-            .map(|(a, (row, _))| (row, a))
-            .collect()
-    }
-
-    pub fn count(&self, kind: char, address: &str) -> usize {
-        let address = address.to_lowercase();
-        self.lines
-            .iter()
-            .filter(|l| l.kind == kind && l.address == address)
-            .count()
-    }
-}
-
-pub(crate) fn read_journal(c: &CampaignDir) -> Journal {
-    let path = c.path().join(".mailshot/test-campaign/journal");
-    let text =
-        std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("read {}: {e}", path.display()));
-    // Small journals are printed so that a failing test shows the history it judged.
-    if text.lines().count() <= 200 {
-        eprintln!("--- journal\n{text}");
-    }
-    // A SIGKILL can cut the last line short; only newline-terminated lines are whole.
-    let whole = &text[..text.rfind('\n').map_or(0, |i| i + 1)];
-    let mut lines = whole.lines();
-    let header = lines.next().unwrap_or_default();
-    assert!(
-        header.starts_with("mailshot-journal 1\trecipients="),
-        "bad journal header {header:?}"
-    );
-    let mut j = Journal {
-        runs: 0,
-        lines: Vec::new(),
-    };
-    for l in lines {
-        let f: Vec<&str> = l.split('\t').collect();
-        match f[0] {
-            "R" => j.runs += 1,
-            // mailshot itself starts a fresh line after a cut one; skip the blank.
-            "" => {}
-            k @ ("I" | "S" | "D" | "F" | "X") if f.len() >= 5 => j.lines.push(JournalLine {
-                kind: k.chars().next().unwrap(),
-                row: f[1].parse().unwrap_or_else(|_| panic!("bad row in {l:?}")),
-                address: f[2].to_lowercase(),
-                code: f[3].to_owned(),
-            }),
-            _ => panic!("unexpected journal line {l:?}"),
-        }
-    }
-    j
-}
+use crate::util::{CampaignDir, csv_of, mailshot, message_id, report_counts, run, stderr, stdout};
 
 /// `mailshot send` running in the background, its output going to files (nobody drains a
 /// pipe while the test watches the server). Killed on drop if still running.
@@ -220,19 +114,6 @@ fn received_addresses(server: &SmtpServer) -> Vec<String> {
         .collect()
 }
 
-/// The Message-ID header of a raw message, angle brackets included (as the report has it).
-pub(crate) fn message_id(raw: &[u8]) -> String {
-    let text = String::from_utf8_lossy(raw);
-    text.lines()
-        .take_while(|l| !l.is_empty())
-        .find_map(|l| {
-            let (name, value) = l.split_once(':')?;
-            name.eq_ignore_ascii_case("message-id")
-                .then(|| value.trim().to_owned())
-        })
-        .unwrap_or_default()
-}
-
 /// THE resume test. 2000 recipients, four senders, no rate limit. mailshot is SIGKILLed at
 /// three points (after ~15 %, ~50 % and ~80 % of the list reached the server) and resumed
 /// each time with `--in-doubt resend`; the last run finishes. Then: everyone was delivered,
@@ -242,20 +123,11 @@ pub(crate) fn message_id(raw: &[u8]) -> String {
 fn sigkill_three_times_then_resume_delivers_everyone_with_duplicates_only_in_doubt() {
     const N: usize = 2000;
     const CONCURRENCY: usize = 4;
-    let pki = TestPki::new();
-    let server = SmtpServer::start(Mode::Plain, &pki, None);
     let all: Vec<String> = (0..N).map(|i| format!("r{i:05}@example.com")).collect();
-    let refs: Vec<&str> = all.iter().map(String::as_str).collect();
-    let csv = csv_of(&refs);
-    let tail = plain_tail(
-        server.port,
-        &format!("[limits]\nconcurrency = {CONCURRENCY}\n"),
-    );
-    let c = CampaignDir::new(&Spec {
-        csv: &csv,
-        tail: &tail,
-        ..Spec::default()
-    });
+    let (server, c) = Scenario::new()
+        .recipients(&all)
+        .toml(&format!("[limits]\nconcurrency = {CONCURRENCY}\n"))
+        .smtp(Mode::Plain);
 
     let mut in_doubt_sum = 0;
     let mut in_doubt_union: BTreeSet<String> = BTreeSet::new();
@@ -380,17 +252,11 @@ fn sigkill_three_times_then_resume_delivers_everyone_with_duplicates_only_in_dou
 #[test]
 fn sigint_finishes_in_flight_and_resume_sends_the_rest_exactly_once() {
     const N: usize = 120;
-    let pki = TestPki::new();
-    let server = SmtpServer::start(Mode::Plain, &pki, None);
     let all: Vec<String> = (0..N).map(|i| format!("p{i:03}@example.org")).collect();
-    let refs: Vec<&str> = all.iter().map(String::as_str).collect();
-    let csv = csv_of(&refs);
-    let tail = plain_tail(server.port, "[limits]\nper_second = 20\nconcurrency = 4\n");
-    let c = CampaignDir::new(&Spec {
-        csv: &csv,
-        tail: &tail,
-        ..Spec::default()
-    });
+    let (server, c) = Scenario::new()
+        .recipients(&all)
+        .toml("[limits]\nper_second = 20\nconcurrency = 4\n")
+        .smtp(Mode::Plain);
 
     let mut bg = Background::start(&c, &[], "interrupted");
     bg.wait_until("30 messages arrived", || server.count() >= 30);
@@ -447,10 +313,6 @@ fn sigint_finishes_in_flight_and_resume_sends_the_rest_exactly_once() {
 /// `in-doubt` (exit 1) and sends everyone else once.
 #[test]
 fn in_flight_after_sigkill_needs_an_in_doubt_choice_and_skip_reports_them() {
-    let server = SmtpServer::plain_faulty(&Faults {
-        stall_data: Some((2, 60.0)),
-        ..Faults::default()
-    });
     let all = [
         "ann@example.com",
         "bob@example.org",
@@ -459,13 +321,14 @@ fn in_flight_after_sigkill_needs_an_in_doubt_choice_and_skip_reports_them() {
         "eve@example.org",
         "fay@example.net",
     ];
-    let csv = csv_of(&all);
-    let tail = plain_tail(server.port, "[limits]\nconcurrency = 2\n");
-    let c = CampaignDir::new(&Spec {
-        csv: &csv,
-        tail: &tail,
-        ..Spec::default()
-    });
+    let (server, c) = Scenario::new()
+        .recipients(&all)
+        .toml("[limits]\nconcurrency = 2\n")
+        .faults(Faults {
+            stall_data: Some((2, 60.0)),
+            ..Faults::default()
+        })
+        .smtp(Mode::Plain);
 
     let mut bg = Background::start(&c, &[], "killed");
     bg.wait_until("both senders are in DATA", || {
@@ -541,14 +404,9 @@ fn in_flight_after_sigkill_needs_an_in_doubt_choice_and_skip_reports_them() {
 /// addresses are sent; the earlier ones are matched by address, not row, and skipped.
 #[test]
 fn changed_recipient_file_needs_accept_changes_and_sends_only_new_addresses() {
-    let pki = TestPki::new();
-    let server = SmtpServer::start(Mode::Plain, &pki, None);
-    let tail = plain_tail(server.port, "");
-    let c = CampaignDir::new(&Spec {
-        csv: &csv_of(&["ann@example.com", "bob@example.org", "cat@example.net"]),
-        tail: &tail,
-        ..Spec::default()
-    });
+    let (server, c) = Scenario::new()
+        .recipients(&["ann@example.com", "bob@example.org", "cat@example.net"])
+        .smtp(Mode::Plain);
     let out = run(&["send", "--quiet", c.toml_str()], &[]);
     assert_eq!(out.status.code(), Some(0));
     assert_eq!(server.received().len(), 3);
@@ -613,13 +471,9 @@ fn changed_recipient_file_needs_accept_changes_and_sends_only_new_addresses() {
 /// recipient is sent twice only when a run dies with it in flight.)
 #[test]
 fn sent_then_suppressed_then_unsuppressed_is_not_sent_twice() {
-    let pki = TestPki::new();
-    let server = SmtpServer::start(Mode::Plain, &pki, None);
-    let tail = plain_tail(server.port, "[suppression]\nfile = \"suppressed.txt\"\n");
-    let c = CampaignDir::new(&Spec {
-        tail: &tail,
-        ..Spec::default()
-    });
+    let (server, c) = Scenario::new()
+        .toml("[suppression]\nfile = \"suppressed.txt\"\n")
+        .smtp(Mode::Plain);
     let list = c.path().join("suppressed.txt");
     std::fs::write(&list, "").unwrap();
     let out = run(&["send", "--quiet", c.toml_str()], &[]);

@@ -1,48 +1,16 @@
 //! `mailshot send` end to end against real SMTP servers (aiosmtpd) with a test CA, checked
 //! by an independent DKIM verifier (dkimpy).
 
-use std::path::Path;
-
 use crate::util::dkim::verify_with_dkimpy;
-use crate::util::smtp::{Mode, SmtpServer};
-use crate::util::tls::TestPki;
+use crate::util::scenario::{PASSWORD, PASSWORD_ENV, Scenario, USER};
+use crate::util::smtp::{Faults, Mode};
 use crate::util::{CampaignDir, Spec, run, stderr, stdout};
-
-const USER: &str = "news@news.example.com";
-const PASSWORD: &str = "correct horse battery staple";
-const PASSWORD_ENV: &str = "MAILSHOT_TEST_SMTP_PASSWORD";
-
-fn smtp_tail(server: &SmtpServer, tls: &str, ca: &Path, auth: bool, extra: &str) -> String {
-    let auth = if auth {
-        format!("username = \"{USER}\"\npassword_env = \"{PASSWORD_ENV}\"\n")
-    } else {
-        String::new()
-    };
-    format!(
-        "[smtp]\nhost = \"localhost\"\nport = {}\ntls = \"{tls}\"\nca_file = \"{}\"\n{auth}pool_size = 2\ntimeout_secs = 20\n\n{extra}",
-        server.port,
-        ca.display()
-    )
-}
-
-fn plain_tail(server: &SmtpServer, extra: &str) -> String {
-    format!(
-        "[smtp]\nhost = \"127.0.0.1\"\nport = {}\ntls = \"none\"\n\n{extra}",
-        server.port
-    )
-}
 
 /// STARTTLS + AUTH: every message arrives once, byte for byte what a dry run of the same
 /// campaign wrote (same code path, same clock), and both signatures verify with dkimpy.
 #[test]
 fn starttls_auth_delivers_exact_signed_bytes_that_dkimpy_verifies() {
-    let pki = TestPki::new();
-    let server = SmtpServer::start(Mode::Starttls, &pki, Some((USER, PASSWORD)));
-    let tail = smtp_tail(&server, "starttls", &pki.ca_pem, true, "");
-    let c = CampaignDir::new(&Spec {
-        tail: &tail,
-        ..Spec::default()
-    });
+    let (server, c) = Scenario::new().login().smtp(Mode::Starttls);
 
     // The dry run needs no password and sends nothing.
     let dry = run(&["send", "--dry-run", c.toml_str()], &[]);
@@ -108,14 +76,7 @@ fn starttls_auth_delivers_exact_signed_bytes_that_dkimpy_verifies() {
 
 #[test]
 fn implicit_tls_delivers_and_signatures_verify() {
-    let pki = TestPki::new();
-    let server = SmtpServer::start(Mode::Implicit, &pki, Some((USER, PASSWORD)));
-    let tail = smtp_tail(&server, "implicit", &pki.ca_pem, true, "");
-    let c = CampaignDir::new(&Spec {
-        tail: &tail,
-        html: None,
-        ..Spec::default()
-    });
+    let (server, c) = Scenario::new().html(None).login().smtp(Mode::Implicit);
     let out = run(&["send", c.toml_str()], &[(PASSWORD_ENV, PASSWORD)]);
     assert_eq!(out.status.code(), Some(0));
     let received = server.received();
@@ -129,13 +90,7 @@ fn implicit_tls_delivers_and_signatures_verify() {
 
 #[test]
 fn untrusted_certificate_stops_before_any_message() {
-    let pki = TestPki::new();
-    let server = SmtpServer::start(Mode::Starttls, &pki, Some((USER, PASSWORD)));
-    let tail = smtp_tail(&server, "starttls", &pki.other_ca_pem, true, "");
-    let c = CampaignDir::new(&Spec {
-        tail: &tail,
-        ..Spec::default()
-    });
+    let (server, c) = Scenario::new().login().untrusted_ca().smtp(Mode::Starttls);
     // The preflight's own TLS probe notices first.
     let out = run(&["send", c.toml_str()], &[(PASSWORD_ENV, PASSWORD)]);
     assert_eq!(out.status.code(), Some(2), "could not start");
@@ -163,13 +118,7 @@ fn untrusted_certificate_stops_before_any_message() {
 
 #[test]
 fn wrong_password_stops_once_and_names_the_variable() {
-    let pki = TestPki::new();
-    let server = SmtpServer::start(Mode::Starttls, &pki, Some((USER, PASSWORD)));
-    let tail = smtp_tail(&server, "starttls", &pki.ca_pem, true, "");
-    let c = CampaignDir::new(&Spec {
-        tail: &tail,
-        ..Spec::default()
-    });
+    let (server, c) = Scenario::new().login().smtp(Mode::Starttls);
     let wrong = "wrong-password-123";
     let out = run(&["send", c.toml_str()], &[(PASSWORD_ENV, wrong)]);
     assert_eq!(out.status.code(), Some(2));
@@ -182,13 +131,8 @@ fn wrong_password_stops_once_and_names_the_variable() {
 
 #[test]
 fn missing_password_variable_is_named() {
-    let pki = TestPki::new();
-    let server = SmtpServer::start(Mode::Starttls, &pki, Some((USER, PASSWORD)));
-    let tail = smtp_tail(&server, "starttls", &pki.ca_pem, true, "");
-    let c = CampaignDir::new(&Spec {
-        tail: &tail,
-        ..Spec::default()
-    });
+    // Kept running, unasked: mailshot must stop before it connects.
+    let (_server, c) = Scenario::new().login().smtp(Mode::Starttls);
     let out = run(&["send", c.toml_str()], &[]);
     assert_eq!(out.status.code(), Some(2));
     assert!(stderr(&out).contains(PASSWORD_ENV), "{}", stderr(&out));
@@ -196,15 +140,8 @@ fn missing_password_variable_is_named() {
 
 #[test]
 fn header_injection_from_csv_is_refused_for_that_row_only() {
-    let pki = TestPki::new();
-    let server = SmtpServer::start(Mode::Plain, &pki, None);
-    let tail = plain_tail(&server, "");
     let csv = "email,first_name\nann@example.com,Ann\nbob@example.org,\"Bob\r\nBcc: victim@example.com\"\ncat@example.net,Cat\n";
-    let c = CampaignDir::new(&Spec {
-        csv,
-        tail: &tail,
-        ..Spec::default()
-    });
+    let (server, c) = Scenario::new().csv(csv).smtp(Mode::Plain);
     let out = run(&["send", c.toml_str()], &[]);
     assert_eq!(out.status.code(), Some(0), "the other rows are sent");
     assert!(stdout(&out).contains("row 3"), "{}", stdout(&out));
@@ -224,14 +161,9 @@ fn header_injection_from_csv_is_refused_for_that_row_only() {
 
 #[test]
 fn missing_template_variable_stops_before_the_first_message() {
-    let pki = TestPki::new();
-    let server = SmtpServer::start(Mode::Plain, &pki, None);
-    let tail = plain_tail(&server, "");
-    let c = CampaignDir::new(&Spec {
-        tail: &tail,
-        text: "Hi {{first_name}},\n\nYour plan: {{plan}}\n",
-        ..Spec::default()
-    });
+    let (server, c) = Scenario::new()
+        .text("Hi {{first_name}},\n\nYour plan: {{plan}}\n")
+        .smtp(Mode::Plain);
     let out = run(&["send", c.toml_str()], &[]);
     assert_eq!(out.status.code(), Some(2));
     let err = stderr(&out);
@@ -247,15 +179,8 @@ fn missing_template_variable_stops_before_the_first_message() {
 
 #[test]
 fn invalid_and_duplicate_rows_are_skipped_and_counted() {
-    let pki = TestPki::new();
-    let server = SmtpServer::start(Mode::Plain, &pki, None);
-    let tail = plain_tail(&server, "");
     let csv = "email,first_name\nann@example.com,Ann\nnot-an-address,X\nANN@Example.com,Ann again\nbob@example.org,Bob\nbob@,Broken\nzed@example.com,Zed,extra\n";
-    let c = CampaignDir::new(&Spec {
-        csv,
-        tail: &tail,
-        ..Spec::default()
-    });
+    let (server, c) = Scenario::new().csv(csv).smtp(Mode::Plain);
     let out = run(&["send", c.toml_str()], &[]);
     assert_eq!(out.status.code(), Some(0));
     let so = stdout(&out);
@@ -294,13 +219,12 @@ fn invalid_and_duplicate_rows_are_skipped_and_counted() {
 
 #[test]
 fn permanent_refusal_fails_that_recipient_and_exit_code_says_so() {
-    let pki = TestPki::new();
-    let server = SmtpServer::start_with(Mode::Plain, &pki, None, &["bob@example.org"]);
-    let tail = plain_tail(&server, "");
-    let c = CampaignDir::new(&Spec {
-        tail: &tail,
-        ..Spec::default()
-    });
+    let (server, c) = Scenario::new()
+        .faults(Faults {
+            fail_rcpt: vec!["bob@example.org".into()],
+            ..Faults::default()
+        })
+        .smtp(Mode::Plain);
     let out = run(&["send", c.toml_str()], &[]);
     assert_eq!(out.status.code(), Some(1), "some failed");
     assert_eq!(server.received().len(), 2);
@@ -319,23 +243,18 @@ fn permanent_refusal_fails_that_recipient_and_exit_code_says_so() {
 /// however slow or fast the machine is.
 #[test]
 fn rate_limit_holds_across_concurrent_senders() {
-    let pki = TestPki::new();
-    let server = SmtpServer::start(Mode::Plain, &pki, None);
     let per_second = 5;
     let total = 3 * per_second;
-    let tail = plain_tail(
-        &server,
-        &format!("[limits]\nper_second = {per_second}\nconcurrency = 4\n"),
-    );
     let mut csv = String::from("email,first_name\n");
     for i in 0..total {
         csv.push_str(&format!("user{i}@example.com,U{i}\n"));
     }
-    let c = CampaignDir::new(&Spec {
-        csv: &csv,
-        tail: &tail,
-        ..Spec::default()
-    });
+    let (server, c) = Scenario::new()
+        .csv(&csv)
+        .toml(&format!(
+            "[limits]\nper_second = {per_second}\nconcurrency = 4\n"
+        ))
+        .smtp(Mode::Plain);
     let out = run(&["send", "--quiet", c.toml_str()], &[]);
     assert_eq!(out.status.code(), Some(0));
     let received = server.received();
@@ -410,9 +329,6 @@ fn init_scaffold_runs_as_a_dry_run() {
 /// them); each bad row is refused alone, and the messages that go out verify with dkimpy.
 #[test]
 fn control_characters_in_header_fields_are_refused_per_row() {
-    let pki = TestPki::new();
-    let server = SmtpServer::start(Mode::Plain, &pki, None);
-    let tail = plain_tail(&server, "");
     let csv = "email,first_name\n\
         ann@example.com,Ann\n\
         b1@example.org,\"Form\x0cfeed\"\n\
@@ -420,11 +336,7 @@ fn control_characters_in_header_fields_are_refused_per_row() {
         \"Evil\r\nBcc: x@example.com <b3@example.org>\",Name\n\
         b4@example.org,\"Esc\x1bape\"\n\
         cat@example.net,Cat\n";
-    let c = CampaignDir::new(&Spec {
-        csv,
-        tail: &tail,
-        ..Spec::default()
-    });
+    let (server, c) = Scenario::new().csv(csv).smtp(Mode::Plain);
     let out = run(&["send", c.toml_str()], &[]);
     assert_eq!(out.status.code(), Some(0));
     let rows = c.report("report.csv");
@@ -453,16 +365,11 @@ fn control_characters_in_header_fields_are_refused_per_row() {
 /// (the signed headers are oversigned).
 #[test]
 fn encoded_headers_verify_and_added_headers_break_the_signature() {
-    let pki = TestPki::new();
-    let server = SmtpServer::start(Mode::Plain, &pki, None);
-    let tail = plain_tail(&server, "");
     let csv = "email,first_name\n\"Chloé Durand <chloe@example.net>\",Chloé\n\"Example, Inc <j@example.com>\",Jo\n";
-    let c = CampaignDir::new(&Spec {
-        csv,
-        tail: &tail,
-        subject: "{{first_name}}, ça va? Neuigkeiten für Sie",
-        ..Spec::default()
-    });
+    let (server, c) = Scenario::new()
+        .csv(csv)
+        .subject("{{first_name}}, ça va? Neuigkeiten für Sie")
+        .smtp(Mode::Plain);
     let text = std::fs::read_to_string(&c.toml).unwrap().replace(
         "return_path =",
         "reply_to = \"Équipe Support <support@news.example.com>\"\nreturn_path =",
@@ -497,15 +404,10 @@ fn encoded_headers_verify_and_added_headers_break_the_signature() {
 /// before anything is sent: the survey renders every row.
 #[test]
 fn missing_variable_in_a_branch_stops_before_sending() {
-    let pki = TestPki::new();
-    let server = SmtpServer::start(Mode::Plain, &pki, None);
-    let tail = plain_tail(&server, "");
-    let c = CampaignDir::new(&Spec {
-        csv: "email,first_name,vip\nann@example.com,Ann,\nbob@example.org,Bob,yes\n",
-        tail: &tail,
-        text: "Hi {{first_name}}\n{{#if vip}}Your code: {{vip_code}}{{/if}}\n",
-        ..Spec::default()
-    });
+    let (server, c) = Scenario::new()
+        .csv("email,first_name,vip\nann@example.com,Ann,\nbob@example.org,Bob,yes\n")
+        .text("Hi {{first_name}}\n{{#if vip}}Your code: {{vip_code}}{{/if}}\n")
+        .smtp(Mode::Plain);
     let out = run(&["send", c.toml_str()], &[]);
     assert_eq!(out.status.code(), Some(2));
     let err = stderr(&out);

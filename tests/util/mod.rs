@@ -1,13 +1,18 @@
-//! Shared test helpers: the mailshot binary, campaign folders, and the real servers
-//! (tls: a test CA; smtp: aiosmtpd; dkim: dkimpy).
+//! Shared test helpers: the mailshot binary, campaign folders and what they produce (report,
+//! journal), the set-up builder (scenario) and the real servers (tls: a test CA; smtp:
+//! aiosmtpd and the scripted responder; dns: knot; dkim: dkimpy). Test files import from
+//! here only, never from each other.
 #![allow(dead_code)]
 
 pub mod dkim;
 pub mod dns;
 pub mod interop;
+pub mod journal;
+pub mod scenario;
 pub mod smtp;
 pub mod tls;
 
+use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
@@ -45,6 +50,37 @@ pub fn stdout(o: &Output) -> String {
 
 pub fn stderr(o: &Output) -> String {
     String::from_utf8_lossy(&o.stderr).into_owned()
+}
+
+/// A recipient file with one row per address (`first_name` is what the templates use).
+pub fn csv_of(addresses: &[&str]) -> String {
+    let mut csv = String::from("email,first_name\n");
+    for (i, a) in addresses.iter().enumerate() {
+        csv.push_str(&format!("{a},Name{i}\n"));
+    }
+    csv
+}
+
+/// Status -> how many report rows have it.
+pub fn report_counts(rows: &[ReportRow]) -> BTreeMap<String, usize> {
+    let mut m = BTreeMap::new();
+    for r in rows {
+        *m.entry(r.status.clone()).or_default() += 1;
+    }
+    m
+}
+
+/// The Message-ID header of a raw message, angle brackets included (as the report has it).
+pub fn message_id(raw: &[u8]) -> String {
+    let text = String::from_utf8_lossy(raw);
+    text.lines()
+        .take_while(|l| !l.is_empty())
+        .find_map(|l| {
+            let (name, value) = l.split_once(':')?;
+            name.eq_ignore_ascii_case("message-id")
+                .then(|| value.trim().to_owned())
+        })
+        .unwrap_or_default()
 }
 
 const EXAMPLE_KEYS: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/examples/newsletter/keys");
@@ -262,7 +298,8 @@ fn dkim_zone(dir: &Path) -> String {
     )
 }
 
-fn public_der(key: &Path) -> Vec<u8> {
+/// The DER SubjectPublicKeyInfo of a PEM private key, computed by openssl.
+pub fn public_der(key: &Path) -> Vec<u8> {
     let out = Command::new("openssl")
         .args(["pkey", "-pubout", "-outform", "DER", "-in"])
         .arg(key)

@@ -16,6 +16,8 @@ use serde::de::{self, Deserializer, Visitor};
 
 use super::tls::TestPki;
 
+pub mod scripted;
+
 const SCRIPT: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/support/smtp_server.py");
 /// Debian installs aiosmtpd for the system interpreter only.
 const PYTHON: &str = "/usr/bin/python3";
