@@ -24,6 +24,7 @@ pub const PASSWORD: &str = "correct horse battery staple";
 pub const PASSWORD_ENV: &str = "MAILSHOT_TEST_SMTP_PASSWORD";
 
 /// A campaign and the relay it sends through, described before anything starts.
+#[derive(Default)]
 pub struct Scenario<'a> {
     spec: Spec<'a>,
     /// A recipient file built by `recipients`; wins over `spec.csv`.
@@ -33,19 +34,6 @@ pub struct Scenario<'a> {
     faults: Faults,
     login: bool,
     untrusted: bool,
-}
-
-impl Default for Scenario<'_> {
-    fn default() -> Self {
-        Scenario {
-            spec: Spec::default(),
-            csv: None,
-            toml: String::new(),
-            faults: Faults::default(),
-            login: false,
-            untrusted: false,
-        }
-    }
 }
 
 impl<'a> Scenario<'a> {
