@@ -19,6 +19,7 @@ mod send;
 mod suppression;
 mod survey;
 mod template;
+mod tls;
 mod unsubscribe;
 
 use std::process::ExitCode;

@@ -1,37 +1,20 @@
-//! `mailshot check`: the preflight audit on its own, human or JSON.
+//! `mailshot check`: the preflight audit and the content lint on their own, human or JSON:
+//! the gate `send` passes through, without sending.
 
 use std::sync::Arc;
 
-use crate::cli::{CheckArgs, Format};
+use crate::cli::CheckArgs;
 use crate::clock::Clock;
-use crate::commands::{Exit, audit, dns, load};
-use crate::preflight::render;
+use crate::commands::gate::{Show, gate};
+use crate::commands::{Exit, load};
 
 pub async fn run(args: &CheckArgs, clock: Arc<dyn Clock>) -> anyhow::Result<Exit> {
     let loaded = load(&args.campaign, clock.clone())?;
-    let dns = dns(&loaded.campaign, &args.dns)?;
-    let audit = audit(&loaded, &dns, clock.as_ref(), true).await?;
-    let lint = &loaded.survey.lint;
-    match args.format {
-        Format::Human => {
-            print!("{}", render::human(&audit, &args.overrides));
-            println!("\nContent lint ({} recipients)", loaded.survey.valid);
-            let lines = lint.lines(loaded.survey.valid);
-            if lines.is_empty() {
-                println!("  no findings");
-            }
-            for l in lines {
-                println!("  {l}");
-            }
-        }
-        Format::Json => println!("{}", render::json(&audit, &args.overrides, Some(lint))),
-    }
-    let lint_blocks = lint.blocking(&loaded.campaign.lint.block).next().is_some();
-    Ok(
-        if audit.unresolved(&args.overrides).is_empty() && !lint_blocks {
-            Exit::Success
-        } else {
-            Exit::SomeFailed
-        },
-    )
+    let show = Show::Check(args.format);
+    let passed = gate(&loaded, &args.dns, &args.overrides, clock.as_ref(), &show).await?;
+    Ok(if passed.is_some() {
+        Exit::Success
+    } else {
+        Exit::SomeFailed
+    })
 }

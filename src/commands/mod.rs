@@ -5,6 +5,7 @@ pub mod check;
 pub mod dkim;
 pub mod dmarc;
 pub mod dns;
+pub mod gate;
 pub mod init;
 pub mod preview;
 pub mod send;

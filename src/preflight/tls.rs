@@ -2,14 +2,12 @@
 //! verifies the certificate for the host name, and reports the TLS version, the days until
 //! the certificate expires, and whether AUTH is offered before TLS.
 
-use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
 use rustls::pki_types::ServerName;
 use tokio::io::{AsyncBufReadExt, AsyncRead, AsyncWrite, AsyncWriteExt, BufReader};
 use tokio::net::TcpStream;
 use tokio::time::timeout;
-use tokio_rustls::TlsConnector;
 
 use super::{Finding, Group, Severity};
 use crate::config::{SmtpConfig, Tls};
@@ -59,31 +57,6 @@ fn offers(ehlo: &[String], ext: &str) -> bool {
             .next()
             .is_some_and(|w| w.eq_ignore_ascii_case(ext))
     })
-}
-
-/// rustls with the system's roots plus `ca_file`: the trust `send` and the audit share.
-pub fn connector(cfg: &SmtpConfig) -> Result<TlsConnector, String> {
-    let mut roots = rustls::RootCertStore::empty();
-    let native = rustls_native_certs::load_native_certs();
-    roots.add_parsable_certificates(native.certs);
-    if let Some(path) = &cfg.ca_file {
-        let pem =
-            std::fs::read(path).map_err(|e| format!("cannot read {}: {e}", path.display()))?;
-        use rustls::pki_types::pem::PemObject;
-        for cert in rustls::pki_types::CertificateDer::pem_slice_iter(&pem) {
-            let cert = cert.map_err(|e| format!("{}: {e}", path.display()))?;
-            roots
-                .add(cert)
-                .map_err(|e| format!("{}: {e}", path.display()))?;
-        }
-    }
-    let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
-    let config = rustls::ClientConfig::builder_with_provider(provider)
-        .with_safe_default_protocol_versions()
-        .map_err(|e| e.to_string())?
-        .with_root_certificates(roots)
-        .with_no_client_auth();
-    Ok(TlsConnector::from(Arc::new(config)))
 }
 
 pub async fn audit(cfg: &SmtpConfig, now: SystemTime) -> Vec<Finding> {
@@ -206,7 +179,7 @@ struct Probe {
 }
 
 async fn probe(cfg: &SmtpConfig) -> Result<Probe, (&'static str, String)> {
-    let connector = connector(cfg).map_err(|e| ("setup", e))?;
+    let connector = crate::tls::connector(cfg.ca_file.as_deref()).map_err(|e| ("setup", e))?;
     let server_name =
         ServerName::try_from(cfg.host.clone()).map_err(|e| ("setup", e.to_string()))?;
     let tcp = timeout(STEP, TcpStream::connect((cfg.host.as_str(), cfg.port)))

@@ -82,6 +82,18 @@ pub enum JournalError {
     },
 }
 
+/// Why a line is not known to be on disk. Every sender waiting on the failed sync gets a
+/// copy, hence the shared `io::Error`.
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum SyncError {
+    /// A write or fsync failed; nothing is written after it.
+    #[error("{0}")]
+    Disk(Arc<std::io::Error>),
+    /// The writer thread ended (a panic included) before the line was synced.
+    #[error("the journal writer stopped")]
+    WriterStopped,
+}
+
 /// What earlier runs left behind.
 #[derive(Debug, Default)]
 pub struct Prior {
@@ -188,12 +200,12 @@ pub fn read(path: &Path) -> Result<Prior, JournalError> {
 
 /// Someone waiting for the lines up to a sequence number to be on disk.
 enum Waiter {
-    Task(oneshot::Sender<Result<(), String>>),
-    Thread(std_mpsc::Sender<Result<(), String>>),
+    Task(oneshot::Sender<Result<(), SyncError>>),
+    Thread(std_mpsc::Sender<Result<(), SyncError>>),
 }
 
 impl Waiter {
-    fn answer(self, r: Result<(), String>) {
+    fn answer(self, r: Result<(), SyncError>) {
         match self {
             Waiter::Task(tx) => {
                 let _ = tx.send(r);
@@ -217,7 +229,7 @@ struct Inner {
     /// Waiting for a sync, each up to its line.
     waiters: Vec<(u64, Waiter)>,
     /// A write or sync failed: nothing is on disk for sure any more.
-    failed: Option<String>,
+    failed: Option<SyncError>,
     /// Every [`Journal`] handle is gone: write what is left, sync, stop.
     closed: bool,
 }
@@ -340,7 +352,7 @@ impl Journal {
         &self,
         row: u64,
         address: &str,
-    ) -> impl Future<Output = Result<(), String>> + use<> {
+    ) -> impl Future<Output = Result<(), SyncError>> + use<> {
         let seq = self.queue(&Journal::line(State::InFlight, row, address, None, ""));
         let handle = self.handle.clone();
         async move {
@@ -358,8 +370,7 @@ impl Journal {
                 rx
             };
             shared.wake.notify_one();
-            rx.await
-                .map_err(|_| "the journal writer stopped".to_owned())?
+            rx.await.map_err(|_| SyncError::WriterStopped)?
         }
     }
 
@@ -369,7 +380,7 @@ impl Journal {
     }
 
     /// Writes and syncs everything queued so far (at the end of a run, or on Ctrl-C).
-    pub fn sync(&self) -> Result<(), String> {
+    pub fn sync(&self) -> Result<(), SyncError> {
         let shared = self.shared();
         let rx = {
             let mut inner = shared.lock();
@@ -385,8 +396,7 @@ impl Journal {
             rx
         };
         shared.wake.notify_one();
-        rx.recv()
-            .map_err(|_| "the journal writer stopped".to_owned())?
+        rx.recv().map_err(|_| SyncError::WriterStopped)?
     }
 }
 
@@ -412,10 +422,7 @@ struct Stopped<'a>(&'a Shared);
 impl Drop for Stopped<'_> {
     fn drop(&mut self) {
         let mut inner = self.0.lock();
-        let e = inner
-            .failed
-            .get_or_insert_with(|| "the journal writer stopped".to_owned())
-            .clone();
+        let e = inner.failed.get_or_insert(SyncError::WriterStopped).clone();
         for (_, w) in inner.waiters.drain(..) {
             w.answer(Err(e.clone()));
         }
@@ -480,7 +487,7 @@ fn writer(mut sink: impl Sink, shared: &Shared) {
             .and_then(|()| if must_sync { sink.sync() } else { Ok(()) });
         inner = shared.lock();
         match result {
-            Err(e) => inner.failed = Some(e.to_string()),
+            Err(e) => inner.failed = Some(SyncError::Disk(Arc::new(e))),
             // Lines queued meanwhile have higher numbers: they wait for the next sync.
             Ok(()) if must_sync => inner.synced = upto,
             Ok(()) => {}
@@ -607,9 +614,9 @@ mod tests {
         j.in_flight(2, "ann@example.com").await.unwrap();
         j.record(State::Sent, 2, "ann@example.com", Some(250), "ok");
         let e = j.in_flight(3, "bob@example.org").await.unwrap_err();
-        assert!(e.contains("the disk went away"), "{e}");
+        assert!(e.to_string().contains("the disk went away"), "{e}");
         let e = j.in_flight(4, "cat@example.net").await.unwrap_err();
-        assert!(e.contains("the disk went away"), "{e}");
+        assert!(e.to_string().contains("the disk went away"), "{e}");
         assert!(j.sync().is_err());
     }
 

@@ -7,6 +7,7 @@
 
 pub mod journal;
 pub mod rate;
+pub mod resume;
 pub mod transport;
 
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -26,17 +27,10 @@ use crate::recipients::{RecipientReader, RecipientsError, Row};
 use crate::report::{Outcome, ReportWriter, Status, Tally};
 use crate::suppression::Suppression;
 use journal::{Journal, Prior, State};
+use resume::{Plan, Settled};
 
 pub use rate::Pacer;
-pub use transport::{DeliveryError, FailureClass, Session, Transport};
-
-/// What kind of run this is: it decides the status a delivered message gets.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Mode {
-    Smtp,
-    Outbox,
-    DryRun,
-}
+pub use transport::{DeliveryError, FailureClass, Transport};
 
 /// Why the pipeline stopped early. Recipients not yet tried are reported as not attempted.
 #[derive(Debug, Clone)]
@@ -138,7 +132,6 @@ pub struct Pipeline {
     pub pacer: Arc<Pacer>,
     pub envelope_from: Address,
     pub concurrency: usize,
-    pub mode: Mode,
     pub clock: Arc<dyn Clock>,
     /// Rows the survey counted; the run checks that every one of them was reported.
     pub expected_rows: u64,
@@ -204,7 +197,7 @@ impl Pipeline {
                     in_doubt: self.in_doubt,
                     suppression: self.suppression.clone(),
                     journal: self.journal.clone(),
-                    mode: self.mode,
+                    outbox_run: self.transport.delivered() == Status::Written,
                 };
                 preparers.push(std::thread::spawn(move || p.run()));
             }
@@ -220,13 +213,11 @@ impl Pipeline {
                 pacer: self.pacer.clone(),
                 from: self.envelope_from.clone(),
                 abort: abort.clone(),
-                mode: self.mode,
                 clock: self.clock.clone(),
                 journal: self.journal.clone(),
                 suppression: self.suppression.clone(),
                 retry: self.retry,
                 verifier: self.verifier.clone(),
-                session: Session::default(),
                 rng: Rng::new(self.seed ^ (i as u64 + 1).wrapping_mul(0x9e37_79b9_7f4a_7c15)),
             };
             senders.push(tokio::spawn(s.run()));
@@ -320,7 +311,7 @@ impl Pipeline {
         if let Some(j) = &self.journal
             && let Err(e) = j.sync()
         {
-            abort.trip(Stop::Journal(e));
+            abort.trip(Stop::Journal(e.to_string()));
         }
         progress.finish();
         if tally.rows() != self.expected_rows && !abort.is_set() {
@@ -350,7 +341,8 @@ struct Preparer {
     in_doubt: InDoubt,
     suppression: Arc<Suppression>,
     journal: Option<Journal>,
-    mode: Mode,
+    /// The run writes to an outbox: what an earlier outbox run wrote is settled.
+    outbox_run: bool,
 }
 
 impl Preparer {
@@ -434,69 +426,66 @@ impl Preparer {
                     Status::Duplicate,
                     format!("same address as row {first_row}"),
                 )),
-                // A recipient an earlier run sent (or skipped by choice) stays settled even if
-                // they were put on the suppression list since.
-                Row::Valid(r)
-                    if matches!(
-                        self.prior.state(r.address.as_ref()),
-                        Some(State::Sent | State::Skipped)
-                    ) || (self.mode == Mode::Outbox
-                        && self.prior.state(r.address.as_ref()) == Some(State::Written)) =>
-                {
-                    match self.settled_earlier(&r, now) {
-                        Some(o) => self.emit(o),
-                        None => unreachable!("sent and skipped recipients are settled"),
-                    }
-                }
-                Row::Valid(r) if let Some(why) = self.suppression.check(r.address.as_ref()) => {
-                    // Never write over a permanent refusal: if the list entry is removed later,
-                    // the journal must still say "refused", not "suppressed" (which a later
-                    // run would send to).
-                    if let Some(j) = &self.journal
-                        && self.prior.state(r.address.as_ref()) != Some(State::Failed)
-                    {
-                        j.record(State::Suppressed, r.row, r.address.as_ref(), None, &why);
-                    }
-                    self.emit(outcome(
-                        r.row,
-                        r.address.to_string(),
-                        Status::Suppressed,
-                        why,
-                    ))
-                }
-                Row::Valid(r) if let Some(o) = self.settled_earlier(&r, now) => self.emit(o),
-                // After what earlier runs settled: those are reported as they are, even now.
-                Row::Valid(r) if self.abort.is_set() => self.emit(outcome(
-                    r.row,
-                    r.address.to_string(),
-                    Status::NotAttempted,
-                    NOT_ATTEMPTED.into(),
-                )),
                 Row::Valid(r) => {
-                    let (row, address) = (r.row, r.address.to_string());
-                    match self.assembler.assemble(r) {
-                        Ok(p) => {
-                            batch.push(p);
-                            // A full batch goes; so does a partial one when the queue is
-                            // empty, so no sender waits for a batch to fill.
-                            if batch.len() >= BATCH
-                                || self.jobs.capacity() == self.jobs.max_capacity()
+                    let suppressed = self.suppression.check(r.address.as_ref());
+                    let prior = self.prior.state(r.address.as_ref());
+                    match resume::plan(prior, suppressed.is_some(), self.outbox_run, self.in_doubt)
+                    {
+                        Plan::Settled(settled) => self.emit(self.settled_earlier(&r, settled, now)),
+                        Plan::Suppress { record } => {
+                            let why = suppressed.unwrap_or_default();
+                            if let Some(j) = &self.journal
+                                && record
                             {
-                                self.hand_over(batch)
-                            } else {
-                                true
+                                j.record(State::Suppressed, r.row, r.address.as_ref(), None, &why);
                             }
+                            self.emit(outcome(
+                                r.row,
+                                r.address.to_string(),
+                                Status::Suppressed,
+                                why,
+                            ))
                         }
-                        Err(RowError::Injection(e)) => {
-                            self.emit(outcome(row, address, Status::Invalid, e.to_string()))
-                        }
-                        Err(e) => self.emit(outcome(row, address, Status::Failed, e.to_string())),
+                        Plan::Send => self.prepare(r, batch, now),
                     }
                 }
             };
             if !sent_on {
                 return;
             }
+        }
+    }
+
+    /// A row nobody settled: not attempted after a stop, else assembled and queued.
+    fn prepare(&self, r: Recipient, batch: &mut Vec<Prepared>, now: std::time::SystemTime) -> bool {
+        let (row, address) = (r.row, r.address.to_string());
+        let outcome = |status, text: String| Outcome {
+            row,
+            address,
+            status,
+            code: None,
+            text,
+            message_id: None,
+            time: now,
+            earlier: false,
+        };
+        if self.abort.is_set() {
+            return self.emit(outcome(Status::NotAttempted, NOT_ATTEMPTED.into()));
+        }
+        // After what earlier runs settled: those are reported as they are, even now.
+        match self.assembler.assemble(r) {
+            Ok(p) => {
+                batch.push(p);
+                // A full batch goes; so does a partial one when the queue is empty, so no
+                // sender waits for a batch to fill.
+                if batch.len() >= BATCH || self.jobs.capacity() == self.jobs.max_capacity() {
+                    self.hand_over(batch)
+                } else {
+                    true
+                }
+            }
+            Err(RowError::Injection(e)) => self.emit(outcome(Status::Invalid, e.to_string())),
+            Err(e) => self.emit(outcome(Status::Failed, e.to_string())),
         }
     }
 }
@@ -507,52 +496,30 @@ const NOT_ATTEMPTED: &str = "the run stopped before this recipient";
 const BATCH: usize = 4;
 
 impl Preparer {
-    /// The outcome an earlier run already settled for `r`, if any: sent and permanently
-    /// failed recipients are never sent again, and in-doubt ones follow `--in-doubt`.
-    fn settled_earlier(&self, r: &Recipient, now: std::time::SystemTime) -> Option<Outcome> {
-        let (status, text) = match self.prior.state(r.address.as_ref())? {
-            State::Written if self.mode == Mode::Outbox => {
-                (Status::Written, "written by an earlier run (journal)")
-            }
-            // Written to an outbox, not sent: a run over a relay sends it.
-            State::Written => return None,
-            State::Sent => (Status::Sent, "sent by an earlier run (journal)"),
-            State::Failed => (
-                Status::Failed,
-                "refused permanently in an earlier run (journal); not retried",
-            ),
-            State::InFlight if self.in_doubt == InDoubt::Skip => {
-                // Remember the choice, so the next run does not ask about them again.
-                if let Some(j) = &self.journal {
-                    j.record(
-                        State::Skipped,
-                        r.row,
-                        r.address.as_ref(),
-                        None,
-                        "in doubt, skipped",
-                    );
-                }
-                (
-                    Status::InDoubt,
-                    "in flight when an earlier run stopped; skipped (--in-doubt skip): it may or may not have been delivered",
-                )
-            }
-            State::Skipped => (
-                Status::InDoubt,
-                "in flight when an earlier run stopped, and skipped by choice (--in-doubt skip); not sent again",
-            ),
-            State::InFlight | State::Deferred | State::Suppressed => return None,
-        };
-        Some(Outcome {
+    /// The outcome of a row an earlier run settled. Skipping one in doubt is remembered, so
+    /// the next run does not ask about it again.
+    fn settled_earlier(&self, r: &Recipient, s: Settled, now: std::time::SystemTime) -> Outcome {
+        if s.record_skip
+            && let Some(j) = &self.journal
+        {
+            j.record(
+                State::Skipped,
+                r.row,
+                r.address.as_ref(),
+                None,
+                "in doubt, skipped",
+            );
+        }
+        Outcome {
             row: r.row,
             address: r.address.to_string(),
-            status,
+            status: s.status,
             code: None,
-            text: text.into(),
+            text: s.text.into(),
             message_id: Some(self.assembler.message_id(&r.address)),
             time: now,
-            earlier: status != Status::InDoubt,
-        })
+            earlier: s.earlier(),
+        }
     }
 }
 
@@ -589,14 +556,12 @@ struct Sender {
     pacer: Arc<Pacer>,
     from: Address,
     abort: Arc<Abort>,
-    mode: Mode,
     clock: Arc<dyn Clock>,
     journal: Option<Journal>,
     suppression: Arc<Suppression>,
     retry: RetryPolicy,
     verifier: Option<Arc<DkimVerifier>>,
     rng: Rng,
-    session: Session,
 }
 
 impl Sender {
@@ -604,7 +569,7 @@ impl Sender {
         loop {
             let job = { self.jobs.lock().await.recv().await };
             let Some(batch) = job else {
-                self.transport.close(&mut self.session).await;
+                self.transport.close().await;
                 return;
             };
             for msg in &batch {
@@ -645,10 +610,7 @@ impl Sender {
                     None => Ok(()),
                 }
             };
-            let result = self
-                .transport
-                .send(&mut self.session, &self.from, msg, recorded)
-                .await;
+            let result = self.transport.send(&self.from, msg, recorded).await;
             let e = match result {
                 Ok(ok) => {
                     if let Some(v) = &self.verifier
@@ -661,20 +623,10 @@ impl Sender {
                             format!("written, but its DKIM signature does not verify against the published key: {why}"),
                         );
                     }
-                    let status = match self.mode {
-                        Mode::Smtp => Status::Sent,
-                        Mode::Outbox => Status::Written,
-                        Mode::DryRun => Status::DryRun,
-                    };
-                    // The outbox's "written" must not count as sent if the campaign later
-                    // switches to a relay.
-                    let state = if self.mode == Mode::Outbox {
-                        State::Written
-                    } else {
-                        State::Sent
-                    };
-                    self.journal_record(state, row, &address, ok.code, &ok.text);
-                    return self.outcome(msg, status, ok.code, ok.text);
+                    if let Some((state, _)) = self.transport.journal() {
+                        self.journal_record(state, row, &address, ok.code, &ok.text);
+                    }
+                    return self.outcome(msg, self.transport.delivered(), ok.code, ok.text);
                 }
                 Err(e) => e,
             };
@@ -732,12 +684,7 @@ impl Sender {
                 }
             }
         }
-        let e = last.unwrap_or_else(|| DeliveryError {
-            class: FailureClass::Transient,
-            code: None,
-            hard_bounce: false,
-            text: "not attempted".into(),
-        });
+        let e = last.unwrap_or_else(|| DeliveryError::unreachable("not attempted"));
         let text = format!("{} (after {} attempts)", e.text, self.retry.attempts);
         self.outcome(msg, Status::Deferred, e.code, text)
     }

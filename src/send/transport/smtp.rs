@@ -1,156 +1,39 @@
-//! Where prepared messages go: an SMTP relay (a lettre connection per sender, TLS verified)
-//! or an outbox folder of `.eml` files. Both take the signed bytes unchanged.
+//! The SMTP relay: connecting (TCP without Nagle, TLS as configured, EHLO, AUTH), the
+//! envelope (pipelined or step by step), DATA, and sorting each reply into a
+//! [`DeliveryError`]'s class and cause. Connections are kept open between messages in a
+//! small pool, one per sender at most.
 
-use std::path::{Path, PathBuf};
-
-use std::pin::Pin;
-use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::task::{Context, Poll, ready};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use lettre::Address;
 use lettre::address::Envelope;
 use lettre::transport::smtp::authentication::{Credentials, Mechanism};
-use lettre::transport::smtp::client::{
-    AsyncSmtpConnection, AsyncTokioStream, Certificate, TlsParameters,
-};
+use lettre::transport::smtp::client::{AsyncSmtpConnection, Certificate, TlsParameters};
 use lettre::transport::smtp::commands::{Data, Ehlo, Mail, Rcpt, Rset};
 use lettre::transport::smtp::extension::ClientId;
 use lettre::transport::smtp::response::Response;
 use tokio::net::TcpStream;
 
+use super::stream::{TlsTcp, Watched, Written};
+use super::{Accepted, Cause, DeliveryError, FailureClass, TransportSetupError};
 use crate::config::{SmtpConfig, Tls as TlsMode};
 use crate::message::Prepared;
 
-/// How a failed delivery should be treated.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum FailureClass {
-    /// 4xx, a dropped connection, a timeout: the recipient is deferred, not failed.
-    Transient,
-    /// 5xx for this recipient: recorded, never retried.
-    Permanent,
-    /// Authentication, TLS, a refused sender or configuration: every further attempt would
-    /// fail the same way, so the campaign stops instead of failing each recipient in turn.
-    Fatal,
-    /// The whole message was written but no reply came (timeout, dropped connection): the
-    /// relay may have accepted it. Never retried; reported and journaled as in doubt.
-    InDoubt,
-    /// The journal could not record the attempt (`text` says why), so the message was not
-    /// handed over: the run must stop, since nothing further could be sent without a record.
-    Unrecorded,
-}
-
-fn unrecorded(e: String) -> DeliveryError {
-    DeliveryError {
-        class: FailureClass::Unrecorded,
-        code: None,
-        hard_bounce: false,
-        text: e,
-    }
-}
-
-/// A delivery that did not happen. `text` is the server's reply or the local error.
-#[derive(Debug, Clone)]
-pub struct DeliveryError {
-    pub class: FailureClass,
-    pub code: Option<u16>,
-    pub text: String,
-    /// The relay refused the recipient at RCPT as unknown (550/551/553 with 5.1.1, 5.1.2,
-    /// 5.1.3, 5.1.6 or 5.1.10): the one case the suppression list may learn from.
-    pub hard_bounce: bool,
-}
-
-/// The relay's acceptance (or the outbox's file).
-#[derive(Debug, Clone)]
-pub struct Accepted {
-    pub code: Option<u16>,
-    pub text: String,
-}
-
-#[derive(Debug, thiserror::Error)]
-pub enum TransportSetupError {
-    #[error("cannot read the CA file {path}: {source}")]
-    CaFile {
-        path: PathBuf,
-        source: std::io::Error,
-    },
-    #[error("the CA file {path} holds no usable PEM certificate: {detail}")]
-    CaParse { path: PathBuf, detail: String },
-    #[error("TLS setup for {host} failed: {detail}")]
-    Tls { host: String, detail: String },
-    #[error("SMTP password: {0}")]
-    Secret(#[from] crate::secret::SecretError),
-    #[error("cannot create the outbox folder {path}: {source}")]
-    Outbox {
-        path: PathBuf,
-        source: std::io::Error,
-    },
-}
-
-pub enum Transport {
-    Smtp(SmtpRelay),
-    Outbox(Outbox),
-}
-
-/// A sender task's own SMTP connection, kept open between messages.
-#[derive(Default)]
-pub struct Session {
-    conn: Option<AsyncSmtpConnection>,
-    last_used: Option<tokio::time::Instant>,
+/// One open connection to the relay, kept between messages.
+struct Session {
+    conn: AsyncSmtpConnection,
+    last_used: tokio::time::Instant,
     /// The relay advertised PIPELINING (RFC 2920) on this connection.
     pipelining: bool,
     /// Whether everything written on the connection reached the kernel.
     written: Arc<Written>,
 }
 
-impl Transport {
-    /// Opens one connection (TLS and AUTH included) so that a wrong host, an untrusted
-    /// certificate or a wrong password stops the run before the first recipient.
-    pub async fn check(&self) -> Result<(), DeliveryError> {
-        match self {
-            Transport::Smtp(s) => s.check().await,
-            Transport::Outbox(_) => Ok(()),
-        }
-    }
-
-    /// Delivers `msg`. `recorded` resolves once the journal holds the attempt: the message
-    /// is not handed over before then. The envelope is, since a relay takes nothing before
-    /// the final "."; so the journal is asked for its sync only after DATA's 354, and one sync
-    /// covers every sender that got that far meanwhile.
-    pub async fn send(
-        &self,
-        session: &mut Session,
-        from: &Address,
-        msg: &Prepared,
-        recorded: impl Future<Output = Result<(), String>>,
-    ) -> Result<Accepted, DeliveryError> {
-        match self {
-            Transport::Smtp(s) => s.send(session, from, msg, recorded).await,
-            Transport::Outbox(o) => {
-                recorded.await.map_err(unrecorded)?;
-                o.write(msg)
-            }
-        }
-    }
-
-    /// Says goodbye on an open connection at the end of a run.
-    pub async fn close(&self, session: &mut Session) {
-        if let Some(mut c) = session.conn.take() {
-            let _ = tokio::time::timeout(Duration::from_secs(5), c.quit()).await;
-        }
-    }
-
-    pub fn describe(&self) -> String {
-        match self {
-            Transport::Smtp(s) => s.describe.clone(),
-            Transport::Outbox(o) => format!("outbox {}", o.dir.display()),
-        }
-    }
-}
-
-/// An SMTP relay. Each sender task keeps one connection of its own (the pool is the set of
-/// senders), opened with TCP_NODELAY: with Nagle's algorithm on, the last part of a message
+/// An SMTP relay. A sender task takes an open connection from the pool for each message and
+/// puts it back after, so there are never more connections than senders. Each is opened with
+/// TCP_NODELAY: with Nagle's algorithm on, the last part of a message
 /// (or a command after it) waits for the relay's delayed ACK, about 40 ms per message, which
 /// capped throughput at concurrency / 40 ms.
 pub struct SmtpRelay {
@@ -163,7 +46,10 @@ pub struct SmtpRelay {
     /// Implicit TLS: the handshake is ours (rustls), before lettre reads the greeting.
     implicit: Option<tokio_rustls::TlsConnector>,
     credentials: Option<Credentials>,
-    describe: String,
+    pub(super) describe: String,
+    pub(super) pool_size: usize,
+    /// Open connections not carrying a message right now.
+    pool: Mutex<Vec<Session>>,
 }
 
 /// After this long unused, a connection is probed with NOOP before it carries a message:
@@ -199,12 +85,13 @@ impl SmtpRelay {
                 (Some(params), None)
             }
             TlsMode::Implicit => {
-                let connector = crate::preflight::tls::connector(cfg).map_err(|detail| {
-                    TransportSetupError::Tls {
-                        host: cfg.host.clone(),
-                        detail,
-                    }
-                })?;
+                let connector =
+                    crate::tls::connector(cfg.ca_file.as_deref()).map_err(|detail| {
+                        TransportSetupError::Tls {
+                            host: cfg.host.clone(),
+                            detail,
+                        }
+                    })?;
                 (None, Some(connector))
             }
         };
@@ -233,6 +120,8 @@ impl SmtpRelay {
             implicit,
             credentials,
             describe: format!("smtp {}:{} ({tls_word})", cfg.host, cfg.port),
+            pool: Mutex::default(),
+            pool_size: cfg.pool_size as usize,
         })
     }
 
@@ -242,18 +131,13 @@ impl SmtpRelay {
         &self,
         written: &Arc<Written>,
     ) -> Result<(AsyncSmtpConnection, bool), DeliveryError> {
-        let net = |e: std::io::Error| DeliveryError {
-            class: FailureClass::Transient,
-            code: None,
-            hard_bounce: false,
-            text: format!("cannot connect to {}:{}: {e}", self.host, self.port),
+        let net = |e: std::io::Error| {
+            DeliveryError::unreachable(format!(
+                "cannot connect to {}:{}: {e}",
+                self.host, self.port
+            ))
         };
-        let tls_failed = |text: String| DeliveryError {
-            class: FailureClass::Fatal,
-            code: None,
-            text,
-            hard_bounce: false,
-        };
+        let tls_failed = |text: String| DeliveryError::fatal(Cause::Tls, text);
         let tcp = TcpStream::connect((self.host.as_str(), self.port))
             .await
             .map_err(net)?;
@@ -263,10 +147,12 @@ impl SmtpRelay {
             (Some(connector), _) => {
                 let name = rustls::pki_types::ServerName::try_from(self.host.clone())
                     .map_err(|e| tls_failed(format!("{}: {e}", self.host)))?;
-                let tls = connector
-                    .connect(name, tcp)
-                    .await
-                    .map_err(|e| tls_failed(format!("TLS handshake with {}: {e}", self.host)))?;
+                let tls = connector.connect(name, tcp).await.map_err(|e| {
+                    DeliveryError::fatal(
+                        tls_cause(&e).unwrap_or(Cause::Tls),
+                        format!("TLS handshake with {}: {e}", self.host),
+                    )
+                })?;
                 let stream = Watched::new(TlsTcp(tls), written.clone());
                 AsyncSmtpConnection::connect_with_transport(Box::new(stream), &self.hello)
                     .await
@@ -335,67 +221,43 @@ impl SmtpRelay {
     ) -> Result<(AsyncSmtpConnection, bool), DeliveryError> {
         match tokio::time::timeout(self.timeout, self.connect(written)).await {
             // A 5xx to the greeting, EHLO or AUTH refuses the sender, not a recipient.
-            Ok(Err(mut e)) if e.class == FailureClass::Permanent => {
-                e.class = FailureClass::Fatal;
-                Err(e)
-            }
+            Ok(Err(e)) if e.class == FailureClass::Permanent => Err(e.into_fatal()),
             Ok(r) => r,
-            Err(_) => Err(DeliveryError {
-                class: FailureClass::Transient,
-                code: None,
-                hard_bounce: false,
-                text: format!("connecting to {}:{} timed out", self.host, self.port),
-            }),
+            Err(_) => Err(DeliveryError::unreachable(format!(
+                "connecting to {}:{} timed out",
+                self.host, self.port
+            ))),
         }
     }
 
-    async fn check(&self) -> Result<(), DeliveryError> {
+    pub(super) async fn check(&self) -> Result<(), DeliveryError> {
         match self.connect_timed(&Arc::default()).await {
             Ok((mut c, _)) => {
                 let _ = c.quit().await;
                 Ok(())
             }
-            Err(mut e) => {
-                // Before the first message any failure means the run cannot start.
-                e.class = FailureClass::Fatal;
-                Err(e)
-            }
+            // Before the first message any failure means the run cannot start.
+            Err(e) => Err(e.into_fatal()),
         }
     }
 
-    async fn send(
+    /// Delivers `msg` over an idle connection of the pool, or a new one. See
+    /// [`super::Transport::send`] for when the journal is waited for.
+    pub(super) async fn send<E: std::fmt::Display>(
         &self,
-        session: &mut Session,
         from: &Address,
         msg: &Prepared,
-        recorded: impl Future<Output = Result<(), String>>,
+        recorded: impl Future<Output = Result<(), E>>,
     ) -> Result<Accepted, DeliveryError> {
         let envelope = Envelope::new(Some(from.clone()), vec![msg.recipient.address.clone()])
-            .map_err(|e| DeliveryError {
-                class: FailureClass::Permanent,
-                code: None,
-                hard_bounce: false,
-                text: e.to_string(),
+            .map_err(|e| {
+                DeliveryError::new(FailureClass::Permanent, Cause::Reply, e.to_string())
             })?;
-        if let (Some(c), Some(at)) = (session.conn.as_mut(), session.last_used)
-            && at.elapsed() > IDLE_PROBE
-            && !matches!(
-                tokio::time::timeout(self.timeout, c.test_connected()).await,
-                Ok(true)
-            )
-        {
-            session.conn = None;
-        }
-        if session.conn.as_ref().is_none_or(|c| c.has_broken()) {
-            let written = Arc::new(Written::default());
-            let (conn, pipelining) = self.connect_timed(&written).await?;
-            session.conn = Some(conn);
-            session.pipelining = pipelining;
-            session.written = written;
-        }
-        let Some(conn) = session.conn.as_mut() else {
-            unreachable!("connected above")
+        let mut session = match self.idle().await {
+            Some(s) => s,
+            None => self.open().await?,
         };
+        let conn = &mut session.conn;
         let result = if session.pipelining {
             self.envelope_pipelined(conn, &envelope).await
         } else {
@@ -405,15 +267,62 @@ impl SmtpRelay {
             Ok(()) => self.data(conn, &session.written, msg, recorded).await,
             Err(e) => Err(e),
         };
-        session.last_used = Some(tokio::time::Instant::now());
+        session.last_used = tokio::time::Instant::now();
         match result {
-            Ok(accepted) => Ok(accepted),
+            Ok(accepted) => {
+                self.park(session);
+                Ok(accepted)
+            }
             Err((e, reusable)) => {
-                if !reusable {
-                    session.conn = None;
+                if reusable {
+                    self.park(session);
                 }
                 Err(e)
             }
+        }
+    }
+
+    /// An open connection from the pool that still works. One unused for a while is probed
+    /// with NOOP first.
+    async fn idle(&self) -> Option<Session> {
+        loop {
+            let mut s = self.pool.lock().unwrap_or_else(|e| e.into_inner()).pop()?;
+            if s.conn.has_broken() {
+                continue;
+            }
+            if s.last_used.elapsed() > IDLE_PROBE
+                && !matches!(
+                    tokio::time::timeout(self.timeout, s.conn.test_connected()).await,
+                    Ok(true)
+                )
+            {
+                continue;
+            }
+            return Some(s);
+        }
+    }
+
+    async fn open(&self) -> Result<Session, DeliveryError> {
+        let written = Arc::new(Written::default());
+        let (conn, pipelining) = self.connect_timed(&written).await?;
+        Ok(Session {
+            conn,
+            last_used: tokio::time::Instant::now(),
+            pipelining,
+            written,
+        })
+    }
+
+    /// Returns a connection that can carry the next message to the pool.
+    fn park(&self, s: Session) {
+        self.pool.lock().unwrap_or_else(|e| e.into_inner()).push(s);
+    }
+
+    /// Says goodbye on every idle connection.
+    pub(super) async fn close(&self) {
+        let idle = std::mem::take(&mut *self.pool.lock().unwrap_or_else(|e| e.into_inner()));
+        for mut s in idle {
+            let _ = tokio::time::timeout(Duration::from_secs(5), s.conn.quit()).await;
         }
     }
 
@@ -524,16 +433,18 @@ impl SmtpRelay {
     /// After the relay's 354: waits until the journal holds the attempt, then hands over the
     /// message and reads the verdict. A failure before the whole message was written leaves
     /// nothing at the relay; after it, without a reply, the message is in doubt.
-    async fn data(
+    async fn data<E: std::fmt::Display>(
         &self,
         conn: &mut AsyncSmtpConnection,
         written: &Written,
         msg: &Prepared,
-        recorded: impl Future<Output = Result<(), String>>,
+        recorded: impl Future<Output = Result<(), E>>,
     ) -> Result<Accepted, (DeliveryError, bool)> {
         // The relay is waiting for the message; dropping the connection (not reusable) ends
         // the transaction without one.
-        recorded.await.map_err(|e| (unrecorded(e), false))?;
+        recorded
+            .await
+            .map_err(|e| (DeliveryError::unrecorded(e.to_string()), false))?;
         // lettre always ends DATA with "\r\n.\r\n", whose first CRLF RFC 5321 counts as
         // the end of the last line; hand it the message without its final CRLF so the relay
         // receives exactly the signed bytes.
@@ -577,47 +488,29 @@ impl SmtpRelay {
                 Err((d, reusable))
             }
             Ok(Err(e)) if !complete => Err((
-                DeliveryError {
-                    class: FailureClass::Transient,
-                    code: None,
-                    hard_bounce: false,
-                    text: format!("the connection failed while the message was being sent ({e})"),
-                },
+                DeliveryError::unreachable(format!(
+                    "the connection failed while the message was being sent ({e})"
+                )),
                 false,
             )),
             Ok(Err(e)) => Err((
-                DeliveryError {
-                    class: FailureClass::InDoubt,
-                    code: None,
-                    hard_bounce: false,
-                    text: format!(
-                        "the connection failed after the message was sent, before the relay answered ({e}); it may or may not have been accepted"
-                    ),
-                },
+                DeliveryError::in_doubt(format!(
+                    "the connection failed after the message was sent, before the relay answered ({e}); it may or may not have been accepted"
+                )),
                 false,
             )),
             Err(_) if !complete => Err((
-                DeliveryError {
-                    class: FailureClass::Transient,
-                    code: None,
-                    hard_bounce: false,
-                    text: format!(
-                        "the relay took no more of the message for {} s; it was not complete",
-                        wait.as_secs()
-                    ),
-                },
+                DeliveryError::unreachable(format!(
+                    "the relay took no more of the message for {} s; it was not complete",
+                    wait.as_secs()
+                )),
                 false,
             )),
             Err(_) => Err((
-                DeliveryError {
-                    class: FailureClass::InDoubt,
-                    code: None,
-                    hard_bounce: false,
-                    text: format!(
-                        "no answer within {} s after the message was sent; it may or may not have been accepted",
-                        wait.as_secs()
-                    ),
-                },
+                DeliveryError::in_doubt(format!(
+                    "no answer within {} s after the message was sent; it may or may not have been accepted",
+                    wait.as_secs()
+                )),
                 false,
             )),
         }
@@ -646,12 +539,10 @@ impl SmtpRelay {
     }
 
     fn no_reply(&self, stage: &str) -> DeliveryError {
-        DeliveryError {
-            class: FailureClass::Transient,
-            code: None,
-            hard_bounce: false,
-            text: format!("no answer to {stage} within {} s", self.timeout.as_secs()),
-        }
+        DeliveryError::unreachable(format!(
+            "no answer to {stage} within {} s",
+            self.timeout.as_secs()
+        ))
     }
 }
 
@@ -677,7 +568,7 @@ impl std::fmt::Display for Pipelined {
 fn refused_sender(e: &lettre::transport::smtp::Error) -> DeliveryError {
     let mut d = classify(e);
     if d.class == FailureClass::Permanent {
-        d.class = FailureClass::Fatal;
+        d = d.into_fatal();
         d.text = format!("the relay refused the sender (MAIL FROM): {}", d.text);
     }
     d
@@ -724,124 +615,6 @@ impl std::fmt::Display for Stuffed<'_> {
     }
 }
 
-/// Whether what was written to a [`Watched`] stream was flushed to the kernel.
-#[derive(Debug, Default)]
-pub struct Written {
-    /// Since [`Self::arm`]: a flush completed, so everything written before it is in the
-    /// kernel. Sticky, so that a TLS alert written later on the read path (rustls does that
-    /// when a record is bad) cannot make a complete message look incomplete.
-    reached: AtomicBool,
-}
-
-impl Written {
-    /// Starts watching for the next completed flush.
-    fn arm(&self) {
-        self.reached.store(false, Ordering::Release);
-    }
-
-    /// Since [`Self::arm`], everything written was flushed.
-    fn reached(&self) -> bool {
-        self.reached.load(Ordering::Acquire)
-    }
-}
-
-/// The connection's stream, passed through untouched, with a record of whether what lettre
-/// wrote has all reached the kernel. lettre writes a command (or the whole DATA payload) and
-/// flushes it before it reads the reply, so after a failure this tells a message the relay
-/// may have whole (in doubt) from one it cannot have (safe to retry), which lettre's error
-/// alone does not.
-#[derive(Debug)]
-struct Watched<S> {
-    inner: S,
-    written: Arc<Written>,
-}
-
-impl<S> Watched<S> {
-    fn new(inner: S, written: Arc<Written>) -> Watched<S> {
-        Watched { inner, written }
-    }
-}
-
-impl<S: tokio::io::AsyncWrite + Unpin> tokio::io::AsyncWrite for Watched<S> {
-    fn poll_write(
-        mut self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        data: &[u8],
-    ) -> Poll<std::io::Result<usize>> {
-        Pin::new(&mut self.inner).poll_write(cx, data)
-    }
-
-    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
-        ready!(Pin::new(&mut self.inner).poll_flush(cx))?;
-        self.written.reached.store(true, Ordering::Release);
-        Poll::Ready(Ok(()))
-    }
-
-    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
-        Pin::new(&mut self.inner).poll_shutdown(cx)
-    }
-}
-
-impl<S: tokio::io::AsyncRead + Unpin> tokio::io::AsyncRead for Watched<S> {
-    fn poll_read(
-        mut self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        buf: &mut tokio::io::ReadBuf<'_>,
-    ) -> Poll<std::io::Result<()>> {
-        Pin::new(&mut self.inner).poll_read(cx, buf)
-    }
-}
-
-impl<S: AsyncTokioStream + Unpin> AsyncTokioStream for Watched<S> {
-    fn peer_addr(&self) -> std::io::Result<std::net::SocketAddr> {
-        self.inner.peer_addr()
-    }
-}
-
-/// A rustls stream in the shape lettre accepts for a connection it did not open itself.
-#[derive(Debug)]
-struct TlsTcp(tokio_rustls::client::TlsStream<TcpStream>);
-
-impl tokio::io::AsyncRead for TlsTcp {
-    fn poll_read(
-        mut self: std::pin::Pin<&mut Self>,
-        cx: &mut std::task::Context<'_>,
-        buf: &mut tokio::io::ReadBuf<'_>,
-    ) -> std::task::Poll<std::io::Result<()>> {
-        std::pin::Pin::new(&mut self.0).poll_read(cx, buf)
-    }
-}
-
-impl tokio::io::AsyncWrite for TlsTcp {
-    fn poll_write(
-        mut self: std::pin::Pin<&mut Self>,
-        cx: &mut std::task::Context<'_>,
-        buf: &[u8],
-    ) -> std::task::Poll<std::io::Result<usize>> {
-        std::pin::Pin::new(&mut self.0).poll_write(cx, buf)
-    }
-
-    fn poll_flush(
-        mut self: std::pin::Pin<&mut Self>,
-        cx: &mut std::task::Context<'_>,
-    ) -> std::task::Poll<std::io::Result<()>> {
-        std::pin::Pin::new(&mut self.0).poll_flush(cx)
-    }
-
-    fn poll_shutdown(
-        mut self: std::pin::Pin<&mut Self>,
-        cx: &mut std::task::Context<'_>,
-    ) -> std::task::Poll<std::io::Result<()>> {
-        std::pin::Pin::new(&mut self.0).poll_shutdown(cx)
-    }
-}
-
-impl AsyncTokioStream for TlsTcp {
-    fn peer_addr(&self) -> std::io::Result<std::net::SocketAddr> {
-        self.0.get_ref().0.peer_addr()
-    }
-}
-
 /// Sorts a lettre error into what the pipeline does next.
 fn classify(e: &lettre::transport::smtp::Error) -> DeliveryError {
     let code = e.status().map(u16::from);
@@ -866,140 +639,52 @@ fn classify(e: &lettre::transport::smtp::Error) -> DeliveryError {
         }
         source = s.source();
     }
+    let cause = match code {
+        Some(534 | 535 | 538) => Cause::Login,
+        Some(530) => Cause::AuthRequired,
+        _ => match tls_cause(e) {
+            Some(c) => c,
+            None if e.is_tls() => Cause::Tls,
+            None if code.is_some() || e.is_client() => Cause::Reply,
+            // No reply at all: the connection failed, was refused or timed out.
+            None => Cause::Unreachable,
+        },
+    };
     DeliveryError {
         class,
         code,
         text,
         hard_bounce: false,
+        cause,
     }
 }
 
-/// Writes each message's exact bytes to `<dir>/<row>-<address>.eml`.
-pub struct Outbox {
-    dir: PathBuf,
-}
-
-impl Outbox {
-    pub fn new(dir: &Path) -> Result<Outbox, TransportSetupError> {
-        std::fs::create_dir_all(dir).map_err(|source| TransportSetupError::Outbox {
-            path: dir.to_owned(),
-            source,
-        })?;
-        Ok(Outbox {
-            dir: dir.to_owned(),
-        })
-    }
-
-    fn write(&self, msg: &Prepared) -> Result<Accepted, DeliveryError> {
-        let name = format!("{}.eml", file_stem(&msg.recipient));
-        let path = self.dir.join(&name);
-        let tmp = self.dir.join(format!(".{name}.tmp"));
-        // Write then rename, so a reader never sees half a message.
-        std::fs::write(&tmp, &msg.bytes)
-            .and_then(|()| std::fs::rename(&tmp, &path))
-            .map_err(|e| DeliveryError {
-                class: FailureClass::Fatal,
-                code: None,
-                hard_bounce: false,
-                text: format!("cannot write {}: {e}", path.display()),
-            })?;
-        Ok(Accepted {
-            code: None,
-            text: path.display().to_string(),
-        })
-    }
-}
-
-/// `<row>-<address>` as a file name, shared by the outbox and the preview folder so the same
-/// recipient's files have the same name in both.
-pub fn file_stem(r: &crate::recipients::Recipient) -> String {
-    format!("{:06}-{}", r.row, safe_file_part(r.address.as_ref()))
-}
-
-/// Keeps letters, digits and `@._+-`; anything else becomes `_`. Cut at 100 characters so a
-/// long (but valid, up to 254) address cannot exceed the file system's name limit.
-fn safe_file_part(s: &str) -> String {
-    s.chars()
-        .take(100)
-        .map(|c| {
-            if c.is_ascii_alphanumeric() || matches!(c, '@' | '.' | '_' | '+' | '-') {
-                c
-            } else {
-                '_'
+/// Whether rustls failed somewhere in `e`'s chain, and if so whether it refused the
+/// certificate. rustls's error often hides inside an `io::Error`, whose `source` skips it.
+fn tls_cause(e: &(dyn std::error::Error + 'static)) -> Option<Cause> {
+    let mut next = Some(e);
+    let mut found = None;
+    while let Some(err) = next {
+        let wrapped = err
+            .downcast_ref::<std::io::Error>()
+            .and_then(|io| io.get_ref())
+            .map(|inner| inner as &(dyn std::error::Error + 'static));
+        for candidate in [Some(err), wrapped].into_iter().flatten() {
+            match candidate.downcast_ref::<rustls::Error>() {
+                Some(rustls::Error::InvalidCertificate(_)) => return Some(Cause::Certificate),
+                Some(_) => found = Some(Cause::Tls),
+                None => {}
             }
-        })
-        .collect()
+        }
+        next = err.source();
+    }
+    found
 }
 
 #[cfg(test)]
 mod tests {
+    use super::super::tests::prepared;
     use super::*;
-    use crate::config::SmtpConfig;
-
-    fn prepared() -> Prepared {
-        Prepared {
-            recipient: crate::recipients::Recipient {
-                row: 2,
-                address: "ann@example.com".parse().unwrap(),
-                name: None,
-                fields: vec![],
-            },
-            message_id: "id@example.com".into(),
-            bytes: b"Subject: x\r\n\r\nx\r\n".to_vec(),
-        }
-    }
-
-    #[tokio::test]
-    async fn nothing_is_handed_over_before_the_journal_holds_the_attempt() {
-        let dir = tempfile::tempdir().unwrap();
-        let t = Transport::Outbox(Outbox::new(dir.path()).unwrap());
-        let from: Address = "news@example.com".parse().unwrap();
-        let mut session = Session::default();
-        let msg = prepared();
-
-        let failed = std::future::ready(Err("disk full".to_owned()));
-        let e = t.send(&mut session, &from, &msg, failed).await.unwrap_err();
-        assert_eq!(e.class, FailureClass::Unrecorded);
-        assert_eq!(e.text, "disk full");
-        assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 0);
-
-        let ok = std::future::ready(Ok(()));
-        t.send(&mut session, &from, &msg, ok).await.unwrap();
-        let written = std::fs::read(dir.path().join("000002-ann@example.com.eml")).unwrap();
-        assert_eq!(written, msg.bytes);
-    }
-
-    /// The flag says "flushed" only after a whole write was flushed; a write the peer cannot
-    /// take (it is gone) leaves it unset, so the message counts as not sent rather than in
-    /// doubt. Once set it stays set: a later write (a TLS alert) does not undo it.
-    #[tokio::test]
-    async fn written_is_set_only_by_a_flush_after_a_whole_write() {
-        use tokio::io::{AsyncReadExt, AsyncWriteExt};
-        let (near, mut far) = tokio::io::duplex(1 << 12);
-        let written = Arc::new(Written::default());
-        let mut watched = Watched::new(near, written.clone());
-
-        let reader = tokio::spawn(async move {
-            let mut got = vec![0u8; 100_000];
-            far.read_exact(&mut got).await.unwrap();
-            got
-        });
-        let big = vec![b'x'; 100_000];
-        written.arm();
-        watched.write_all(&big).await.unwrap();
-        assert!(!written.reached(), "written, not flushed yet");
-        watched.flush().await.unwrap();
-        assert!(written.reached());
-        assert_eq!(reader.await.unwrap(), big);
-        // The peer is gone: a later write fails, and what was reached stays reached.
-        assert!(watched.write_all(b"alert").await.is_err());
-        assert!(written.reached());
-
-        written.arm();
-        let e = watched.write_all(&big).await.unwrap_err();
-        assert_eq!(e.kind(), std::io::ErrorKind::BrokenPipe);
-        assert!(!written.reached());
-    }
 
     #[test]
     fn data_doubles_every_leading_dot_and_ends_with_the_terminator() {
@@ -1077,14 +762,12 @@ mod tests {
             timeout: Duration::from_secs(10),
             helo_name: None,
         };
-        let t = Transport::Smtp(SmtpRelay::new(&relay_cfg).unwrap());
+        let t = super::super::Transport::Smtp(Box::new(SmtpRelay::new(&relay_cfg).unwrap()));
         let (journal_done, recorded) = tokio::sync::oneshot::channel::<Result<(), String>>();
         let recorded = async move { recorded.await.unwrap() };
         let from: Address = "news@example.com".parse().unwrap();
         let msg = prepared();
-        let mut session = Session::default();
-        let sending =
-            tokio::spawn(async move { t.send(&mut session, &from, &msg, recorded).await });
+        let sending = tokio::spawn(async move { t.send(&from, &msg, recorded).await });
         // The relay has answered DATA: the envelope went out without waiting.
         data_seen.await.unwrap();
         tokio::time::sleep(Duration::from_millis(400)).await;
