@@ -168,7 +168,7 @@ impl Pipeline {
         progress: &mut Progress,
     ) -> RunResult {
         let abort = self.abort.clone();
-        let (outcome_tx, mut outcome_rx) = mpsc::channel::<Outcome>(1024);
+        let (outcome_tx, outcome_rx) = mpsc::channel::<Outcome>(1024);
         // Messages travel in batches of up to BATCH: one wake-up of a sender (and of a
         // preparer waiting for room) per batch instead of per message.
         let (job_tx, job_rx) = mpsc::channel::<Vec<Prepared>>(self.concurrency);
@@ -227,6 +227,47 @@ impl Pipeline {
         drop(job_rx);
         drop(outcome_tx);
 
+        let tally = self.collect(outcome_rx, report, progress).await;
+        for s in senders {
+            if let Err(e) = s.await {
+                abort.trip(Stop::Internal(format!("a sender task failed: {e}")));
+            }
+        }
+        for p in preparers {
+            if p.join().is_err() {
+                abort.trip(Stop::Internal("a preparer thread panicked".into()));
+            }
+        }
+        if let Some(j) = &self.journal
+            && let Err(e) = j.sync()
+        {
+            abort.trip(Stop::Journal(e.to_string()));
+        }
+        progress.finish();
+        if tally.rows() != self.expected_rows && !abort.is_set() {
+            abort.trip(Stop::Internal(format!(
+                "{} rows were reported but the recipient file has {}; the file may have changed during the run",
+                tally.rows(),
+                self.expected_rows
+            )));
+        }
+        let stopped = abort
+            .reason
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .take();
+        RunResult { tally, stopped }
+    }
+
+    /// Takes every outcome into the tally and the report (a batch per REPORT_FLUSH), and
+    /// trips the circuit breaker on a run of refusals.
+    async fn collect(
+        &self,
+        mut outcome_rx: mpsc::Receiver<Outcome>,
+        report: &mut ReportWriter,
+        progress: &mut Progress,
+    ) -> Tally {
+        let abort = &self.abort;
         let mut tally = Tally::default();
         let mut refused_in_a_row = 0u64;
         let mut report_ok = true;
@@ -298,35 +339,7 @@ impl Pipeline {
                 }
             }
         }
-        for s in senders {
-            if let Err(e) = s.await {
-                abort.trip(Stop::Internal(format!("a sender task failed: {e}")));
-            }
-        }
-        for p in preparers {
-            if p.join().is_err() {
-                abort.trip(Stop::Internal("a preparer thread panicked".into()));
-            }
-        }
-        if let Some(j) = &self.journal
-            && let Err(e) = j.sync()
-        {
-            abort.trip(Stop::Journal(e.to_string()));
-        }
-        progress.finish();
-        if tally.rows() != self.expected_rows && !abort.is_set() {
-            abort.trip(Stop::Internal(format!(
-                "{} rows were reported but the recipient file has {}; the file may have changed during the run",
-                tally.rows(),
-                self.expected_rows
-            )));
-        }
-        let stopped = abort
-            .reason
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .take();
-        RunResult { tally, stopped }
+        tally
     }
 }
 
