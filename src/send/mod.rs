@@ -387,16 +387,13 @@ impl Preparer {
             Ok(()) => true,
             // No sender is left to take them: the run is over.
             Err(mpsc::error::SendError(left)) => left.into_iter().all(|p| {
-                self.emit(Outcome {
-                    row: p.recipient.row,
-                    address: p.recipient.address.to_string(),
-                    status: Status::NotAttempted,
-                    code: None,
-                    text: NOT_ATTEMPTED.into(),
-                    message_id: None,
-                    time: self.clock.now(),
-                    earlier: false,
-                })
+                self.emit(unsent(
+                    p.recipient.row,
+                    p.recipient.address.to_string(),
+                    Status::NotAttempted,
+                    NOT_ATTEMPTED.into(),
+                    self.clock.now(),
+                ))
             }),
         }
     }
@@ -411,16 +408,7 @@ impl Preparer {
                 }
             };
             let now = self.clock.now();
-            let outcome = |row, address, status, text: String| Outcome {
-                row,
-                address,
-                status,
-                code: None,
-                text,
-                message_id: None,
-                time: now,
-                earlier: false,
-            };
+            let outcome = |row, address, status, text| unsent(row, address, status, text, now);
             // The survey already checked every row; assembling checks it again anyway.
             let checked = row;
             let sent_on = match checked {
@@ -472,16 +460,7 @@ impl Preparer {
     /// A row nobody settled: not attempted after a stop, else assembled and queued.
     fn prepare(&self, r: Recipient, batch: &mut Vec<Prepared>, now: std::time::SystemTime) -> bool {
         let (row, address) = (r.row, r.address.to_string());
-        let outcome = |status, text: String| Outcome {
-            row,
-            address,
-            status,
-            code: None,
-            text,
-            message_id: None,
-            time: now,
-            earlier: false,
-        };
+        let outcome = |status, text| unsent(row, address, status, text, now);
         if self.abort.is_set() {
             return self.emit(outcome(Status::NotAttempted, NOT_ATTEMPTED.into()));
         }
@@ -500,6 +479,27 @@ impl Preparer {
             Err(RowError::Injection(e)) => self.emit(outcome(Status::Invalid, e.to_string())),
             Err(e) => self.emit(outcome(Status::Failed, e.to_string())),
         }
+    }
+}
+
+/// The outcome of a row that never became a message on its way (invalid, duplicate,
+/// suppressed, not attempted).
+fn unsent(
+    row: u64,
+    address: String,
+    status: Status,
+    text: String,
+    time: std::time::SystemTime,
+) -> Outcome {
+    Outcome {
+        row,
+        address,
+        status,
+        code: None,
+        text,
+        message_id: None,
+        time,
+        earlier: false,
     }
 }
 
