@@ -156,7 +156,7 @@ pub struct CheckArgs {
     #[command(flatten)]
     pub dns: DnsArgs,
     /// Treat this blocking finding (by id, e.g. dmarc.policy) as accepted. Repeatable.
-    #[arg(long = "override", value_name = "ID")]
+    #[arg(long = "override", value_name = "ID", value_parser = crate::preflight::finding::parse_override)]
     pub overrides: Vec<String>,
 }
 
@@ -181,7 +181,7 @@ pub struct SendArgs {
     pub dns: DnsArgs,
     /// Send despite this blocking preflight finding (by id). Repeatable; recorded in
     /// <state_dir>/<id>/preflight.json.
-    #[arg(long = "override", value_name = "ID")]
+    #[arg(long = "override", value_name = "ID", value_parser = crate::preflight::finding::parse_override)]
     pub overrides: Vec<String>,
     /// Recipients an interrupted run left in flight may or may not have received the message:
     /// `resend` them (same Message-ID) or `skip` them (reported as in doubt).

@@ -2,6 +2,8 @@
 
 // campaign.toml's From, Reply-To and return_path get the recipients' address rule.
 mod address;
+// `--override` takes only real preflight check ids.
+mod checks;
 // `mailshot dmarc report` on hand-written aggregate reports, and the same totals from parsedmarc.
 mod dmarc;
 // Proves the DNS harness is real: knotd serves the zones, broken zones SERVFAIL, checkdmarc reads them.

@@ -17,7 +17,7 @@ use mail_auth::{
 };
 
 use super::dns::{Dns, Txt as DnsTxt};
-use super::{Finding, Group, Severity};
+use super::{Check, Finding, Severity};
 use crate::keygen::txt_value;
 use crate::message::dkim::{DkimKeyPair, PublicKey};
 
@@ -61,9 +61,7 @@ pub async fn audit(
     for key in keys {
         let name = format!("{}._domainkey.{}", key.selector(), key.domain());
         let subject = format!("s={} d={}", key.selector(), key.domain());
-        let f = |id: &'static str, sev: Severity, msg: String| {
-            Finding::new(Group::Dkim, id, sev, &subject, msg)
-        };
+        let f = |id: Check, sev: Severity, msg: String| Finding::new(id, sev, &subject, msg);
         let want = txt_value(key.public().k(), key.public().p());
         let fix_record =
             format!("publish {name}. TXT \"{want}\" (split into 255-character strings)");
@@ -71,7 +69,7 @@ pub async fn audit(
             Ok(t) => t,
             Err(e) => {
                 out.push(f(
-                    "dkim.record",
+                    Check::DkimRecord,
                     Severity::TempError,
                     format!("the lookup of {name} failed: {e}"),
                 ));
@@ -88,7 +86,7 @@ pub async fn audit(
         let Some(rec) = dkim.first() else {
             out.push(
                 f(
-                    "dkim.record",
+                    Check::DkimRecord,
                     Severity::Fail,
                     format!(
                         "no DKIM key at {name}: receivers cannot verify this selector's signatures"
@@ -101,7 +99,7 @@ pub async fn audit(
         if dkim.len() > 1 {
             out.push(
                 f(
-                    "dkim.record",
+                    Check::DkimRecord,
                     Severity::Fail,
                     format!(
                         "{} key records at {name}; verifiers may pick either",
@@ -132,22 +130,22 @@ pub async fn audit(
         let p = t.p.clone().unwrap_or_default();
         let problem = match &t.v {
             Some(v) if v != "DKIM1" => Some(broken(
-                "dkim.syntax",
+                Check::DkimSyntax,
                 format!("v={v}; a DKIM key record says v=DKIM1"),
             )),
             _ if DomainKey::parse(text.as_bytes()).is_err() && !p.is_empty() => Some(broken(
-                "dkim.syntax",
+                Check::DkimSyntax,
                 "the key record does not parse".into(),
             )),
             _ if k != key.public().k() => Some(broken(
-                "dkim.key-type",
+                Check::DkimKeyType,
                 format!(
                     "the record says k={k} but the configured key is {}",
                     key.public().k()
                 ),
             )),
             _ if p.is_empty() => Some(broken(
-                "dkim.revoked",
+                Check::DkimRevoked,
                 "the record has an empty p=: this key is revoked, and every signature with it fails".into(),
             )),
             _ => None,
@@ -158,7 +156,7 @@ pub async fn audit(
         }
         out.push(
             f(
-                "dkim.record",
+                Check::DkimRecord,
                 Severity::Pass,
                 format!("key record found at {name}"),
             )
@@ -170,7 +168,7 @@ pub async fn audit(
         {
             out.push(
                 f(
-                    "dkim.testing",
+                    Check::DkimTesting,
                     Severity::Warn,
                     "t=y marks the key as testing: receivers may treat failures and passes alike"
                         .into(),
@@ -180,7 +178,7 @@ pub async fn audit(
             );
         }
         let Ok(bytes) = STANDARD.decode(&p) else {
-            out.push(broken("dkim.syntax", "p= is not valid base64".into()));
+            out.push(broken(Check::DkimSyntax, "p= is not valid base64".into()));
             continue;
         };
         // The size receivers see is the published key's, whatever the private key is.
@@ -193,7 +191,7 @@ pub async fn audit(
                         _ => Severity::Pass,
                     };
                     let mut finding = f(
-                        "dkim.key-size",
+                        Check::DkimKeySize,
                         sev,
                         format!("the published RSA key has {bits} bits"),
                     );
@@ -202,12 +200,15 @@ pub async fn audit(
                     }
                     out.push(finding);
                 }
-                None => out.push(broken("dkim.syntax", "p= is not an RSA public key".into())),
+                None => out.push(broken(
+                    Check::DkimSyntax,
+                    "p= is not an RSA public key".into(),
+                )),
             }
         }
         if !same_key(key.public(), &bytes) {
             out.push(broken(
-                "dkim.key-mismatch",
+                Check::DkimKeyMismatch,
                 format!(
                     "the published key is not the public half of the configured private key ({}): every signature will fail",
                     key.selector()
@@ -216,7 +217,7 @@ pub async fn audit(
             continue;
         }
         out.push(f(
-            "dkim.key-match",
+            Check::DkimKeyMatch,
             Severity::Pass,
             "the published key matches the configured private key".into(),
         ));
@@ -372,7 +373,7 @@ impl DkimVerifier {
 }
 
 async fn verify_sample(sample: &[u8], published: &[(String, DnsTxt)]) -> Vec<Finding> {
-    let f = |sev, msg: String| Finding::new(Group::Dkim, "dkim.verify", sev, "sample message", msg);
+    let f = |sev, msg: String| Finding::new(Check::DkimVerify, sev, "sample message", msg);
     let Some(verifier) = DkimVerifier::new(published) else {
         return vec![f(
             Severity::TempError,

@@ -6,7 +6,7 @@ use mail_auth::common::parse::TxtRecordParser;
 use mail_auth::dmarc::Dmarc;
 
 use super::dns::{Dns, Txt};
-use super::{Finding, Group, Severity};
+use super::{Check, Finding, Severity};
 use crate::message::dkim::DkimKeyPair;
 
 /// The organizational domain (public suffix plus one label); the domain itself when the
@@ -70,9 +70,7 @@ async fn records(dns: &Dns, domain: &str) -> Result<Vec<Txt>, super::dns::TempEr
 
 pub async fn audit(dns: &Dns, from: &str, envelope: &str, keys: &[DkimKeyPair]) -> Vec<Finding> {
     let mut out = Vec::new();
-    let f = |id: &'static str, sev: Severity, msg: String| {
-        Finding::new(Group::Dmarc, id, sev, from, msg)
-    };
+    let f = |id: Check, sev: Severity, msg: String| Finding::new(id, sev, from, msg);
     let org = org_domain(from);
     let starter = format!("_dmarc.{org}. TXT \"v=DMARC1; p=none; rua=mailto:dmarc-reports@{org}\"");
 
@@ -80,7 +78,7 @@ pub async fn audit(dns: &Dns, from: &str, envelope: &str, keys: &[DkimKeyPair]) 
         Ok(r) => (r, from.to_owned()),
         Err(e) => {
             out.push(f(
-                "dmarc.record",
+                Check::DmarcRecord,
                 Severity::TempError,
                 format!("the DMARC lookup failed: {e}"),
             ));
@@ -98,7 +96,7 @@ pub async fn audit(dns: &Dns, from: &str, envelope: &str, keys: &[DkimKeyPair]) 
             Ok(_) => {}
             Err(e) => {
                 out.push(f(
-                    "dmarc.record",
+                    Check::DmarcRecord,
                     Severity::TempError,
                     format!("the DMARC lookup at the organizational domain failed: {e}"),
                 ));
@@ -107,14 +105,14 @@ pub async fn audit(dns: &Dns, from: &str, envelope: &str, keys: &[DkimKeyPair]) 
         }
     }
     let Some(rec) = recs.first() else {
-        out.push(f("dmarc.record", Severity::Fail, format!("no DMARC record at _dmarc.{from} or _dmarc.{org}: Gmail and Yahoo require one from bulk senders")).fix(format!("publish {starter}")));
+        out.push(f(Check::DmarcRecord, Severity::Fail, format!("no DMARC record at _dmarc.{from} or _dmarc.{org}: Gmail and Yahoo require one from bulk senders")).fix(format!("publish {starter}")));
         out.extend(alignment(from, envelope, keys, false, false));
         return out;
     };
     if recs.len() > 1 {
         out.push(
             f(
-                "dmarc.record",
+                Check::DmarcRecord,
                 Severity::Fail,
                 format!(
                     "{} DMARC records at _dmarc.{policy_domain}; receivers then apply none",
@@ -136,7 +134,7 @@ pub async fn audit(dns: &Dns, from: &str, envelope: &str, keys: &[DkimKeyPair]) 
     if let Err(e) = Dmarc::parse(text.as_bytes()) {
         out.push(
             f(
-                "dmarc.syntax",
+                Check::DmarcSyntax,
                 Severity::Fail,
                 format!("the record does not parse: {e}"),
             )
@@ -149,7 +147,7 @@ pub async fn audit(dns: &Dns, from: &str, envelope: &str, keys: &[DkimKeyPair]) 
     let Some(p) = t.p.clone() else {
         out.push(
             f(
-                "dmarc.syntax",
+                Check::DmarcSyntax,
                 Severity::Fail,
                 "the record has no p= tag".into(),
             )
@@ -160,7 +158,7 @@ pub async fn audit(dns: &Dns, from: &str, envelope: &str, keys: &[DkimKeyPair]) 
     };
     out.push(
         f(
-            "dmarc.record",
+            Check::DmarcRecord,
             Severity::Pass,
             if inherited {
                 format!("{from} has no record of its own and inherits {org}'s")
@@ -177,16 +175,16 @@ pub async fn audit(dns: &Dns, from: &str, envelope: &str, keys: &[DkimKeyPair]) 
         p.clone()
     };
     match effective.as_str() {
-        "none" => out.push(f("dmarc.policy", Severity::Warn, "p=none: receivers report but do not act on failures, so spoofing your domain still works".into()).evidence(evidence.clone()).fix("once reports show all your mail aligned (mailshot dmarc report), move to p=quarantine, then p=reject".into())),
-        "quarantine" | "reject" => out.push(f("dmarc.policy", Severity::Pass, format!("policy {effective} is enforced"))),
-        other => out.push(f("dmarc.syntax", Severity::Fail, format!("p={other} is not none, quarantine or reject")).evidence(evidence.clone())),
+        "none" => out.push(f(Check::DmarcPolicy, Severity::Warn, "p=none: receivers report but do not act on failures, so spoofing your domain still works".into()).evidence(evidence.clone()).fix("once reports show all your mail aligned (mailshot dmarc report), move to p=quarantine, then p=reject".into())),
+        "quarantine" | "reject" => out.push(f(Check::DmarcPolicy, Severity::Pass, format!("policy {effective} is enforced"))),
+        other => out.push(f(Check::DmarcSyntax, Severity::Fail, format!("p={other} is not none, quarantine or reject")).evidence(evidence.clone())),
     }
     if let Some(pct) = &t.pct
         && pct.parse::<u8>().map_or(true, |n| n < 100)
     {
         out.push(
             f(
-                "dmarc.pct",
+                Check::DmarcPct,
                 Severity::Warn,
                 format!("pct={pct}: the policy applies to only part of the failing mail"),
             )
@@ -195,7 +193,7 @@ pub async fn audit(dns: &Dns, from: &str, envelope: &str, keys: &[DkimKeyPair]) 
         );
     }
     match &t.rua {
-        None => out.push(f("dmarc.rua", Severity::Warn, "no rua=: you receive no aggregate reports, so you cannot see who sends as you or when the policy can tighten".into()).fix(format!("add rua=mailto:dmarc-reports@{org} to the record"))),
+        None => out.push(f(Check::DmarcRua, Severity::Warn, "no rua=: you receive no aggregate reports, so you cannot see who sends as you or when the policy can tighten".into()).fix(format!("add rua=mailto:dmarc-reports@{org} to the record"))),
         Some(rua) => {
             for uri in rua.split(',') {
                 let uri = uri.trim();
@@ -203,17 +201,17 @@ pub async fn audit(dns: &Dns, from: &str, envelope: &str, keys: &[DkimKeyPair]) 
                 let addr = addr.split('!').next().unwrap_or(addr);
                 let Some((_, rua_domain)) = addr.rsplit_once('@') else { continue };
                 if org_domain(rua_domain) == org_domain(&policy_domain) {
-                    out.push(f("dmarc.rua", Severity::Pass, format!("aggregate reports go to {addr}")));
+                    out.push(f(Check::DmarcRua, Severity::Pass, format!("aggregate reports go to {addr}")));
                     continue;
                 }
                 let auth = format!("{policy_domain}._report._dmarc.{rua_domain}");
                 match dns.txt(&auth).await {
                     Ok(v) if v.iter().any(|t| t.text().trim_start().starts_with("v=DMARC1")) => {
-                        out.push(f("dmarc.rua", Severity::Pass, format!("external report destination {rua_domain} authorizes {policy_domain}")));
+                        out.push(f(Check::DmarcRua, Severity::Pass, format!("external report destination {rua_domain} authorizes {policy_domain}")));
                     }
-                    Ok(_) => out.push(f("dmarc.rua-authorization", Severity::Warn, format!("reports go to {addr}, outside {policy_domain}, but {auth} does not authorize it: receivers will not send them")).fix(format!("the owner of {rua_domain} publishes {auth}. TXT \"v=DMARC1\""))),
+                    Ok(_) => out.push(f(Check::DmarcRuaAuthorization, Severity::Warn, format!("reports go to {addr}, outside {policy_domain}, but {auth} does not authorize it: receivers will not send them")).fix(format!("the owner of {rua_domain} publishes {auth}. TXT \"v=DMARC1\""))),
                     // At worst reports go missing: never a reason to block sending.
-                    Err(e) => out.push(f("dmarc.rua-authorization", Severity::Warn, format!("the lookup of {auth} failed: {e}"))),
+                    Err(e) => out.push(f(Check::DmarcRuaAuthorization, Severity::Warn, format!("the lookup of {auth} failed: {e}"))),
                 }
             }
         }
@@ -231,9 +229,7 @@ fn alignment(
     strict_dkim: bool,
     strict_spf: bool,
 ) -> Vec<Finding> {
-    let f = |id: &'static str, sev: Severity, msg: String| {
-        Finding::new(Group::Dmarc, id, sev, from, msg)
-    };
+    let f = |id: Check, sev: Severity, msg: String| Finding::new(id, sev, from, msg);
     let mode = |s: bool| if s { "strict" } else { "relaxed" };
     let dkim_ok: Vec<&str> = keys
         .iter()
@@ -244,13 +240,13 @@ fn alignment(
     let mut out = Vec::new();
     if dkim_ok.is_empty() {
         out.push(f(
-            "dmarc.align-dkim",
+            Check::DmarcAlignDkim,
             if spf_ok { Severity::Warn } else { Severity::Fail },
             format!("no DKIM d= ({}) aligns with From {from} under {} alignment", keys.iter().map(|k| k.domain()).collect::<Vec<_>>().join(", "), mode(strict_dkim)),
         ).fix(format!("sign with a key under {from} (or its organizational domain, with relaxed alignment)")));
     } else {
         out.push(f(
-            "dmarc.align-dkim",
+            Check::DmarcAlignDkim,
             Severity::Pass,
             format!(
                 "DKIM d={} aligns with From {from} ({})",
@@ -261,7 +257,7 @@ fn alignment(
     }
     if spf_ok {
         out.push(f(
-            "dmarc.align-spf",
+            Check::DmarcAlignSpf,
             Severity::Pass,
             format!(
                 "envelope domain {envelope} aligns with From {from} ({})",
@@ -271,7 +267,7 @@ fn alignment(
     } else {
         out.push(
             f(
-                "dmarc.align-spf",
+                Check::DmarcAlignSpf,
                 if dkim_ok.is_empty() {
                     Severity::Fail
                 } else {

@@ -4,7 +4,7 @@
 
 use super::dns::Dns;
 use super::spf::RelayIps;
-use super::{Finding, Group, Severity};
+use super::{Check, Finding, Severity};
 
 pub async fn audit(dns: &Dns, from: &str, envelope: &str, relay: &RelayIps) -> Vec<Finding> {
     let mut out = Vec::new();
@@ -13,24 +13,21 @@ pub async fn audit(dns: &Dns, from: &str, envelope: &str, relay: &RelayIps) -> V
         domains.push((envelope, "envelope"));
     }
     for (domain, role) in domains {
-        let f = |id: &'static str, sev: Severity, msg: String| {
-            Finding::new(Group::Dns, id, sev, domain, msg)
-        };
+        let f = |id: Check, sev: Severity, msg: String| Finding::new(id, sev, domain, msg);
         match dns.mx(domain).await {
-            Ok(mx) if !mx.is_empty() => out.push(f("dns.mx", Severity::Pass, format!("the {role} domain has MX {}", mx.iter().map(|(p, h)| format!("{p} {h}")).collect::<Vec<_>>().join(", ")))),
+            Ok(mx) if !mx.is_empty() => out.push(f(Check::DnsMx, Severity::Pass, format!("the {role} domain has MX {}", mx.iter().map(|(p, h)| format!("{p} {h}")).collect::<Vec<_>>().join(", ")))),
             Ok(_) => match dns.ips(domain).await {
-                Ok(ips) if !ips.is_empty() => out.push(f("dns.mx", Severity::Warn, format!("the {role} domain has no MX; mail to it falls back to its A/AAAA record")).fix(format!("publish {domain}. MX 10 <your inbound mail host>."))),
-                Ok(_) => out.push(f("dns.mx", Severity::Warn, format!("the {role} domain has no MX and no address: replies and bounces cannot reach it, and some receivers reject such senders")).fix(format!("publish {domain}. MX 10 <your inbound mail host>."))),
-                Err(e) => out.push(f("dns.mx", Severity::TempError, e.to_string())),
+                Ok(ips) if !ips.is_empty() => out.push(f(Check::DnsMx, Severity::Warn, format!("the {role} domain has no MX; mail to it falls back to its A/AAAA record")).fix(format!("publish {domain}. MX 10 <your inbound mail host>."))),
+                Ok(_) => out.push(f(Check::DnsMx, Severity::Warn, format!("the {role} domain has no MX and no address: replies and bounces cannot reach it, and some receivers reject such senders")).fix(format!("publish {domain}. MX 10 <your inbound mail host>."))),
+                Err(e) => out.push(f(Check::DnsMx, Severity::TempError, e.to_string())),
             },
-            Err(e) => out.push(f("dns.mx", Severity::TempError, e.to_string())),
+            Err(e) => out.push(f(Check::DnsMx, Severity::TempError, e.to_string())),
         }
     }
 
     match relay {
         RelayIps::Unknown(why) => out.push(Finding::new(
-            Group::Dns,
-            "dns.fcrdns",
+            Check::DnsFcrdns,
             Severity::Info,
             from,
             format!("forward-confirmed reverse DNS not checked: sending addresses unknown ({why})"),
@@ -38,9 +35,8 @@ pub async fn audit(dns: &Dns, from: &str, envelope: &str, relay: &RelayIps) -> V
         RelayIps::Known { ips, .. } => {
             for ip in ips {
                 let subject = ip.to_string();
-                let f = |sev: Severity, msg: String| {
-                    Finding::new(Group::Dns, "dns.fcrdns", sev, &subject, msg)
-                };
+                let f =
+                    |sev: Severity, msg: String| Finding::new(Check::DnsFcrdns, sev, &subject, msg);
                 match dns.ptr(*ip).await {
                     Ok(names) if names.is_empty() => out.push(f(Severity::Warn, format!("{ip} has no PTR record; many receivers distrust such senders")).fix("ask the owner of the address (your provider) for a PTR record naming the relay".into())),
                     Ok(names) => {
@@ -62,31 +58,34 @@ pub async fn audit(dns: &Dns, from: &str, envelope: &str, relay: &RelayIps) -> V
         }
     }
 
-    let f =
-        |id: &'static str, sev: Severity, msg: String| Finding::new(Group::Dns, id, sev, from, msg);
+    let f = |id: Check, sev: Severity, msg: String| Finding::new(id, sev, from, msg);
     let (sts_name, rpt_name) = (format!("_mta-sts.{from}"), format!("_smtp._tls.{from}"));
     let (sts, rpt) = tokio::join!(dns.txt(&sts_name), dns.txt(&rpt_name));
     out.push(match sts {
-        Ok(v) if v.iter().any(|t| t.text().starts_with("v=STSv1")) => {
-            f("dns.mta-sts", Severity::Info, "MTA-STS is published".into())
-        }
+        Ok(v) if v.iter().any(|t| t.text().starts_with("v=STSv1")) => f(
+            Check::DnsMtaSts,
+            Severity::Info,
+            "MTA-STS is published".into(),
+        ),
         Ok(_) => f(
-            "dns.mta-sts",
+            Check::DnsMtaSts,
             Severity::Info,
             "no MTA-STS record (optional: it protects mail sent to you)".into(),
         ),
         Err(e) => f(
-            "dns.mta-sts",
+            Check::DnsMtaSts,
             Severity::Info,
             format!("MTA-STS lookup failed: {e}"),
         ),
     });
     out.push(match rpt {
-        Ok(v) if v.iter().any(|t| t.text().starts_with("v=TLSRPTv1")) => {
-            f("dns.tls-rpt", Severity::Info, "TLS-RPT is published".into())
-        }
+        Ok(v) if v.iter().any(|t| t.text().starts_with("v=TLSRPTv1")) => f(
+            Check::DnsTlsRpt,
+            Severity::Info,
+            "TLS-RPT is published".into(),
+        ),
         Ok(_) => f(
-            "dns.tls-rpt",
+            Check::DnsTlsRpt,
             Severity::Info,
             "no TLS-RPT record (optional)".into(),
         )
@@ -94,7 +93,7 @@ pub async fn audit(dns: &Dns, from: &str, envelope: &str, relay: &RelayIps) -> V
             "_smtp._tls.{from}. TXT \"v=TLSRPTv1; rua=mailto:tls-reports@{from}\""
         )),
         Err(e) => f(
-            "dns.tls-rpt",
+            Check::DnsTlsRpt,
             Severity::Info,
             format!("TLS-RPT lookup failed: {e}"),
         ),

@@ -3,11 +3,15 @@
 //! bulk-sender requirements of the large mailbox providers are met.
 //!
 //! Findings are values with a severity, the evidence as seen and the fix; `check` prints
-//! them, `send` stops on blocking ones unless the user overrides them by id.
+//! them, `send` stops on blocking ones unless the user overrides them by id. The ids, the
+//! finding and audit types live in [`finding`]; the bulk-sender checklist, derived from the
+//! other groups' findings, in [`bulk`]; each group's checks in its own module.
 
+pub mod bulk;
 pub mod dkim;
 pub mod dmarc;
 pub mod dns;
+pub mod finding;
 pub mod hygiene;
 pub mod records;
 pub mod render;
@@ -15,147 +19,12 @@ pub mod spf;
 pub mod tls;
 pub mod zone;
 
-use serde::Serialize;
-
 use crate::config::{Campaign, TransportConfig};
 use crate::message::dkim::DkimKeyPair;
 use dns::Dns;
 use spf::RelayIps;
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize)]
-#[serde(rename_all = "lowercase")]
-pub enum Severity {
-    Pass,
-    Info,
-    Warn,
-    Fail,
-    /// A DNS failure: the check could not be made. Never a pass.
-    #[serde(rename = "temperror")]
-    TempError,
-}
-
-impl Severity {
-    /// Severities that block `send` (see [`Finding::blocks`]).
-    pub fn blocks(self) -> bool {
-        matches!(self, Severity::Fail | Severity::TempError)
-    }
-
-    pub fn label(self) -> &'static str {
-        match self {
-            Severity::Pass => "PASS",
-            Severity::Info => "INFO",
-            Severity::Warn => "WARN",
-            Severity::Fail => "FAIL",
-            Severity::TempError => "TEMPERROR",
-        }
-    }
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize)]
-#[serde(rename_all = "lowercase")]
-pub enum Group {
-    Spf,
-    Dkim,
-    Dmarc,
-    Tls,
-    Dns,
-    Bulk,
-}
-
-impl Group {
-    pub fn title(self) -> &'static str {
-        match self {
-            Group::Spf => "SPF",
-            Group::Dkim => "DKIM",
-            Group::Dmarc => "DMARC",
-            Group::Tls => "Relay TLS",
-            Group::Dns => "DNS hygiene",
-            Group::Bulk => "Bulk-sender requirements (Gmail, Yahoo, Microsoft)",
-        }
-    }
-}
-
-/// One finding. `id` is stable: it is what `--override` names and what JSON consumers match.
-#[derive(Debug, Clone, Serialize)]
-pub struct Finding {
-    pub id: &'static str,
-    pub group: Group,
-    pub severity: Severity,
-    /// What it is about: a domain, a selector, a host.
-    pub subject: String,
-    pub message: String,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub evidence: Option<String>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub fix: Option<String>,
-}
-
-impl Finding {
-    pub fn new(
-        group: Group,
-        id: &'static str,
-        severity: Severity,
-        subject: impl Into<String>,
-        message: String,
-    ) -> Finding {
-        Finding {
-            id,
-            group,
-            severity,
-            subject: subject.into(),
-            message,
-            evidence: None,
-            fix: None,
-        }
-    }
-
-    /// Fails and temperrors block `send`, except in DNS hygiene: MX, reverse DNS and MTA-STS
-    /// matter for reputation but do not decide whether mail authenticates.
-    pub fn blocks(&self) -> bool {
-        self.severity.blocks() && self.group != Group::Dns
-    }
-
-    pub fn evidence(mut self, e: String) -> Finding {
-        self.evidence = Some(e);
-        self
-    }
-
-    pub fn fix(mut self, f: String) -> Finding {
-        self.fix = Some(f);
-        self
-    }
-}
-
-/// A finished audit.
-#[derive(Debug, Clone, Serialize)]
-pub struct Audit {
-    pub campaign: String,
-    pub from_domain: String,
-    pub envelope_domain: String,
-    pub findings: Vec<Finding>,
-    /// Distinct (name, type) questions asked: each is asked once per run.
-    pub dns_queries: usize,
-    /// The DKIM key records found, for verifying messages against them.
-    #[serde(skip)]
-    pub dkim_records: Vec<(String, dns::Txt)>,
-}
-
-impl Audit {
-    pub fn blocking(&self) -> impl Iterator<Item = &Finding> {
-        self.findings.iter().filter(|f| f.blocks())
-    }
-
-    /// Blocking findings whose id the user did not override.
-    pub fn unresolved<'a>(&'a self, overrides: &'a [String]) -> Vec<&'a Finding> {
-        self.blocking()
-            .filter(|f| !overrides.iter().any(|o| o == f.id))
-            .collect()
-    }
-
-    pub fn count(&self, s: Severity) -> usize {
-        self.findings.iter().filter(|f| f.severity == s).count()
-    }
-}
+pub use finding::{Audit, Check, Finding, Group, Severity};
 
 /// What the audit needs besides DNS.
 pub struct Inputs<'a> {
@@ -191,15 +60,13 @@ pub async fn run(dns: &Dns, input: &Inputs<'_>) -> Audit {
             match &c.transport {
                 TransportConfig::Smtp(s) if input.probe_tls => tls::audit(s, input.now).await,
                 TransportConfig::Smtp(s) => vec![Finding::new(
-                    Group::Tls,
-                    "tls.relay",
+                    Check::TlsRelay,
                     Severity::Info,
                     &s.host,
                     "not probed in this run".into(),
                 )],
                 TransportConfig::Outbox { dir } => vec![Finding::new(
-                    Group::Tls,
-                    "tls.relay",
+                    Check::TlsRelay,
                     Severity::Info,
                     dir.display().to_string(),
                     "the outbox transport writes files; there is no relay to probe".into(),
@@ -215,7 +82,7 @@ pub async fn run(dns: &Dns, input: &Inputs<'_>) -> Audit {
     findings.extend(dmarc_f);
     findings.extend(tls_f);
     findings.extend(dns_f);
-    let bulk = bulk_checklist(&findings, input);
+    let bulk = bulk::checklist(&findings, input);
     findings.extend(bulk);
     Audit {
         campaign: c.id.clone(),
@@ -273,119 +140,6 @@ pub async fn sending_addresses(
             }
         }
     }
-}
-
-/// The Gmail/Yahoo bulk-sender list (February 2024) as one checklist, derived from the
-/// findings above plus the message itself.
-fn bulk_checklist(findings: &[Finding], input: &Inputs<'_>) -> Vec<Finding> {
-    let worst = |prefix: &str| {
-        findings
-            .iter()
-            .filter(|f| f.id.starts_with(prefix))
-            .map(|f| f.severity)
-            .max()
-    };
-    let item = |id: &'static str, ok: Option<Severity>, yes: &str, no: &str, fix: &str| {
-        let sev = match ok {
-            Some(Severity::Pass) | Some(Severity::Info) => Severity::Pass,
-            Some(Severity::Warn) => Severity::Warn,
-            Some(Severity::TempError) => Severity::TempError,
-            Some(Severity::Fail) | None => Severity::Fail,
-        };
-        let f = Finding::new(
-            Group::Bulk,
-            id,
-            sev,
-            &input.campaign.id,
-            if sev == Severity::Pass { yes } else { no }.to_owned(),
-        );
-        if sev == Severity::Pass {
-            f
-        } else {
-            f.fix(fix.to_owned())
-        }
-    };
-    let spf_state = match (worst("spf.record"), worst("spf.relay")) {
-        (Some(Severity::Pass), Some(s)) => Some(s),
-        (s, _) => s,
-    };
-    let align = worst("dmarc.align");
-    let mut out = vec![
-        item(
-            "bulk.spf",
-            spf_state,
-            "SPF is published and passes for the relay (or cannot be checked without its address)",
-            "SPF does not pass",
-            "see the SPF findings",
-        ),
-        item(
-            "bulk.dkim",
-            worst("dkim."),
-            "DKIM signatures verify through DNS",
-            "DKIM does not verify",
-            "see the DKIM findings",
-        ),
-        item(
-            "bulk.dmarc",
-            worst("dmarc.record").map(|s| {
-                if s == Severity::Pass {
-                    Severity::Pass
-                } else {
-                    s
-                }
-            }),
-            "a DMARC record exists (p=none or stronger)",
-            "no usable DMARC record",
-            "see the DMARC findings",
-        ),
-        item(
-            "bulk.alignment",
-            align,
-            "From aligns with DKIM d= (and SPF where checked)",
-            "From is not aligned with an authenticated domain",
-            "see the DMARC alignment findings",
-        ),
-    ];
-    let one_click = input
-        .unsubscribe_url
-        .as_deref()
-        .map(|_| Severity::Pass)
-        .or(Some(Severity::Fail));
-    out.push(item(
-        "bulk.one-click",
-        one_click,
-        "List-Unsubscribe with an HTTPS URL and List-Unsubscribe-Post (RFC 8058)",
-        "no one-click unsubscribe: Gmail and Yahoo require it for bulk mail",
-        "add [unsubscribe] with an https url and a secret",
-    ));
-    let signed = signed_headers(input.sample);
-    let covered = ["list-unsubscribe", "list-unsubscribe-post"]
-        .iter()
-        .all(|h| signed.iter().all(|hs| hs.iter().any(|x| x == h)));
-    out.push(item(
-        "bulk.unsubscribe-signed",
-        Some(if covered && !signed.is_empty() {
-            Severity::Pass
-        } else {
-            Severity::Fail
-        }),
-        "the DKIM h= of every signature covers List-Unsubscribe and List-Unsubscribe-Post",
-        "a DKIM signature does not cover the List-Unsubscribe headers; RFC 8058 requires it",
-        "sign List-Unsubscribe and List-Unsubscribe-Post",
-    ));
-    let visible = input.unsubscribe_url.is_some() && input.visible_unsubscribe;
-    out.push(item(
-        "bulk.visible-unsubscribe",
-        Some(if visible {
-            Severity::Pass
-        } else {
-            Severity::Warn
-        }),
-        "the body shows the unsubscribe link",
-        "the body has no visible unsubscribe link",
-        "put {{unsubscribe_url}} in the text and HTML templates",
-    ));
-    out
 }
 
 /// The lowercase `h=` list of every DKIM-Signature in `message`.

@@ -10,7 +10,7 @@ use mail_auth::common::parse::TxtRecordParser;
 use mail_auth::spf::{Macro, Mechanism, Qualifier, Spf};
 
 use super::dns::{Dns, TempError, Txt};
-use super::{Finding, Group, Severity};
+use super::{Check, Finding, Severity};
 
 /// RFC 7208 section 4.6.4.
 const MAX_LOOKUPS: usize = 10;
@@ -386,22 +386,22 @@ fn all_qualifier(spf: &Spf) -> Option<&Qualifier> {
 /// Runs the SPF checks for `domain` (the envelope sender's domain).
 pub async fn audit(dns: &Dns, domain: &str, relay_ips: &RelayIps) -> Vec<Finding> {
     let mut out = Vec::new();
-    let f = |id: &'static str, severity: Severity, message: String| {
-        Finding::new(Group::Spf, id, severity, domain, message)
+    let f = |id: Check, severity: Severity, message: String| {
+        Finding::new(id, severity, domain, message)
     };
     let suggestion = suggested_record(relay_ips);
     let (txt, spf) = match record(dns, domain).await {
         Ok(Some(r)) => r,
         Ok(None) => {
             out.push(
-                f("spf.record", Severity::Fail, format!("{domain} publishes no SPF record; receivers cannot tell which servers may send as it"))
+                f(Check::SpfRecord, Severity::Fail, format!("{domain} publishes no SPF record; receivers cannot tell which servers may send as it"))
                     .fix(format!("publish {domain}. TXT \"{suggestion}\"")),
             );
             return out;
         }
         Err(SpfLookupError::Temp(t)) => {
             out.push(f(
-                "spf.record",
+                Check::SpfRecord,
                 Severity::TempError,
                 format!("the SPF lookup failed: {t}"),
             ));
@@ -409,7 +409,7 @@ pub async fn audit(dns: &Dns, domain: &str, relay_ips: &RelayIps) -> Vec<Finding
         }
         Err(SpfLookupError::Multiple(recs)) => {
             out.push(
-                f("spf.record", Severity::Fail, format!("{domain} publishes {} SPF records; receivers treat that as a permanent error", recs.len()))
+                f(Check::SpfRecord, Severity::Fail, format!("{domain} publishes {} SPF records; receivers treat that as a permanent error", recs.len()))
                     .evidence(recs.iter().map(Txt::zone_form).collect::<Vec<_>>().join("\n"))
                     .fix("merge them into one v=spf1 record and delete the others".into()),
             );
@@ -418,7 +418,7 @@ pub async fn audit(dns: &Dns, domain: &str, relay_ips: &RelayIps) -> Vec<Finding
         Err(SpfLookupError::Syntax(t, e)) => {
             out.push(
                 f(
-                    "spf.syntax",
+                    Check::SpfSyntax,
                     Severity::Fail,
                     format!("the SPF record does not parse: {e}"),
                 )
@@ -432,7 +432,7 @@ pub async fn audit(dns: &Dns, domain: &str, relay_ips: &RelayIps) -> Vec<Finding
     };
     out.push(
         f(
-            "spf.record",
+            Check::SpfRecord,
             Severity::Pass,
             "exactly one SPF record".into(),
         )
@@ -442,7 +442,7 @@ pub async fn audit(dns: &Dns, domain: &str, relay_ips: &RelayIps) -> Vec<Finding
     if let Some(long) = txt.strings.iter().find(|s| s.len() > 255) {
         out.push(
             f(
-                "spf.length",
+                Check::SpfLength,
                 Severity::Fail,
                 format!(
                     "a TXT string is {} characters; DNS allows 255 per string",
@@ -457,13 +457,13 @@ pub async fn audit(dns: &Dns, domain: &str, relay_ips: &RelayIps) -> Vec<Finding
     }
     let wire = 12 + domain.len() + 2 + 4 + 12 + txt.joined().len() + txt.strings.len();
     if wire > 512 {
-        out.push(f("spf.length", Severity::Warn, format!("the SPF answer is about {wire} bytes, over the 512 that plain UDP DNS carries; some receivers will fail over to TCP or give up")));
+        out.push(f(Check::SpfLength, Severity::Warn, format!("the SPF answer is about {wire} bytes, over the 512 that plain UDP DNS carries; some receivers will fail over to TCP or give up")));
     }
 
     match all_qualifier(&spf) {
         Some(Qualifier::Pass) => out.push(
             f(
-                "spf.all",
+                Check::SpfAll,
                 Severity::Fail,
                 "`+all` authorizes every server on the internet to send as this domain".into(),
             )
@@ -471,20 +471,20 @@ pub async fn audit(dns: &Dns, domain: &str, relay_ips: &RelayIps) -> Vec<Finding
         ),
         Some(Qualifier::Neutral) => out.push(
             f(
-                "spf.all",
+                Check::SpfAll,
                 Severity::Warn,
                 "`?all` says nothing about other servers; receivers treat them as neutral".into(),
             )
             .fix("end the record with -all or ~all".into()),
         ),
         Some(_) => out.push(f(
-            "spf.all",
+            Check::SpfAll,
             Severity::Pass,
             "the record ends with -all or ~all".into(),
         )),
         None if spf.redirect.is_none() => out.push(
             f(
-                "spf.all",
+                Check::SpfAll,
                 Severity::Warn,
                 "no `all` term: mail from unlisted servers is neutral".into(),
             )
@@ -503,7 +503,7 @@ pub async fn audit(dns: &Dns, domain: &str, relay_ips: &RelayIps) -> Vec<Finding
         .join("\n");
     if !w.temp.is_empty() {
         out.push(f(
-            "spf.lookups",
+            Check::SpfLookups,
             Severity::TempError,
             format!(
                 "{} lookup(s) in the SPF tree failed: {}",
@@ -515,7 +515,7 @@ pub async fn audit(dns: &Dns, domain: &str, relay_ips: &RelayIps) -> Vec<Finding
     if !w.nested_plus_all.is_empty() {
         out.push(
             f(
-                "spf.all",
+                Check::SpfAll,
                 Severity::Fail,
                 format!(
                     "{} is included or redirected to from your record and ends with `+all`: through it every server on the internet passes SPF for {domain}",
@@ -529,7 +529,7 @@ pub async fn audit(dns: &Dns, domain: &str, relay_ips: &RelayIps) -> Vec<Finding
     if !w.loops.is_empty() {
         out.push(
             f(
-                "spf.loop",
+                Check::SpfLoop,
                 Severity::Fail,
                 format!("include/redirect loop: {}", w.loops[0]),
             )
@@ -539,14 +539,14 @@ pub async fn audit(dns: &Dns, domain: &str, relay_ips: &RelayIps) -> Vec<Finding
     }
     if w.lookups > MAX_LOOKUPS {
         out.push(
-            f("spf.lookups", Severity::Fail, format!("{} DNS-querying terms (include, a, mx, ptr, exists, redirect), nested ones included; receivers stop at {MAX_LOOKUPS} with a permerror", w.lookups))
+            f(Check::SpfLookups, Severity::Fail, format!("{} DNS-querying terms (include, a, mx, ptr, exists, redirect), nested ones included; receivers stop at {MAX_LOOKUPS} with a permerror", w.lookups))
                 .evidence(tree.clone())
                 .fix("replace includes you no longer use, or flatten them into ip4:/ip6: terms".into()),
         );
     } else if w.temp.is_empty() {
         out.push(
             f(
-                "spf.lookups",
+                Check::SpfLookups,
                 Severity::Pass,
                 format!("{} of {MAX_LOOKUPS} DNS-querying terms used", w.lookups),
             )
@@ -556,7 +556,7 @@ pub async fn audit(dns: &Dns, domain: &str, relay_ips: &RelayIps) -> Vec<Finding
     if w.voids > MAX_VOID {
         out.push(
             f(
-                "spf.void-lookups",
+                Check::SpfVoidLookups,
                 Severity::Fail,
                 format!(
                     "{} lookups return no records; receivers allow {MAX_VOID} before a permerror",
@@ -568,12 +568,12 @@ pub async fn audit(dns: &Dns, domain: &str, relay_ips: &RelayIps) -> Vec<Finding
         );
     }
     for p in &w.problems {
-        out.push(f("spf.syntax", Severity::Fail, p.clone()).evidence(tree.clone()));
+        out.push(f(Check::SpfSyntax, Severity::Fail, p.clone()).evidence(tree.clone()));
     }
     if !w.ptr.is_empty() {
         out.push(
             f(
-                "spf.ptr",
+                Check::SpfPtr,
                 Severity::Warn,
                 format!(
                     "`ptr` is used ({}); RFC 7208 says not to, and some receivers ignore it",
@@ -585,7 +585,7 @@ pub async fn audit(dns: &Dns, domain: &str, relay_ips: &RelayIps) -> Vec<Finding
     }
     if !w.macros.is_empty() {
         out.push(f(
-            "spf.macros",
+            Check::SpfMacros,
             Severity::Info,
             format!(
                 "macros are used ({}); the audit counts them but does not expand them",
@@ -596,7 +596,7 @@ pub async fn audit(dns: &Dns, domain: &str, relay_ips: &RelayIps) -> Vec<Finding
 
     match relay_ips {
         RelayIps::Unknown(why) => out.push(f(
-            "spf.relay",
+            Check::SpfRelay,
             Severity::Info,
             format!("the relay's sending addresses are unknown ({why}); set preflight.sending_ips to check that SPF authorizes them"),
         )),
@@ -613,7 +613,7 @@ pub async fn audit(dns: &Dns, domain: &str, relay_ips: &RelayIps) -> Vec<Finding
                     _ if !configured => Severity::Warn,
                     _ => Severity::Fail,
                 };
-                let mut finding = f("spf.relay", sev, format!("check_host({ip}, {domain}) = {r} ({source})"));
+                let mut finding = f(Check::SpfRelay, sev, format!("check_host({ip}, {domain}) = {r} ({source})"));
                 if !configured && sev != Severity::Pass {
                     finding = finding.fix("set preflight.sending_ips to the addresses your relay sends from (your provider documents them) to check SPF for real".into());
                 } else if sev == Severity::Fail {

@@ -9,7 +9,7 @@ use tokio::io::{AsyncBufReadExt, AsyncRead, AsyncWrite, AsyncWriteExt, BufReader
 use tokio::net::TcpStream;
 use tokio::time::timeout;
 
-use super::{Finding, Group, Severity};
+use super::{Check, Finding, Severity};
 use crate::config::{SmtpConfig, Tls};
 
 const STEP: Duration = Duration::from_secs(15);
@@ -61,12 +61,10 @@ fn offers(ehlo: &[String], ext: &str) -> bool {
 
 pub async fn audit(cfg: &SmtpConfig, now: SystemTime) -> Vec<Finding> {
     let subject = format!("{}:{}", cfg.host, cfg.port);
-    let f = |id: &'static str, sev: Severity, msg: String| {
-        Finding::new(Group::Tls, id, sev, &subject, msg)
-    };
+    let f = |id: Check, sev: Severity, msg: String| Finding::new(id, sev, &subject, msg);
     if cfg.tls == Tls::None {
         return vec![f(
-            "tls.relay",
+            Check::TlsRelay,
             Severity::Info,
             "plain SMTP to a relay on this machine; nothing crosses the network".into(),
         )];
@@ -81,9 +79,9 @@ pub async fn audit(cfg: &SmtpConfig, now: SystemTime) -> Vec<Finding> {
             vec![
                 f(
                     if stage == "certificate" {
-                        "tls.certificate"
+                        Check::TlsCertificate
                     } else {
-                        "tls.connect"
+                        Check::TlsConnect
                     },
                     Severity::Fail,
                     format!("{stage}: {e}"),
@@ -93,7 +91,7 @@ pub async fn audit(cfg: &SmtpConfig, now: SystemTime) -> Vec<Finding> {
         }
         Ok(p) => {
             let mut out = vec![f(
-                "tls.connect",
+                Check::TlsConnect,
                 Severity::Pass,
                 format!(
                     "{} with {}",
@@ -107,7 +105,7 @@ pub async fn audit(cfg: &SmtpConfig, now: SystemTime) -> Vec<Finding> {
             )];
             out.push(
                 f(
-                    "tls.certificate",
+                    Check::TlsCertificate,
                     Severity::Pass,
                     format!("the certificate is valid for {}", cfg.host),
                 )
@@ -128,7 +126,7 @@ pub async fn audit(cfg: &SmtpConfig, now: SystemTime) -> Vec<Finding> {
                         Severity::Pass
                     };
                     let mut x = f(
-                        "tls.expiry",
+                        Check::TlsExpiry,
                         sev,
                         format!("the certificate expires in {days} days"),
                     );
@@ -138,17 +136,17 @@ pub async fn audit(cfg: &SmtpConfig, now: SystemTime) -> Vec<Finding> {
                     out.push(x);
                 }
                 None => out.push(f(
-                    "tls.expiry",
+                    Check::TlsExpiry,
                     Severity::Warn,
                     "could not read the certificate's expiry".into(),
                 )),
             }
             if cfg.tls == Tls::Starttls {
                 if p.auth_before_tls {
-                    out.push(f("tls.auth-before-tls", Severity::Warn, "the relay offers AUTH before STARTTLS; mailshot never uses it, but other clients may send passwords in clear".into()).fix("configure the relay to offer AUTH only after STARTTLS".into()));
+                    out.push(f(Check::TlsAuthBeforeTls, Severity::Warn, "the relay offers AUTH before STARTTLS; mailshot never uses it, but other clients may send passwords in clear".into()).fix("configure the relay to offer AUTH only after STARTTLS".into()));
                 } else {
                     out.push(f(
-                        "tls.auth-before-tls",
+                        Check::TlsAuthBeforeTls,
                         Severity::Pass,
                         "AUTH is offered only after TLS".into(),
                     ));
@@ -157,7 +155,7 @@ pub async fn audit(cfg: &SmtpConfig, now: SystemTime) -> Vec<Finding> {
             if cfg.username.is_some() && !p.auth_after_tls {
                 out.push(
                     f(
-                        "tls.auth",
+                        Check::TlsAuth,
                         Severity::Fail,
                         "a username is configured but the relay does not offer AUTH after TLS"
                             .into(),
