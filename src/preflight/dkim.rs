@@ -57,171 +57,10 @@ pub async fn audit(
 ) -> (Vec<Finding>, Vec<(String, DnsTxt)>) {
     let mut seen: Vec<(String, DnsTxt)> = Vec::new();
     let mut out = Vec::new();
-    let mut published: Vec<(String, DnsTxt)> = Vec::new();
     for key in keys {
-        let name = format!("{}._domainkey.{}", key.selector(), key.domain());
-        let subject = format!("s={} d={}", key.selector(), key.domain());
-        let f = |id: Check, sev: Severity, msg: String| Finding::new(id, sev, &subject, msg);
-        let want = txt_value(key.public().k(), key.public().p());
-        let fix_record =
-            format!("publish {name}. TXT \"{want}\" (split into 255-character strings)");
-        let txts = match dns.txt(&name).await {
-            Ok(t) => t,
-            Err(e) => {
-                out.push(f(
-                    Check::DkimRecord,
-                    Severity::TempError,
-                    format!("the lookup of {name} failed: {e}"),
-                ));
-                continue;
-            }
-        };
-        let dkim: Vec<DnsTxt> = txts
-            .into_iter()
-            .filter(|t| {
-                let s = t.text();
-                s.contains("p=") || s.trim_start().starts_with("v=DKIM1")
-            })
-            .collect();
-        let Some(rec) = dkim.first() else {
-            out.push(
-                f(
-                    Check::DkimRecord,
-                    Severity::Fail,
-                    format!(
-                        "no DKIM key at {name}: receivers cannot verify this selector's signatures"
-                    ),
-                )
-                .fix(fix_record),
-            );
-            continue;
-        };
-        if dkim.len() > 1 {
-            out.push(
-                f(
-                    Check::DkimRecord,
-                    Severity::Fail,
-                    format!(
-                        "{} key records at {name}; verifiers may pick either",
-                        dkim.len()
-                    ),
-                )
-                .evidence(
-                    dkim.iter()
-                        .map(DnsTxt::zone_form)
-                        .collect::<Vec<_>>()
-                        .join("\n"),
-                )
-                .fix("keep one record per selector".into()),
-            );
-            continue;
-        }
-        seen.push((name.clone(), rec.clone()));
-        let text = rec.text();
-        let t = tags(&text);
-        let evidence = rec.zone_form();
-        // A failing record: the evidence as seen, and the record to publish instead.
-        let broken = |id, msg: String| {
-            f(id, Severity::Fail, msg)
-                .evidence(evidence.clone())
-                .fix(fix_record.clone())
-        };
-        let k = t.k.clone().unwrap_or_else(|| "rsa".into());
-        let p = t.p.clone().unwrap_or_default();
-        let problem = match &t.v {
-            Some(v) if v != "DKIM1" => Some(broken(
-                Check::DkimSyntax,
-                format!("v={v}; a DKIM key record says v=DKIM1"),
-            )),
-            _ if DomainKey::parse(text.as_bytes()).is_err() && !p.is_empty() => Some(broken(
-                Check::DkimSyntax,
-                "the key record does not parse".into(),
-            )),
-            _ if k != key.public().k() => Some(broken(
-                Check::DkimKeyType,
-                format!(
-                    "the record says k={k} but the configured key is {}",
-                    key.public().k()
-                ),
-            )),
-            _ if p.is_empty() => Some(broken(
-                Check::DkimRevoked,
-                "the record has an empty p=: this key is revoked, and every signature with it fails".into(),
-            )),
-            _ => None,
-        };
-        if let Some(finding) = problem {
-            out.push(finding);
-            continue;
-        }
-        out.push(
-            f(
-                Check::DkimRecord,
-                Severity::Pass,
-                format!("key record found at {name}"),
-            )
-            .evidence(evidence.clone()),
-        );
-        if t.t
-            .as_deref()
-            .is_some_and(|flags| flags.split(':').any(|x| x.trim() == "y"))
-        {
-            out.push(
-                f(
-                    Check::DkimTesting,
-                    Severity::Warn,
-                    "t=y marks the key as testing: receivers may treat failures and passes alike"
-                        .into(),
-                )
-                .evidence(evidence.clone())
-                .fix("remove t=y from the record once signing works".into()),
-            );
-        }
-        let Ok(bytes) = STANDARD.decode(&p) else {
-            out.push(broken(Check::DkimSyntax, "p= is not valid base64".into()));
-            continue;
-        };
-        // The size receivers see is the published key's, whatever the private key is.
-        if k == "rsa" {
-            match rsa_bits(&bytes) {
-                Some(bits) => {
-                    let sev = match bits {
-                        b if b < 1024 => Severity::Fail,
-                        b if b < 2048 => Severity::Warn,
-                        _ => Severity::Pass,
-                    };
-                    let mut finding = f(
-                        Check::DkimKeySize,
-                        sev,
-                        format!("the published RSA key has {bits} bits"),
-                    );
-                    if sev != Severity::Pass {
-                        finding = finding.evidence(evidence.clone()).fix("generate an RSA-2048 key under a new selector (mailshot init, or openssl genpkey -algorithm RSA -pkeyopt rsa_keygen_bits:2048), publish it, then switch campaign.toml to it".into());
-                    }
-                    out.push(finding);
-                }
-                None => out.push(broken(
-                    Check::DkimSyntax,
-                    "p= is not an RSA public key".into(),
-                )),
-            }
-        }
-        if !same_key(key.public(), &bytes) {
-            out.push(broken(
-                Check::DkimKeyMismatch,
-                format!(
-                    "the published key is not the public half of the configured private key ({}): every signature will fail",
-                    key.selector()
-                ),
-            ));
-            continue;
-        }
-        out.push(f(
-            Check::DkimKeyMatch,
-            Severity::Pass,
-            "the published key matches the configured private key".into(),
-        ));
-        published.push((name.clone(), rec.clone()));
+        let (findings, record) = key_record(dns, key).await;
+        out.extend(findings);
+        seen.extend(record);
     }
     // The sample is verified against every record found, matching or not, so a revoked or
     // wrong key shows as the failure a receiver would see; selectors with no record at all
@@ -229,8 +68,189 @@ pub async fn audit(
     if !seen.is_empty() {
         out.extend(verify_sample(sample, &seen).await);
     }
-    let _ = published;
     (out, seen)
+}
+
+/// One key's selector record, fetched and judged; also the record when there is exactly one,
+/// for verifying the sample against.
+async fn key_record(dns: &Dns, key: &DkimKeyPair) -> (Vec<Finding>, Option<(String, DnsTxt)>) {
+    let mut out = Vec::new();
+    let name = format!("{}._domainkey.{}", key.selector(), key.domain());
+    let subject = format!("s={} d={}", key.selector(), key.domain());
+    let f = |id: Check, sev: Severity, msg: String| Finding::new(id, sev, &subject, msg);
+    let want = txt_value(key.public().k(), key.public().p());
+    let fix_record = format!("publish {name}. TXT \"{want}\" (split into 255-character strings)");
+    let txts = match dns.txt(&name).await {
+        Ok(t) => t,
+        Err(e) => {
+            out.push(f(
+                Check::DkimRecord,
+                Severity::TempError,
+                format!("the lookup of {name} failed: {e}"),
+            ));
+            return (out, None);
+        }
+    };
+    let dkim: Vec<DnsTxt> = txts
+        .into_iter()
+        .filter(|t| {
+            let s = t.text();
+            s.contains("p=") || s.trim_start().starts_with("v=DKIM1")
+        })
+        .collect();
+    let Some(rec) = dkim.first() else {
+        out.push(
+            f(
+                Check::DkimRecord,
+                Severity::Fail,
+                format!(
+                    "no DKIM key at {name}: receivers cannot verify this selector's signatures"
+                ),
+            )
+            .fix(fix_record),
+        );
+        return (out, None);
+    };
+    if dkim.len() > 1 {
+        out.push(
+            f(
+                Check::DkimRecord,
+                Severity::Fail,
+                format!(
+                    "{} key records at {name}; verifiers may pick either",
+                    dkim.len()
+                ),
+            )
+            .evidence(
+                dkim.iter()
+                    .map(DnsTxt::zone_form)
+                    .collect::<Vec<_>>()
+                    .join("\n"),
+            )
+            .fix("keep one record per selector".into()),
+        );
+        return (out, None);
+    }
+    out.extend(judge(key, &name, rec, &f, &fix_record));
+    (out, Some((name, rec.clone())))
+}
+
+/// The checks on one found record: syntax, key type, revocation, testing, size and whether
+/// it is the configured key's public half.
+fn judge(
+    key: &DkimKeyPair,
+    name: &str,
+    rec: &DnsTxt,
+    f: &impl Fn(Check, Severity, String) -> Finding,
+    fix_record: &str,
+) -> Vec<Finding> {
+    let mut out = Vec::new();
+    let text = rec.text();
+    let t = tags(&text);
+    let evidence = rec.zone_form();
+    // A failing record: the evidence as seen, and the record to publish instead.
+    let broken = |id, msg: String| {
+        f(id, Severity::Fail, msg)
+            .evidence(evidence.clone())
+            .fix(fix_record.to_owned())
+    };
+    let k = t.k.clone().unwrap_or_else(|| "rsa".into());
+    let p = t.p.clone().unwrap_or_default();
+    let problem = match &t.v {
+        Some(v) if v != "DKIM1" => Some(broken(
+            Check::DkimSyntax,
+            format!("v={v}; a DKIM key record says v=DKIM1"),
+        )),
+        _ if DomainKey::parse(text.as_bytes()).is_err() && !p.is_empty() => Some(broken(
+            Check::DkimSyntax,
+            "the key record does not parse".into(),
+        )),
+        _ if k != key.public().k() => Some(broken(
+            Check::DkimKeyType,
+            format!(
+                "the record says k={k} but the configured key is {}",
+                key.public().k()
+            ),
+        )),
+        _ if p.is_empty() => Some(broken(
+            Check::DkimRevoked,
+            "the record has an empty p=: this key is revoked, and every signature with it fails"
+                .into(),
+        )),
+        _ => None,
+    };
+    if let Some(finding) = problem {
+        out.push(finding);
+        return out;
+    }
+    out.push(
+        f(
+            Check::DkimRecord,
+            Severity::Pass,
+            format!("key record found at {name}"),
+        )
+        .evidence(evidence.clone()),
+    );
+    if t.t
+        .as_deref()
+        .is_some_and(|flags| flags.split(':').any(|x| x.trim() == "y"))
+    {
+        out.push(
+            f(
+                Check::DkimTesting,
+                Severity::Warn,
+                "t=y marks the key as testing: receivers may treat failures and passes alike"
+                    .into(),
+            )
+            .evidence(evidence.clone())
+            .fix("remove t=y from the record once signing works".into()),
+        );
+    }
+    let Ok(bytes) = STANDARD.decode(&p) else {
+        out.push(broken(Check::DkimSyntax, "p= is not valid base64".into()));
+        return out;
+    };
+    // The size receivers see is the published key's, whatever the private key is.
+    if k == "rsa" {
+        match rsa_bits(&bytes) {
+            Some(bits) => {
+                let sev = match bits {
+                    b if b < 1024 => Severity::Fail,
+                    b if b < 2048 => Severity::Warn,
+                    _ => Severity::Pass,
+                };
+                let mut finding = f(
+                    Check::DkimKeySize,
+                    sev,
+                    format!("the published RSA key has {bits} bits"),
+                );
+                if sev != Severity::Pass {
+                    finding = finding.evidence(evidence.clone()).fix("generate an RSA-2048 key under a new selector (mailshot init, or openssl genpkey -algorithm RSA -pkeyopt rsa_keygen_bits:2048), publish it, then switch campaign.toml to it".into());
+                }
+                out.push(finding);
+            }
+            None => out.push(broken(
+                Check::DkimSyntax,
+                "p= is not an RSA public key".into(),
+            )),
+        }
+    }
+    if !same_key(key.public(), &bytes) {
+        out.push(broken(
+            Check::DkimKeyMismatch,
+            format!(
+                "the published key is not the public half of the configured private key ({}): every signature will fail",
+                key.selector()
+            ),
+        ));
+        return out;
+    }
+    out.push(f(
+        Check::DkimKeyMatch,
+        Severity::Pass,
+        "the published key matches the configured private key".into(),
+    ));
+    out
 }
 
 /// Reads one DER element: (tag, contents, rest).

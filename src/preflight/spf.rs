@@ -385,11 +385,32 @@ fn all_qualifier(spf: &Spf) -> Option<&Qualifier> {
 
 /// Runs the SPF checks for `domain` (the envelope sender's domain).
 pub async fn audit(dns: &Dns, domain: &str, relay_ips: &RelayIps) -> Vec<Finding> {
+    let suggestion = suggested_record(relay_ips);
+    let (txt, spf) = match lookup(dns, domain, &suggestion).await {
+        Ok(r) => r,
+        Err(findings) => return findings,
+    };
+    let mut out = vec![
+        Finding::new(
+            Check::SpfRecord,
+            Severity::Pass,
+            domain,
+            "exactly one SPF record".into(),
+        )
+        .evidence(txt.zone_form()),
+    ];
+    out.extend(shape(domain, &txt, &spf));
+    out.extend(tree(dns, domain).await);
+    out.extend(relay(dns, domain, &txt, relay_ips).await);
+    out
+}
+
+/// The one SPF record of `domain`, or the findings that say why there is none to audit.
+async fn lookup(dns: &Dns, domain: &str, suggestion: &str) -> Result<(Txt, Spf), Vec<Finding>> {
     let mut out = Vec::new();
     let f = |id: Check, severity: Severity, message: String| {
         Finding::new(id, severity, domain, message)
     };
-    let suggestion = suggested_record(relay_ips);
     let (txt, spf) = match record(dns, domain).await {
         Ok(Some(r)) => r,
         Ok(None) => {
@@ -397,7 +418,7 @@ pub async fn audit(dns: &Dns, domain: &str, relay_ips: &RelayIps) -> Vec<Finding
                 f(Check::SpfRecord, Severity::Fail, format!("{domain} publishes no SPF record; receivers cannot tell which servers may send as it"))
                     .fix(format!("publish {domain}. TXT \"{suggestion}\"")),
             );
-            return out;
+            return Err(out);
         }
         Err(SpfLookupError::Temp(t)) => {
             out.push(f(
@@ -405,7 +426,7 @@ pub async fn audit(dns: &Dns, domain: &str, relay_ips: &RelayIps) -> Vec<Finding
                 Severity::TempError,
                 format!("the SPF lookup failed: {t}"),
             ));
-            return out;
+            return Err(out);
         }
         Err(SpfLookupError::Multiple(recs)) => {
             out.push(
@@ -413,7 +434,7 @@ pub async fn audit(dns: &Dns, domain: &str, relay_ips: &RelayIps) -> Vec<Finding
                     .evidence(recs.iter().map(Txt::zone_form).collect::<Vec<_>>().join("\n"))
                     .fix("merge them into one v=spf1 record and delete the others".into()),
             );
-            return out;
+            return Err(out);
         }
         Err(SpfLookupError::Syntax(t, e)) => {
             out.push(
@@ -427,18 +448,18 @@ pub async fn audit(dns: &Dns, domain: &str, relay_ips: &RelayIps) -> Vec<Finding
                     "publish a valid record, for example {domain}. TXT \"{suggestion}\""
                 )),
             );
-            return out;
+            return Err(out);
         }
     };
-    out.push(
-        f(
-            Check::SpfRecord,
-            Severity::Pass,
-            "exactly one SPF record".into(),
-        )
-        .evidence(txt.zone_form()),
-    );
+    Ok((txt, spf))
+}
 
+/// The record's strings and answer size, and its `all` term.
+fn shape(domain: &str, txt: &Txt, spf: &Spf) -> Vec<Finding> {
+    let mut out = Vec::new();
+    let f = |id: Check, severity: Severity, message: String| {
+        Finding::new(id, severity, domain, message)
+    };
     if let Some(long) = txt.strings.iter().find(|s| s.len() > 255) {
         out.push(
             f(
@@ -493,6 +514,15 @@ pub async fn audit(dns: &Dns, domain: &str, relay_ips: &RelayIps) -> Vec<Finding
         None => {}
     }
 
+    out
+}
+
+/// The include/redirect tree: lookups, loops, void lookups, nested `+all`, ptr and macros.
+async fn tree(dns: &Dns, domain: &str) -> Vec<Finding> {
+    let mut out = Vec::new();
+    let f = |id: Check, severity: Severity, message: String| {
+        Finding::new(id, severity, domain, message)
+    };
     let mut w = Walk::default();
     walk(dns, domain.to_owned(), Vec::new(), &mut w).await;
     let tree = w
@@ -594,6 +624,15 @@ pub async fn audit(dns: &Dns, domain: &str, relay_ips: &RelayIps) -> Vec<Finding
         ));
     }
 
+    out
+}
+
+/// check_host() for each sending address, as a receiver would evaluate it.
+async fn relay(dns: &Dns, domain: &str, txt: &Txt, relay_ips: &RelayIps) -> Vec<Finding> {
+    let mut out = Vec::new();
+    let f = |id: Check, severity: Severity, message: String| {
+        Finding::new(id, severity, domain, message)
+    };
     match relay_ips {
         RelayIps::Unknown(why) => out.push(f(
             Check::SpfRelay,
