@@ -174,12 +174,25 @@ pub async fn audit(dns: &Dns, from: &str, envelope: &str, keys: &[DkimKeyPair]) 
     } else {
         p.clone()
     };
-    match effective.as_str() {
+    out.extend(policy(from, &effective, t.pct.as_deref(), &evidence));
+    out.extend(reports(dns, from, &org, &policy_domain, t.rua.as_deref()).await);
+    let strict_dkim = t.adkim.as_deref() == Some("s");
+    let strict_spf = t.aspf.as_deref() == Some("s");
+    out.extend(alignment(from, envelope, keys, strict_dkim, strict_spf));
+    out
+}
+
+/// The policy in force (`sp=` when inherited) and `pct=`.
+fn policy(from: &str, effective: &str, pct: Option<&str>, evidence: &str) -> Vec<Finding> {
+    let mut out = Vec::new();
+    let f = |id: Check, sev: Severity, msg: String| Finding::new(id, sev, from, msg);
+    let evidence = evidence.to_owned();
+    match effective {
         "none" => out.push(f(Check::DmarcPolicy, Severity::Warn, "p=none: receivers report but do not act on failures, so spoofing your domain still works".into()).evidence(evidence.clone()).fix("once reports show all your mail aligned (mailshot dmarc report), move to p=quarantine, then p=reject".into())),
         "quarantine" | "reject" => out.push(f(Check::DmarcPolicy, Severity::Pass, format!("policy {effective} is enforced"))),
         other => out.push(f(Check::DmarcSyntax, Severity::Fail, format!("p={other} is not none, quarantine or reject")).evidence(evidence.clone())),
     }
-    if let Some(pct) = &t.pct
+    if let Some(pct) = pct
         && pct.parse::<u8>().map_or(true, |n| n < 100)
     {
         out.push(
@@ -192,7 +205,21 @@ pub async fn audit(dns: &Dns, from: &str, envelope: &str, keys: &[DkimKeyPair]) 
             .fix("remove pct (100 is the default) once you are confident".into()),
         );
     }
-    match &t.rua {
+    out
+}
+
+/// Whether aggregate reports are requested, and whether each external destination
+/// authorizes the policy domain.
+async fn reports(
+    dns: &Dns,
+    from: &str,
+    org: &str,
+    policy_domain: &str,
+    rua: Option<&str>,
+) -> Vec<Finding> {
+    let mut out = Vec::new();
+    let f = |id: Check, sev: Severity, msg: String| Finding::new(id, sev, from, msg);
+    match rua {
         None => out.push(f(Check::DmarcRua, Severity::Warn, "no rua=: you receive no aggregate reports, so you cannot see who sends as you or when the policy can tighten".into()).fix(format!("add rua=mailto:dmarc-reports@{org} to the record"))),
         Some(rua) => {
             for uri in rua.split(',') {
@@ -216,9 +243,6 @@ pub async fn audit(dns: &Dns, from: &str, envelope: &str, keys: &[DkimKeyPair]) 
             }
         }
     }
-    let strict_dkim = t.adkim.as_deref() == Some("s");
-    let strict_spf = t.aspf.as_deref() == Some("s");
-    out.extend(alignment(from, envelope, keys, strict_dkim, strict_spf));
     out
 }
 
