@@ -35,7 +35,52 @@ pub async fn fragment(
         campaign.id
     );
 
-    // SPF
+    spf(dns, &envelope, relay, &mut o).await;
+    o.push('\n');
+
+    // DKIM
+    let _ = writeln!(
+        o,
+        "; DKIM: the public half of each configured key, so receivers can verify the signatures."
+    );
+    for k in keys {
+        let _ = writeln!(
+            o,
+            "{}",
+            txt_record(k.selector(), k.domain(), k.public().k(), k.public().p())
+        );
+    }
+    o.push('\n');
+
+    dmarc(dns, &from, &mut o).await;
+
+    if tls_reporting {
+        o.push('\n');
+        let _ = writeln!(
+            o,
+            "; TLS-RPT: receivers report TLS problems delivering mail to {from}."
+        );
+        let _ = writeln!(
+            o,
+            "_smtp._tls.{from}. 3600 IN TXT {}",
+            quoted(&format!("v=TLSRPTv1; rua=mailto:tls-reports@{from}"))
+        );
+        let _ = writeln!(
+            o,
+            "; MTA-STS: also serve a policy at https://mta-sts.{from}/.well-known/mta-sts.txt; change id= whenever it changes."
+        );
+        let _ = writeln!(
+            o,
+            "_mta-sts.{from}. 3600 IN TXT {}",
+            quoted("v=STSv1; id=1")
+        );
+    }
+    o
+}
+
+/// The SPF record for the envelope domain: the published one with the relay added, or a new one.
+async fn spf(dns: &Dns, envelope: &str, relay: &RelayIps, o: &mut String) {
+    let envelope = envelope.to_owned();
     let _ = writeln!(
         o,
         "; SPF for the envelope domain {envelope}: which servers may send its mail."
@@ -119,23 +164,10 @@ pub async fn fragment(
             );
         }
     }
-    o.push('\n');
+}
 
-    // DKIM
-    let _ = writeln!(
-        o,
-        "; DKIM: the public half of each configured key, so receivers can verify the signatures."
-    );
-    for k in keys {
-        let _ = writeln!(
-            o,
-            "{}",
-            txt_record(k.selector(), k.domain(), k.public().k(), k.public().p())
-        );
-    }
-    o.push('\n');
-
-    // DMARC
+/// The DMARC record: a first monitoring policy, or the next step from the published one.
+async fn dmarc(dns: &Dns, from: &str, o: &mut String) {
     let name = format!("_dmarc.{from}");
     let current = dns.txt(&name).await.ok().and_then(|v| {
         v.into_iter()
@@ -196,27 +228,4 @@ pub async fn fragment(
             }
         }
     }
-
-    if tls_reporting {
-        o.push('\n');
-        let _ = writeln!(
-            o,
-            "; TLS-RPT: receivers report TLS problems delivering mail to {from}."
-        );
-        let _ = writeln!(
-            o,
-            "_smtp._tls.{from}. 3600 IN TXT {}",
-            quoted(&format!("v=TLSRPTv1; rua=mailto:tls-reports@{from}"))
-        );
-        let _ = writeln!(
-            o,
-            "; MTA-STS: also serve a policy at https://mta-sts.{from}/.well-known/mta-sts.txt; change id= whenever it changes."
-        );
-        let _ = writeln!(
-            o,
-            "_mta-sts.{from}. 3600 IN TXT {}",
-            quoted("v=STSv1; id=1")
-        );
-    }
-    o
 }

@@ -269,30 +269,7 @@ pub fn check_host<'a>(
                     ip6_mask,
                 } => match literal(macro_string, &domain) {
                     None => Err(SpfResult::Neutral),
-                    Some(t) => match dns.mx(&t).await {
-                        Err(e) => Err(SpfResult::TempError(e.to_string())),
-                        Ok(mx) => {
-                            let mut hit = Ok(false);
-                            for (_, host) in mx.iter().take(10) {
-                                match dns.ips_of(host, ip.is_ipv4()).await {
-                                    Ok(ips)
-                                        if ips
-                                            .iter()
-                                            .any(|a| in_net(ip, *a, *ip4_mask, *ip6_mask)) =>
-                                    {
-                                        hit = Ok(true);
-                                        break;
-                                    }
-                                    Ok(_) => {}
-                                    Err(e) => {
-                                        hit = Err(SpfResult::TempError(e.to_string()));
-                                        break;
-                                    }
-                                }
-                            }
-                            hit
-                        }
-                    },
+                    Some(t) => mx_matches(dns, ip, &t, *ip4_mask, *ip6_mask).await,
                 },
                 Mechanism::Include { macro_string } => match literal(macro_string, &domain) {
                     None => Err(SpfResult::Neutral),
@@ -349,6 +326,28 @@ pub fn check_host<'a>(
         }
         SpfResult::Neutral
     })
+}
+
+/// The `mx` mechanism: whether `ip` is in the network of one of `domain`'s first ten MX hosts.
+async fn mx_matches(
+    dns: &Dns,
+    ip: IpAddr,
+    domain: &str,
+    m4: u32,
+    m6: u128,
+) -> Result<bool, SpfResult> {
+    let mx = dns
+        .mx(domain)
+        .await
+        .map_err(|e| SpfResult::TempError(e.to_string()))?;
+    for (_, host) in mx.iter().take(10) {
+        match dns.ips_of(host, ip.is_ipv4()).await {
+            Ok(ips) if ips.iter().any(|a| in_net(ip, *a, m4, m6)) => return Ok(true),
+            Ok(_) => {}
+            Err(e) => return Err(SpfResult::TempError(e.to_string())),
+        }
+    }
+    Ok(false)
 }
 
 fn in_net(ip: IpAddr, candidate: IpAddr, m4: u32, m6: u128) -> bool {
