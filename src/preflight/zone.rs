@@ -45,6 +45,52 @@ struct Entry {
     line: usize,
 }
 
+/// Reads a quoted string whose opening quote is at `bytes[at]`, with `\DDD` and `\X` escapes;
+/// returns it and the index past the closing quote, counting the lines it spans.
+fn quoted(bytes: &[u8], at: usize, line: &mut usize) -> Result<(Vec<u8>, usize), String> {
+    let start_line = *line;
+    let mut s = Vec::new();
+    let mut i = at + 1;
+    loop {
+        let Some(&b) = bytes.get(i) else {
+            return Err(format!("line {start_line}: a quoted string is not closed"));
+        };
+        match b {
+            b'"' => {
+                i += 1;
+                break;
+            }
+            b'\\' => {
+                let d: Vec<u8> = bytes[i + 1..].iter().take(3).copied().collect();
+                if d.len() == 3 && d.iter().all(u8::is_ascii_digit) {
+                    let n = (d[0] - b'0') as u32 * 100
+                        + (d[1] - b'0') as u32 * 10
+                        + (d[2] - b'0') as u32;
+                    s.push(
+                        u8::try_from(n).map_err(|_| format!("line {line}: \\{n} is not a byte"))?,
+                    );
+                    i += 4;
+                } else if let Some(&n) = bytes.get(i + 1) {
+                    s.push(n);
+                    i += 2;
+                } else {
+                    i += 1;
+                }
+            }
+            b'\n' => {
+                *line += 1;
+                s.push(b);
+                i += 1;
+            }
+            _ => {
+                s.push(b);
+                i += 1;
+            }
+        }
+    }
+    Ok((s, i))
+}
+
 fn entries(text: &str) -> Result<Vec<Entry>, String> {
     let mut out = Vec::new();
     let mut cur: Option<Entry> = None;
@@ -106,47 +152,8 @@ fn entries(text: &str) -> Result<Vec<Entry>, String> {
                 i += 1;
             }
             b'"' => {
-                let start_line = line;
-                let mut s = Vec::new();
-                i += 1;
-                loop {
-                    let Some(&b) = bytes.get(i) else {
-                        return Err(format!("line {start_line}: a quoted string is not closed"));
-                    };
-                    match b {
-                        b'"' => {
-                            i += 1;
-                            break;
-                        }
-                        b'\\' => {
-                            let d: Vec<u8> = bytes[i + 1..].iter().take(3).copied().collect();
-                            if d.len() == 3 && d.iter().all(u8::is_ascii_digit) {
-                                let n = (d[0] - b'0') as u32 * 100
-                                    + (d[1] - b'0') as u32 * 10
-                                    + (d[2] - b'0') as u32;
-                                s.push(
-                                    u8::try_from(n)
-                                        .map_err(|_| format!("line {line}: \\{n} is not a byte"))?,
-                                );
-                                i += 4;
-                            } else if let Some(&n) = bytes.get(i + 1) {
-                                s.push(n);
-                                i += 2;
-                            } else {
-                                i += 1;
-                            }
-                        }
-                        b'\n' => {
-                            line += 1;
-                            s.push(b);
-                            i += 1;
-                        }
-                        _ => {
-                            s.push(b);
-                            i += 1;
-                        }
-                    }
-                }
+                let (s, next) = quoted(bytes, i, &mut line)?;
+                i = next;
                 e.tokens.push(Token::Quoted(s));
             }
             _ => {
@@ -259,68 +266,7 @@ pub fn parse(text: &str) -> Result<Zone, String> {
         let rtype =
             rtype.ok_or_else(|| format!("line {line}: expected a record type after {owner}"))?;
         let rest: Vec<&Token> = toks.collect();
-        let words = || -> Vec<String> { rest.iter().filter_map(|t| word(t)).collect() };
-        let data = match rtype.as_str() {
-            "A" => Data::A(
-                words()
-                    .first()
-                    .and_then(|w| w.parse().ok())
-                    .ok_or_else(|| format!("line {line}: A needs an IPv4 address"))?,
-            ),
-            "AAAA" => Data::Aaaa(
-                words()
-                    .first()
-                    .and_then(|w| w.parse().ok())
-                    .ok_or_else(|| format!("line {line}: AAAA needs an IPv6 address"))?,
-            ),
-            "MX" => {
-                let w = words();
-                let pref = w
-                    .first()
-                    .and_then(|p| p.parse().ok())
-                    .ok_or_else(|| format!("line {line}: MX needs a preference"))?;
-                let host = w
-                    .get(1)
-                    .ok_or_else(|| format!("line {line}: MX needs a host"))?;
-                Data::Mx(pref, absolute(host, origin.as_deref(), line)?)
-            }
-            "PTR" => Data::Ptr(absolute(
-                words()
-                    .first()
-                    .ok_or_else(|| format!("line {line}: PTR needs a name"))?,
-                origin.as_deref(),
-                line,
-            )?),
-            "CNAME" => Data::Cname(absolute(
-                words()
-                    .first()
-                    .ok_or_else(|| format!("line {line}: CNAME needs a target"))?,
-                origin.as_deref(),
-                line,
-            )?),
-            "TXT" | "SPF" => {
-                let mut strings = Vec::new();
-                for t in &rest {
-                    let s = match t {
-                        Token::Word(w) => w.as_bytes().to_vec(),
-                        Token::Quoted(q) => q.clone(),
-                    };
-                    if s.len() > 255 {
-                        return Err(format!(
-                            "line {line}: a TXT string of {} characters; DNS allows 255 per string, so split it into several quoted strings",
-                            s.len()
-                        ));
-                    }
-                    strings.push(s);
-                }
-                if rtype == "SPF" {
-                    Data::Other
-                } else {
-                    Data::Txt(strings)
-                }
-            }
-            _ => Data::Other,
-        };
+        let data = data(&rtype, &rest, origin.as_deref(), line)?;
         records.push(Record {
             name: owner,
             data,
@@ -328,6 +274,76 @@ pub fn parse(text: &str) -> Result<Zone, String> {
         });
     }
     Ok(Zone { origin, records })
+}
+
+/// A record's data from the tokens after its type.
+fn data(rtype: &str, rest: &[&Token], origin: Option<&str>, line: usize) -> Result<Data, String> {
+    let word = |t: &Token| match t {
+        Token::Word(w) => Some(w.clone()),
+        Token::Quoted(_) => None,
+    };
+    let words = || -> Vec<String> { rest.iter().filter_map(|t| word(t)).collect() };
+    Ok(match rtype {
+        "A" => Data::A(
+            words()
+                .first()
+                .and_then(|w| w.parse().ok())
+                .ok_or_else(|| format!("line {line}: A needs an IPv4 address"))?,
+        ),
+        "AAAA" => Data::Aaaa(
+            words()
+                .first()
+                .and_then(|w| w.parse().ok())
+                .ok_or_else(|| format!("line {line}: AAAA needs an IPv6 address"))?,
+        ),
+        "MX" => {
+            let w = words();
+            let pref = w
+                .first()
+                .and_then(|p| p.parse().ok())
+                .ok_or_else(|| format!("line {line}: MX needs a preference"))?;
+            let host = w
+                .get(1)
+                .ok_or_else(|| format!("line {line}: MX needs a host"))?;
+            Data::Mx(pref, absolute(host, origin, line)?)
+        }
+        "PTR" => Data::Ptr(absolute(
+            words()
+                .first()
+                .ok_or_else(|| format!("line {line}: PTR needs a name"))?,
+            origin,
+            line,
+        )?),
+        "CNAME" => Data::Cname(absolute(
+            words()
+                .first()
+                .ok_or_else(|| format!("line {line}: CNAME needs a target"))?,
+            origin,
+            line,
+        )?),
+        "TXT" | "SPF" => {
+            let mut strings = Vec::new();
+            for t in rest {
+                let s = match t {
+                    Token::Word(w) => w.as_bytes().to_vec(),
+                    Token::Quoted(q) => q.clone(),
+                };
+                if s.len() > 255 {
+                    return Err(format!(
+                        "line {line}: a TXT string of {} characters; DNS allows 255 per string, so split it into several quoted strings",
+                        s.len()
+                    ));
+                }
+                strings.push(s);
+            }
+            if rtype == "SPF" {
+                Data::Other
+            } else {
+                Data::Txt(strings)
+            }
+        }
+        _ => Data::Other,
+    })
 }
 
 #[cfg(test)]
