@@ -227,7 +227,7 @@ async fn reports(
                 let Some(addr) = uri.strip_prefix("mailto:") else { continue };
                 let addr = addr.split('!').next().unwrap_or(addr);
                 let Some((_, rua_domain)) = addr.rsplit_once('@') else { continue };
-                if org_domain(rua_domain) == org_domain(&policy_domain) {
+                if org_domain(rua_domain) == org_domain(policy_domain) {
                     out.push(f(Check::DmarcRua, Severity::Pass, format!("aggregate reports go to {addr}")));
                     continue;
                 }

@@ -480,7 +480,7 @@ fn shape(domain: &str, txt: &Txt, spf: &Spf) -> Vec<Finding> {
         out.push(f(Check::SpfLength, Severity::Warn, format!("the SPF answer is about {wire} bytes, over the 512 that plain UDP DNS carries; some receivers will fail over to TCP or give up")));
     }
 
-    match all_qualifier(&spf) {
+    match all_qualifier(spf) {
         Some(Qualifier::Pass) => out.push(
             f(
                 Check::SpfAll,
