@@ -8,16 +8,24 @@
 //! attachment name instead and stops at the first report, so emails are walked here with
 //! mail-parser and each part goes through the same sniffing as a file on disk.
 
-use std::io::{Cursor, Read};
+use std::cell::Cell;
+use std::io::{self, Cursor, Read};
 
 use mail_auth::flate2::read::GzDecoder;
 use mail_auth::report::Report;
 use mail_parser::{Message, MessageParser, MimeHeaders, PartType};
 
-/// The largest report, file or decompressed member, that is read. Real aggregate reports run
-/// from a few KB to a few MB (a big sender's daily Google report); 64 MiB leaves a wide margin
-/// while keeping a gzip or zip bomb from exhausting memory on every worker at once.
+/// The largest file read, and the most bytes all the decompression inside one file may produce
+/// together (every layer, every zip member). Real aggregate reports run from a few KB to a few
+/// MB (a big sender's daily Google report); 64 MiB leaves a wide margin while keeping a gzip or
+/// zip bomb from exhausting memory or CPU on every worker at once. One budget for the whole
+/// file, not one per member or layer: otherwise 200 zip entries pointing at the same
+/// compressed data, or gzip nested in gzip, multiply the cap.
 pub const MAX_BYTES: u64 = 64 << 20;
+
+/// Zip members read per archive at most. A report archive holds one file; a crafted one can
+/// list 65,535 entries, each costing a seek and a header parse before any budget applies.
+pub const MAX_ZIP_MEMBERS: usize = 100;
 
 /// Containers nested deeper than this (a zip in a forwarded email in an email...) are refused:
 /// real reports use at most three layers (email, attachment, compression).
@@ -41,6 +49,14 @@ pub enum ReadError {
     Io(#[from] std::io::Error),
     #[error("larger than the {} MiB limit", MAX_BYTES >> 20)]
     TooLarge,
+    #[error("decompresses to more than the {} MiB limit (all layers and members together)", MAX_BYTES >> 20)]
+    Bomb,
+    #[error("not a regular file (a device, FIFO or socket); name the report files themselves")]
+    NotAFile,
+    #[error("a zip archive with more than {MAX_ZIP_MEMBERS} members; real reports hold one")]
+    TooManyMembers,
+    #[error("a zip archive whose members share compressed data (a zip bomb); refused")]
+    OverlappingMembers,
     #[error("not a DMARC aggregate report (neither XML, gzip, zip nor an email)")]
     NotAReport,
     #[error("XML, but not a DMARC aggregate report (no <feedback> element)")]
@@ -133,131 +149,222 @@ fn looks_like_mail(data: &[u8]) -> bool {
 /// Every aggregate report in `data`, whatever wraps it. A file that holds none is an error
 /// whose kind says whether anything was lost.
 pub fn reports_in(data: &[u8]) -> Result<Vec<Report>, ReadError> {
-    unwrap(data, 0)
+    Walker {
+        budget: Budget::new(MAX_BYTES),
+    }
+    .unwrap(data, 0)
 }
 
-fn unwrap(data: &[u8], depth: u8) -> Result<Vec<Report>, ReadError> {
-    if depth > MAX_DEPTH {
-        return Err(ReadError::TooDeep);
-    }
-    match sniff(data) {
-        Sniffed::Gzip => {
-            let inner = gunzip(data)?;
-            unwrap(&inner, depth + 1)
+/// The bytes that decompression may still produce for the file being read.
+struct Budget {
+    left: Cell<u64>,
+    exceeded: Cell<bool>,
+}
+
+impl Budget {
+    fn new(bytes: u64) -> Budget {
+        Budget {
+            left: Cell::new(bytes),
+            exceeded: Cell::new(false),
         }
-        Sniffed::Zip => unzip(data, depth),
-        Sniffed::Xml => Ok(vec![parse_xml(data)?]),
-        Sniffed::Mail => {
-            let message = MessageParser::new()
-                .parse(data)
-                .ok_or(ReadError::NoReportInMail)?;
-            let mut reports = Vec::new();
-            from_message(&message, depth, &mut reports)?;
-            if reports.is_empty() {
-                return Err(ReadError::NoReportInMail);
+    }
+}
+
+/// A decompressor's output, counted against the file's [`Budget`]. Going over is an I/O
+/// error (the only kind `Read` has) and sets the budget's flag, which callers turn into
+/// [`ReadError::Bomb`].
+struct Metered<'b, R> {
+    inner: R,
+    budget: &'b Budget,
+}
+
+impl<R: Read> Read for Metered<'_, R> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        let left = self.budget.left.get();
+        if buf.is_empty() {
+            return Ok(0);
+        }
+        // With nothing left, one more byte tells a stream that ended exactly at the budget
+        // from one that goes over it.
+        let cap = usize::try_from(left)
+            .unwrap_or(usize::MAX)
+            .clamp(1, buf.len());
+        let n = self.inner.read(&mut buf[..cap])? as u64;
+        // Read the budget again: a nested layer's reader, inside `inner`, spent from it.
+        let left = self.budget.left.get();
+        if n > left {
+            self.budget.exceeded.set(true);
+            return Err(io::Error::other("decompression budget exceeded"));
+        }
+        self.budget.left.set(left - n);
+        Ok(n as usize)
+    }
+}
+
+struct Walker {
+    budget: Budget,
+}
+
+impl Walker {
+    /// An I/O error from a metered reader is a bomb when the budget says so.
+    fn io(&self, e: io::Error, wrap: impl FnOnce(io::Error) -> ReadError) -> ReadError {
+        if self.budget.exceeded.get() {
+            ReadError::Bomb
+        } else {
+            wrap(e)
+        }
+    }
+
+    fn unwrap(&self, data: &[u8], depth: u8) -> Result<Vec<Report>, ReadError> {
+        if depth > MAX_DEPTH {
+            return Err(ReadError::TooDeep);
+        }
+        match sniff(data) {
+            Sniffed::Gzip => {
+                let (inner, layers) = self.gunzip(data, depth)?;
+                self.unwrap(&inner, depth + layers)
             }
-            Ok(reports)
-        }
-        Sniffed::Unknown => Err(ReadError::NotAReport),
-    }
-}
-
-fn gunzip(data: &[u8]) -> Result<Vec<u8>, ReadError> {
-    read_capped(GzDecoder::new(data)).map_err(|e| match e {
-        ReadError::Io(io) => ReadError::Gzip(io),
-        other => other,
-    })
-}
-
-/// Reads to the end, refusing more than [`MAX_BYTES`] (a decompression bomb stops there).
-fn read_capped(reader: impl Read) -> Result<Vec<u8>, ReadError> {
-    let mut out = Vec::new();
-    reader.take(MAX_BYTES + 1).read_to_end(&mut out)?;
-    if out.len() as u64 > MAX_BYTES {
-        return Err(ReadError::TooLarge);
-    }
-    Ok(out)
-}
-
-/// Every member that is a report counts; members that are something else (a README) are
-/// passed over, but one broken member fails the whole archive, since its totals would be short.
-fn unzip(data: &[u8], depth: u8) -> Result<Vec<Report>, ReadError> {
-    let mut archive = mail_auth::zip::ZipArchive::new(Cursor::new(data))
-        .map_err(|e| ReadError::Zip(e.to_string()))?;
-    let mut reports = Vec::new();
-    for i in 0..archive.len() {
-        let mut member = archive
-            .by_index(i)
-            .map_err(|e| ReadError::Zip(e.to_string()))?;
-        if member.is_dir() {
-            continue;
-        }
-        let part = format!("zip member {:?}", member.name());
-        let in_part = |e: ReadError| ReadError::InPart {
-            part: part.clone(),
-            source: Box::new(e),
-        };
-        if member.size() > MAX_BYTES {
-            return Err(in_part(ReadError::TooLarge));
-        }
-        // The zip crate checks the CRC at the end of the member: a corrupt member is an I/O
-        // error here.
-        let bytes = read_capped(&mut member).map_err(|e| match e {
-            ReadError::Io(io) => in_part(ReadError::Zip(io.to_string())),
-            other => in_part(other),
-        })?;
-        match unwrap(&bytes, depth + 1) {
-            Ok(found) => reports.extend(found),
-            Err(e) if e.kind() == SkipKind::NotAReport => {}
-            Err(e) => return Err(in_part(e)),
+            Sniffed::Zip => self.unzip(data, depth),
+            Sniffed::Xml => Ok(vec![parse_xml(data)?]),
+            Sniffed::Mail => {
+                let message = MessageParser::new()
+                    .parse(data)
+                    .ok_or(ReadError::NoReportInMail)?;
+                let mut reports = Vec::new();
+                self.from_message(&message, depth, &mut reports)?;
+                if reports.is_empty() {
+                    return Err(ReadError::NoReportInMail);
+                }
+                Ok(reports)
+            }
+            Sniffed::Unknown => Err(ReadError::NotAReport),
         }
     }
-    if reports.is_empty() {
-        return Err(ReadError::NoReportInZip);
-    }
-    Ok(reports)
-}
 
-/// Every part of the message (mail-parser lists nested parts flat) is sniffed; a nested
-/// message (a report forwarded as an attachment) is walked in turn.
-fn from_message(
-    message: &Message<'_>,
-    depth: u8,
-    reports: &mut Vec<Report>,
-) -> Result<(), ReadError> {
-    if depth > MAX_DEPTH {
-        return Err(ReadError::TooDeep);
+    /// Decompresses gzip, and any gzip directly inside it, as one stream: the layers in between
+    /// are never held in memory, and all of them count against the one budget. Returns the
+    /// innermost content and the number of gzip layers taken off.
+    fn gunzip(&self, data: &[u8], depth: u8) -> Result<(Vec<u8>, u8), ReadError> {
+        let gz_err = |e| self.io(e, ReadError::Gzip);
+        let mut reader: Box<dyn Read + '_> = Box::new(Metered {
+            inner: GzDecoder::new(data),
+            budget: &self.budget,
+        });
+        let mut layers = 1;
+        loop {
+            let mut head = Vec::with_capacity(2);
+            (&mut reader)
+                .take(2)
+                .read_to_end(&mut head)
+                .map_err(gz_err)?;
+            if !head.starts_with(&[0x1f, 0x8b]) {
+                let mut out = head;
+                reader.read_to_end(&mut out).map_err(gz_err)?;
+                return Ok((out, layers));
+            }
+            if depth + layers > MAX_DEPTH {
+                return Err(ReadError::TooDeep);
+            }
+            layers += 1;
+            reader = Box::new(Metered {
+                inner: GzDecoder::new(Cursor::new(head).chain(reader)),
+                budget: &self.budget,
+            });
+        }
     }
-    for (i, part) in message.parts.iter().enumerate() {
-        let label = || match part.attachment_name() {
-            Some(name) => format!("attachment {name:?}"),
-            None => format!("MIME part {}", i + 1),
-        };
-        let bytes: &[u8] = match &part.body {
-            PartType::Text(text) | PartType::Html(text) => text.as_bytes(),
-            PartType::Binary(bytes) | PartType::InlineBinary(bytes) => bytes,
-            PartType::Message(inner) => {
-                from_message(inner, depth + 1, reports).map_err(|e| ReadError::InPart {
-                    part: label(),
-                    source: Box::new(e),
-                })?;
+
+    /// Every member that is a report counts; members that are something else (a README) are
+    /// passed over, but one broken member fails the whole archive, since its totals would be short.
+    fn unzip(&self, data: &[u8], depth: u8) -> Result<Vec<Report>, ReadError> {
+        let zip_err = |e: mail_auth::zip::result::ZipError| ReadError::Zip(e.to_string());
+        let mut archive = mail_auth::zip::ZipArchive::new(Cursor::new(data)).map_err(zip_err)?;
+        if archive.len() > MAX_ZIP_MEMBERS {
+            return Err(ReadError::TooManyMembers);
+        }
+        // Members that share compressed data are how a 75 KB zip inflates to gigabytes; no
+        // writer of real reports produces them.
+        if archive.has_overlapping_files().map_err(zip_err)? {
+            return Err(ReadError::OverlappingMembers);
+        }
+        let mut reports = Vec::new();
+        for i in 0..archive.len() {
+            let member = archive.by_index(i).map_err(zip_err)?;
+            if member.is_dir() {
                 continue;
             }
-            PartType::Multipart(_) => continue,
-        };
-        match unwrap(bytes, depth + 1) {
-            Ok(found) => reports.extend(found),
-            // The text body ("This is a DMARC report") and other attachments.
-            Err(e) if e.kind() == SkipKind::NotAReport => {}
-            Err(e) => {
-                return Err(ReadError::InPart {
-                    part: label(),
-                    source: Box::new(e),
-                });
+            let part = format!("zip member {:?}", member.name());
+            let in_part = |e: ReadError| ReadError::InPart {
+                part: part.clone(),
+                source: Box::new(e),
+            };
+            if member.size() > self.budget.left.get() {
+                return Err(in_part(ReadError::Bomb));
+            }
+            // The zip crate checks the CRC at the end of the member: a corrupt member is an I/O
+            // error here.
+            let mut bytes = Vec::new();
+            Metered {
+                inner: member,
+                budget: &self.budget,
+            }
+            .read_to_end(&mut bytes)
+            .map_err(|e| in_part(self.io(e, |io| ReadError::Zip(io.to_string()))))?;
+            match self.unwrap(&bytes, depth + 1) {
+                Ok(found) => reports.extend(found),
+                Err(e) if e.kind() == SkipKind::NotAReport => {}
+                Err(e) => return Err(in_part(e)),
             }
         }
+        if reports.is_empty() {
+            return Err(ReadError::NoReportInZip);
+        }
+        Ok(reports)
     }
-    Ok(())
+
+    /// Every part of the message (mail-parser lists nested parts flat) is sniffed; a nested
+    /// message (a report forwarded as an attachment) is walked in turn.
+    fn from_message(
+        &self,
+        message: &Message<'_>,
+        depth: u8,
+        reports: &mut Vec<Report>,
+    ) -> Result<(), ReadError> {
+        if depth > MAX_DEPTH {
+            return Err(ReadError::TooDeep);
+        }
+        for (i, part) in message.parts.iter().enumerate() {
+            let label = || match part.attachment_name() {
+                Some(name) => format!("attachment {name:?}"),
+                None => format!("MIME part {}", i + 1),
+            };
+            let bytes: &[u8] = match &part.body {
+                PartType::Text(text) | PartType::Html(text) => text.as_bytes(),
+                PartType::Binary(bytes) | PartType::InlineBinary(bytes) => bytes,
+                PartType::Message(inner) => {
+                    self.from_message(inner, depth + 1, reports).map_err(|e| {
+                        ReadError::InPart {
+                            part: label(),
+                            source: Box::new(e),
+                        }
+                    })?;
+                    continue;
+                }
+                PartType::Multipart(_) => continue,
+            };
+            match self.unwrap(bytes, depth + 1) {
+                Ok(found) => reports.extend(found),
+                // The text body ("This is a DMARC report") and other attachments.
+                Err(e) if e.kind() == SkipKind::NotAReport => {}
+                Err(e) => {
+                    return Err(ReadError::InPart {
+                        part: label(),
+                        source: Box::new(e),
+                    });
+                }
+            }
+        }
+        Ok(())
+    }
 }
 
 /// mail-auth's parser stops quietly at the end of input, so a report cut off after some
@@ -484,6 +591,33 @@ mod tests {
         }
     }
 
+    fn gz_level(data: &[u8], level: u32) -> Vec<u8> {
+        let mut e = mail_auth::flate2::write::GzEncoder::new(
+            Vec::new(),
+            mail_auth::flate2::Compression::new(level),
+        );
+        e.write_all(data).unwrap();
+        e.finish().unwrap()
+    }
+
+    #[test]
+    fn gzip_layers_share_one_budget_and_a_deep_report_still_reads() {
+        // 40 MiB stored, inside a compressed layer: each layer is under the limit, both
+        // together are not.
+        let stored = gz_level(&vec![0u8; 40 << 20], 0);
+        assert!(stored.len() > 40 << 20);
+        let e = reports_in(&gz_level(&stored, 9)).unwrap_err();
+        assert!(matches!(e, ReadError::Bomb), "{e}");
+        // Layers are taken off as one stream, up to the depth limit.
+        let mut deep = REPORT.as_bytes().to_vec();
+        for _ in 0..MAX_DEPTH {
+            deep = gz(&deep);
+        }
+        assert_eq!(counts(&reports_in(&deep).unwrap()), [3, 4]);
+        let e = reports_in(&gz(&deep)).unwrap_err();
+        assert!(matches!(e, ReadError::TooDeep), "{e}");
+    }
+
     #[test]
     fn a_gzip_bomb_stops_at_the_limit() {
         // 65 MiB of zeros compress to about 64 KiB.
@@ -496,9 +630,6 @@ mod tests {
             e.write_all(&block).unwrap();
         }
         let bomb = e.finish().unwrap();
-        assert!(matches!(
-            reports_in(&bomb).unwrap_err(),
-            ReadError::TooLarge
-        ));
+        assert!(matches!(reports_in(&bomb).unwrap_err(), ReadError::Bomb));
     }
 }

@@ -93,10 +93,33 @@ pub fn scan(found: Found, threads: usize, mut observe: impl FnMut(Event<'_>)) ->
 }
 
 fn read_file(path: &Path) -> Result<Vec<Digest>, ReadError> {
-    if fs::metadata(path)?.len() > MAX_BYTES {
-        return Err(ReadError::TooLarge);
-    }
-    let data = fs::read(path)?;
+    let data = read_regular(path)?;
     let reports = container::reports_in(&data)?;
     Ok(reports.iter().map(Digest::of).collect())
+}
+
+/// The file's bytes, if it is a regular file of at most [`MAX_BYTES`]. Opened non-blocking, so
+/// a FIFO cannot hang the worker, and checked on the open handle, so `/dev/zero` or a file
+/// swapped for a device after the folder was listed is refused rather than read forever; the
+/// read itself stops one byte past the cap in case the file grows.
+fn read_regular(path: &Path) -> Result<Vec<u8>, ReadError> {
+    use std::io::Read;
+    use std::os::unix::fs::OpenOptionsExt;
+    let file = fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_NONBLOCK)
+        .open(path)?;
+    let meta = file.metadata()?;
+    if !meta.is_file() {
+        return Err(ReadError::NotAFile);
+    }
+    if meta.len() > MAX_BYTES {
+        return Err(ReadError::TooLarge);
+    }
+    let mut data = Vec::with_capacity(meta.len() as usize);
+    file.take(MAX_BYTES + 1).read_to_end(&mut data)?;
+    if data.len() as u64 > MAX_BYTES {
+        return Err(ReadError::TooLarge);
+    }
+    Ok(data)
 }
