@@ -1,12 +1,17 @@
 //! Start-up and the exit code: parse the command line, set up logging and the runtime, run
 //! one subcommand, print any error chain once.
 
+// First, so its `outln!` and `out!` macros are in scope in every module below.
+#[macro_use]
+mod terminal;
+
 mod address;
 mod cli;
 mod clock;
 mod commands;
 mod config;
 mod dmarc_report;
+mod files;
 mod keygen;
 mod lint;
 mod message;
@@ -35,6 +40,8 @@ fn main() -> ExitCode {
     init_logging(cli.verbose);
     match run(&cli) {
         Ok(exit) => ExitCode::from(exit as u8),
+        // The reader of our output went away (`| head`): not a failure, as in ripgrep.
+        Err(e) if terminal::is_broken_pipe(&e) => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("mailshot: error: {e:#}");
             ExitCode::from(Exit::CouldNotStart as u8)

@@ -151,7 +151,8 @@ impl ReportWriter {
         if let Some(dir) = path.parent() {
             std::fs::create_dir_all(dir).map_err(|e| err(e.into()))?;
         }
-        let file = File::create(path).map_err(|e| err(e.into()))?;
+        // A symlink planted as report.csv is replaced, not written through.
+        let file = crate::files::replace(path).map_err(|e| err(e.into()))?;
         let mut writer = csv::Writer::from_writer(BufWriter::new(file));
         writer
             .write_record([

@@ -38,21 +38,21 @@ pub fn run(args: &KeygenArgs) -> anyhow::Result<Exit> {
         .unwrap_or_else(|| PathBuf::from(format!("{selector}.{domain}.pem")));
     keygen::write_private(&path, &key.private_pem)?;
     eprintln!("wrote {} ({name}, mode 600)", path.display());
-    println!(
+    outln!(
         "; Publish this record (a zone-file line; most DNS panels want the quoted text joined):"
     );
-    println!(
+    outln!(
         "{}",
         keygen::txt_record(&selector, &domain, k, &key.public_der)
     );
-    println!();
-    println!("; Then add to campaign.toml:");
-    println!("; [[dkim]]");
-    println!("; domain = \"{domain}\"");
-    println!("; selector = \"{selector}\"");
-    println!("; private_key = \"{}\"", path.display());
+    outln!();
+    outln!("; Then add to campaign.toml:");
+    outln!("; [[dkim]]");
+    outln!("; domain = \"{domain}\"");
+    outln!("; selector = \"{selector}\"");
+    outln!("; private_key = \"{}\"", path.display());
     if k == "ed25519" {
-        println!(
+        outln!(
             "; Ed25519 alone is not verified by every receiver (Gmail, for one): keep an RSA key beside it."
         );
     }

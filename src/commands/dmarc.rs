@@ -8,6 +8,7 @@ use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 use crate::cli::{DmarcReportArgs, Format};
 use crate::commands::Exit;
 use crate::dmarc_report::{self, Event, Summary, render, walk};
+use crate::terminal::field;
 
 /// Parsing threads at most: past this the disk, not the CPU, is the limit.
 const MAX_THREADS: usize = 8;
@@ -22,7 +23,13 @@ pub fn run(args: &DmarcReportArgs, quiet: bool) -> anyhow::Result<Exit> {
         Event::Read => bar.inc(1),
         Event::Skipped(s) => {
             // Named as it happens (above the bar), and again in the summary.
-            bar.suspend(|| eprintln!("mailshot: skipped {}: {}", s.path.display(), s.reason));
+            bar.suspend(|| {
+                eprintln!(
+                    "mailshot: skipped {}: {}",
+                    field(&s.path.to_string_lossy()),
+                    field(&s.reason)
+                )
+            });
             bar.inc(1);
         }
     });
@@ -35,14 +42,20 @@ pub fn run(args: &DmarcReportArgs, quiet: bool) -> anyhow::Result<Exit> {
         &scanned.skipped,
     );
     let mut stdout = std::io::stdout().lock();
-    match args.format {
-        Format::Human => stdout.write_all(render::human(&summary).as_bytes())?,
-        Format::Json => {
-            serde_json::to_writer_pretty(&mut stdout, &summary)?;
-            stdout.write_all(b"\n")?;
-        }
+    let written = match args.format {
+        Format::Human => stdout.write_all(render::human(&summary).as_bytes()),
+        Format::Json => serde_json::to_writer_pretty(&mut stdout, &summary)
+            .map_err(std::io::Error::from)
+            .and_then(|()| stdout.write_all(b"\n")),
     }
-    stdout.flush()?;
+    .and_then(|()| stdout.flush());
+    // A reader that stopped early (`| head`) is not a failure; the exit code still says
+    // whether any report was read.
+    if let Err(e) = written
+        && e.kind() != std::io::ErrorKind::BrokenPipe
+    {
+        return Err(e.into());
+    }
 
     if summary.reports.counted == 0 {
         eprintln!(

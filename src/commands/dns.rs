@@ -15,7 +15,7 @@ pub async fn run(args: &RecordsArgs, _clock: Arc<dyn Clock>) -> anyhow::Result<E
     let signer = Signer::load(&campaign.dkim)?;
     let dns = commands::dns(&campaign, &args.dns)?;
     let relay = sending_addresses(&dns, &campaign, &campaign.preflight.sending_ips).await;
-    print!(
+    out!(
         "{}",
         records::fragment(&dns, &campaign, signer.keys(), &relay, args.tls_reporting).await
     );

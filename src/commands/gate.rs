@@ -53,17 +53,17 @@ pub async fn gate(
     let passes = unresolved.is_empty() && lint_blocking.is_empty();
     match show {
         Show::Check(Format::Human) => {
-            print!("{}", render::human(&audit, overrides));
-            println!("\nContent lint ({} recipients)", loaded.survey.valid);
+            out!("{}", render::human(&audit, overrides));
+            outln!("\nContent lint ({} recipients)", loaded.survey.valid);
             let lines = lint.lines(loaded.survey.valid);
             if lines.is_empty() {
-                println!("  no findings");
+                outln!("  no findings");
             }
             for l in lines {
-                println!("  {l}");
+                outln!("  {l}");
             }
         }
-        Show::Check(Format::Json) => println!("{}", render::json(&audit, overrides, Some(lint))),
+        Show::Check(Format::Json) => outln!("{}", render::json(&audit, overrides, Some(lint))),
         Show::Send { audit_file } => {
             if let Some(dir) = audit_file.parent() {
                 std::fs::create_dir_all(dir)
@@ -72,7 +72,7 @@ pub async fn gate(
             std::fs::write(audit_file, render::json(&audit, overrides, Some(lint)))
                 .with_context(|| format!("cannot write {}", audit_file.display()))?;
             if !passes {
-                print!("{}", render::human(&audit, overrides));
+                out!("{}", render::human(&audit, overrides));
                 eprintln!(
                     "mailshot: not sending: {} blocking preflight finding{} ({}); full audit in {}",
                     unresolved.len(),
@@ -96,7 +96,7 @@ pub async fn gate(
 /// The rows' tally, the problems found (the first ones), and the content lint.
 fn print_survey(loaded: &Loaded) {
     let s = &loaded.survey;
-    println!(
+    outln!(
         "{}: {} rows: {} valid, {} invalid, {} duplicate",
         loaded.campaign.recipients.file.display(),
         s.rows,
@@ -105,20 +105,20 @@ fn print_survey(loaded: &Loaded) {
         s.duplicate
     );
     for p in &s.problems {
-        println!("  {p}");
+        outln!("  {}", crate::terminal::field(p));
     }
     let listed = s.problems.len() as u64;
     if s.invalid + s.duplicate > listed {
-        println!(
+        outln!(
             "  ... and {} more (all are in the report)",
             s.invalid + s.duplicate - listed
         );
     }
     let lint_lines = s.lint.lines(s.valid);
     if !lint_lines.is_empty() {
-        println!("content lint:");
+        outln!("content lint:");
         for l in &lint_lines {
-            println!("  {l}");
+            outln!("  {l}");
         }
     }
 }
@@ -130,7 +130,7 @@ fn print_verdict(audit: &Audit, overrides: &[String]) {
         .map(|f| f.id)
         .filter(|id| overrides.iter().any(|o| o == id))
         .collect();
-    println!(
+    outln!(
         "preflight: {} ({} pass, {} warn{})",
         render::verdict(audit, overrides),
         audit.count(Severity::Pass),
@@ -146,6 +146,6 @@ fn print_verdict(audit: &Audit, overrides: &[String]) {
         .iter()
         .filter(|f| f.severity == Severity::Warn)
     {
-        println!("  warn {}: {}", f.id, f.message);
+        outln!("  warn {}: {}", f.id, crate::terminal::field(&f.message));
     }
 }

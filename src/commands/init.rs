@@ -49,22 +49,22 @@ pub fn run(args: &InitArgs, secret: &[u8]) -> anyhow::Result<Exit> {
     let secret_hex: String = secret.iter().map(|b| format!("{b:02x}")).collect();
     keygen::write_private(&dir.join("unsubscribe.secret"), &format!("{secret_hex}\n"))?;
 
-    println!("Created {}:", dir.display());
-    println!("  campaign.toml, recipients.csv, message.txt.hbs, message.html.hbs");
-    println!("  keys/{selector}.pem (RSA-2048, mode 600), unsubscribe.secret (mode 600)");
-    println!("  planned.zone: the DNS records this campaign needs");
-    println!();
-    println!("Publish this DKIM record (and the rest of planned.zone) before sending:");
-    println!("{record}");
-    println!();
+    outln!("Created {}:", dir.display());
+    outln!("  campaign.toml, recipients.csv, message.txt.hbs, message.html.hbs");
+    outln!("  keys/{selector}.pem (RSA-2048, mode 600), unsubscribe.secret (mode 600)");
+    outln!("  planned.zone: the DNS records this campaign needs");
+    outln!();
+    outln!("Publish this DKIM record (and the rest of planned.zone) before sending:");
+    outln!("{record}");
+    outln!();
     let toml = dir.join("campaign.toml");
     let zone = dir.join("planned.zone");
-    println!(
+    outln!(
         "Audit the planned records now: mailshot check --zone {} {}",
         zone.display(),
         toml.display()
     );
-    println!(
+    outln!(
         "Try the whole pipeline:       mailshot send --dry-run --zone {} {}",
         zone.display(),
         toml.display()

@@ -14,6 +14,7 @@ use crate::commands::{Exit, load};
 use crate::lint::LintFinding;
 use crate::message::Prepared;
 use crate::recipients::{Recipient, RecipientReader, Row};
+use crate::terminal::{field, text};
 
 /// One previewed message: the bytes as sent, and what a mail client would show.
 struct Shown {
@@ -74,7 +75,7 @@ pub fn run(args: &PreviewArgs, clock: Arc<dyn Clock>) -> anyhow::Result<Exit> {
         Some(dir) => write_folder(dir, &shown)?,
         None => {
             for s in &shown {
-                print!("{}", terminal(s));
+                out!("{}", terminal(s));
             }
         }
     }
@@ -153,8 +154,10 @@ fn terminal(s: &Shown) -> String {
     let mut o = String::new();
     let r = &s.prepared.recipient;
     let _ = writeln!(o, "── row {}: {} {}", r.row, r.address, "─".repeat(40));
+    // Every value below comes from the CSV or the rendered message: escaped, so a cell
+    // cannot paint the terminal or forge lines (see crate::terminal).
     for (h, v) in &s.addresses {
-        let _ = writeln!(o, "{h}: {v}");
+        let _ = writeln!(o, "{h}: {}", field(v));
     }
     for h in [
         "Date",
@@ -163,10 +166,10 @@ fn terminal(s: &Shown) -> String {
         "List-Unsubscribe-Post",
     ] {
         for v in header(b, h) {
-            let _ = writeln!(o, "{h}: {v}");
+            let _ = writeln!(o, "{h}: {}", field(&v));
         }
     }
-    let _ = writeln!(o, "Subject: {}", s.subject);
+    let _ = writeln!(o, "Subject: {}", field(&s.subject));
     for sig in header(b, "DKIM-Signature") {
         let tag = |t: &str| {
             sig.split(';')
@@ -176,9 +179,9 @@ fn terminal(s: &Shown) -> String {
         let _ = writeln!(
             o,
             "DKIM-Signature: d={} s={} a={}",
-            tag("d"),
-            tag("s"),
-            tag("a")
+            field(&tag("d")),
+            field(&tag("s")),
+            field(&tag("a"))
         );
     }
     let _ = writeln!(
@@ -191,7 +194,7 @@ fn terminal(s: &Shown) -> String {
     let _ = writeln!(o);
     match &s.text {
         Some(t) => {
-            let _ = writeln!(o, "{}", t.trim_end());
+            let _ = writeln!(o, "{}", text(t.trim_end()));
         }
         None => {
             let _ = writeln!(o, "(no text part)");
@@ -208,8 +211,8 @@ fn terminal(s: &Shown) -> String {
                 "  {} {}: {}\n      fix: {}",
                 f.level.label(),
                 f.id,
-                f.message,
-                f.fix
+                field(&f.message),
+                field(&f.fix)
             );
         }
     }
@@ -288,7 +291,7 @@ fn write_folder(dir: &Path, shown: &[Shown]) -> anyhow::Result<()> {
     );
     std::fs::write(dir.join("index.html"), index)
         .with_context(|| format!("cannot write {}", dir.join("index.html").display()))?;
-    println!(
+    outln!(
         "wrote {} message(s) and index.html to {}",
         shown.len(),
         dir.display()

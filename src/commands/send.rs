@@ -53,14 +53,17 @@ pub async fn run(args: &SendArgs, quiet: bool, clock: Arc<dyn Clock>) -> anyhow:
         Err(e) => return Err(e.into()),
     };
     if let Some(line) = resumed.summary() {
-        println!("{line}");
+        outln!("{line}");
     }
     let suppression = suppression(campaign)?;
     let dry_run_dir = run_dir.join("dry-run");
     let transport = Transport::new(&campaign.transport, args.dry_run.then_some(&*dry_run_dir))?;
     if let Err(e) = transport.check().await {
         let (what, fix) = (transport.describe(), hint(&e, campaign));
-        eprintln!("mailshot: cannot start: {what}: {}\n  fix: {fix}", e.text);
+        eprintln!(
+            "mailshot: cannot start: {what}: {}\n  fix: {fix}",
+            crate::terminal::field(&e.text)
+        );
         return Ok(Exit::CouldNotStart);
     }
     let word = transport.delivered_word();
@@ -95,7 +98,7 @@ fn suppression(campaign: &Campaign) -> anyhow::Result<Suppression> {
     Ok(match &campaign.suppression {
         Some(cfg) => {
             let s = Suppression::load(&cfg.file, cfg.add_permanent_failures)?;
-            println!(
+            outln!(
                 "suppression list: {} entries ({})",
                 s.len(),
                 cfg.file.display()
@@ -122,7 +125,7 @@ fn pipeline(
         .max_senders()
         .map_or(limits.concurrency, |max| limits.concurrency.min(max));
     let paced = transport.paced();
-    println!(
+    outln!(
         "{}: sending {} messages via {}, {}, {} at a time",
         campaign.id,
         loaded.survey.valid,
@@ -201,7 +204,7 @@ fn summarize(
     dry_run_dir: Option<&Path>,
 ) {
     let secs = started.elapsed().as_secs_f64();
-    println!(
+    outln!(
         "{}: {} {delivered_word} in {secs:.1} s ({:.1} msg/s)",
         campaign.id,
         t.delivered(),
@@ -209,12 +212,12 @@ fn summarize(
         t.delivered().saturating_sub(t.sent_earlier) as f64 / secs.max(1e-3)
     );
     if t.sent_earlier > 0 {
-        println!(
+        outln!(
             "  ({} of them by earlier runs, from the journal)",
             t.sent_earlier
         );
     }
-    println!(
+    outln!(
         "  failed {} · deferred {} · not attempted {} · in doubt {} · suppressed {} · invalid {} · duplicate {} · rows {}",
         t.failed,
         t.deferred,
@@ -225,9 +228,9 @@ fn summarize(
         t.duplicate,
         t.rows()
     );
-    println!("  report: {}", report_path.display());
+    outln!("  report: {}", report_path.display());
     if let Some(dir) = dry_run_dir {
-        println!("  messages: {}", dir.display());
+        outln!("  messages: {}", dir.display());
     }
 }
 

@@ -7,6 +7,7 @@ use super::container::SkipKind;
 use super::digest::{Disposition, Policy};
 use super::recommend::{self, Verdict, days_text, pct_text, thousands};
 use super::summary::{CountsJson, DateRange, Summary};
+use crate::terminal::{field, field_str};
 
 /// Reporting organizations named per source before "+N more": the table stays one line per
 /// source; the JSON has them all.
@@ -60,7 +61,7 @@ fn header(out: &mut String, s: &Summary) {
         .organizations
         .iter()
         .take(ORGS_IN_HEADER)
-        .map(|o| o.org.clone())
+        .map(|o| field_str(&o.org).into_owned())
         .collect();
     if s.organizations.len() > ORGS_IN_HEADER {
         orgs.push(format!("{} more", s.organizations.len() - ORGS_IN_HEADER));
@@ -131,18 +132,17 @@ fn sources(out: &mut String, s: &Summary) {
         .sources
         .iter()
         .map(|src| {
-            let mut orgs: Vec<&str> = src
+            let mut orgs: Vec<String> = src
                 .orgs
                 .iter()
                 .take(ORGS_SHOWN)
-                .map(|o| o.org.as_str())
+                .map(|o| field_str(&o.org).into_owned())
                 .collect();
             let more = src.orgs.len().saturating_sub(ORGS_SHOWN);
-            let more = (more > 0).then(|| format!("+{more} more"));
-            orgs.extend(more.as_deref());
+            orgs.extend((more > 0).then(|| format!("+{more} more")));
             let c = &src.counts;
             [
-                src.ip.clone(),
+                field_str(&src.ip).into_owned(),
                 thousands(c.messages),
                 pct_text(c.dkim_aligned, c.messages),
                 pct_text(c.spf_aligned, c.messages),
@@ -179,7 +179,7 @@ fn organizations(out: &mut String, s: &Summary) {
         .iter()
         .map(|o| {
             [
-                o.org.clone(),
+                field_str(&o.org).into_owned(),
                 thousands(o.reports),
                 thousands(o.counts.messages),
                 pct_text(o.counts.dmarc_pass, o.counts.messages),
@@ -230,7 +230,7 @@ fn skipped(out: &mut String, s: &Summary) {
             SkipKind::Broken => "unreadable",
             SkipKind::NotAReport => "not a report",
         };
-        let _ = writeln!(out, "  {} ({what}): {}", f.path, f.reason);
+        let _ = writeln!(out, "  {} ({what}): {}", field(&f.path), field(&f.reason));
     }
 }
 
@@ -240,10 +240,10 @@ fn recommendations(out: &mut String, s: &Summary) {
         let _ = writeln!(
             out,
             "\nRecommendation for {} (p={} now):",
-            d.domain,
+            field(&d.domain),
             d.policy.as_str()
         );
-        let _ = writeln!(out, "  {}.", r.message);
+        let _ = writeln!(out, "  {}.", field(&r.message));
         let named = |list: &[super::summary::SourceFailures]| {
             let mut names: Vec<String> = list
                 .iter()
@@ -251,7 +251,7 @@ fn recommendations(out: &mut String, s: &Summary) {
                 .map(|f| {
                     format!(
                         "{} ({} of {} failing)",
-                        f.ip,
+                        field(&f.ip),
                         thousands(f.failed),
                         thousands(f.messages)
                     )

@@ -5,6 +5,7 @@ use serde::Serialize;
 
 use super::{Audit, Finding, Group, Severity};
 use crate::lint::LintSummary;
+use crate::terminal::field;
 
 pub const SCHEMA: &str = "mailshot.preflight/1";
 
@@ -80,7 +81,9 @@ pub fn human(audit: &Audit, overrides: &[String]) -> String {
     let unresolved = audit.unresolved(overrides);
     s.push_str(&format!(
         "Preflight for {}: From domain {}, envelope domain {}\n",
-        audit.campaign, audit.from_domain, audit.envelope_domain
+        field(&audit.campaign),
+        field(&audit.from_domain),
+        field(&audit.envelope_domain)
     ));
     if unresolved.is_empty() {
         let warns = audit.count(Severity::Warn);
@@ -103,10 +106,10 @@ pub fn human(audit: &Audit, overrides: &[String]) -> String {
                 "  {:<9} {:<24} {}\n",
                 f.severity.label(),
                 f.id,
-                f.message
+                field(&f.message)
             ));
             if let Some(fix) = &f.fix {
-                s.push_str(&format!("  {:<9} {:<24} fix: {fix}\n", "", ""));
+                s.push_str(&format!("  {:<9} {:<24} fix: {}\n", "", "", field(fix)));
             }
         }
         s.push_str(
@@ -118,7 +121,7 @@ pub fn human(audit: &Audit, overrides: &[String]) -> String {
         .filter(|f| overrides.iter().any(|o| o == f.id))
         .collect();
     for f in overridden {
-        s.push_str(&format!("  OVERRIDDEN {} ({})\n", f.id, f.message));
+        s.push_str(&format!("  OVERRIDDEN {} ({})\n", f.id, field(&f.message)));
     }
     for group in [
         Group::Spf,
@@ -138,17 +141,19 @@ pub fn human(audit: &Audit, overrides: &[String]) -> String {
                 "  {:<9} {:<24} {}: {}\n",
                 f.severity.label(),
                 f.id,
-                f.subject,
-                f.message
+                field(&f.subject),
+                field(&f.message)
             ));
             if f.severity >= Severity::Warn {
                 if let Some(e) = &f.evidence {
+                    // One record per line; a line break inside a record from DNS starts another
+                    // "seen:" line, never a line of ours.
                     for line in e.lines() {
-                        s.push_str(&format!("  {:<9} {:<24} seen: {line}\n", "", ""));
+                        s.push_str(&format!("  {:<9} {:<24} seen: {}\n", "", "", field(line)));
                     }
                 }
                 if let Some(fix) = &f.fix {
-                    s.push_str(&format!("  {:<9} {:<24} fix: {fix}\n", "", ""));
+                    s.push_str(&format!("  {:<9} {:<24} fix: {}\n", "", "", field(fix)));
                 }
             }
         }

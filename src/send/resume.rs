@@ -65,7 +65,7 @@ fn in_doubt_text(doubt: &[(u64, String)]) -> String {
         if doubt.len() == 1 { "" } else { "s" }
     );
     for (row, addr) in doubt.iter().take(20) {
-        s.push_str(&format!("\n  row {row}: {addr}"));
+        s.push_str(&format!("\n  row {row}: {}", crate::terminal::field(addr)));
     }
     if doubt.len() > 20 {
         s.push_str(&format!("\n  ... and {} more", doubt.len() - 20));
