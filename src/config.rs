@@ -178,6 +178,7 @@ mod raw {
         pub per_second: Option<u32>,
         pub per_hour: Option<u32>,
         pub concurrency: Option<u32>,
+        pub max_field_kb: Option<u64>,
     }
 
     #[derive(Debug, Deserialize)]
@@ -261,6 +262,29 @@ pub struct RecipientSource {
     pub file: PathBuf,
     pub address_column: String,
     pub name_column: Option<String>,
+    /// A CSV cell longer than this makes its row invalid (`limits.max_field_kb`).
+    pub max_field_bytes: usize,
+}
+
+/// The caps on numbers a campaign file sets (the README's "Limits" table). Each keeps a typo
+/// or a hostile value from becoming gigabytes of memory, an overflow or a panic.
+pub mod caps {
+    /// `limits.concurrency` (and `smtp.pool_size`): SMTP connections at once. Each costs a
+    /// sender task and its buffers; real relays allow tens.
+    pub const MAX_CONCURRENCY: u32 = 1_000;
+    /// `retry.first_delay_secs` and `retry.max_delay_secs`: one day. A longer wait is not a
+    /// retry; it also keeps the back-off arithmetic far from overflowing.
+    pub const MAX_RETRY_DELAY_SECS: u64 = 86_400;
+    /// `retry.attempts`.
+    pub const MAX_RETRY_ATTEMPTS: u32 = 100;
+    /// `smtp.timeout_secs`: one hour.
+    pub const MAX_TIMEOUT_SECS: u64 = 3_600;
+    /// `lint.max_message_kb`: 1 GiB, far above any relay's message size limit.
+    pub const MAX_MESSAGE_KB: usize = 1 << 20;
+    /// `limits.max_field_kb`: the default, and the largest value allowed (the row cap, see
+    /// `recipients::MAX_ROW_BYTES`, must hold at least one such field).
+    pub const DEFAULT_FIELD_KB: u64 = 64;
+    pub const MAX_FIELD_KB: u64 = 8 << 10;
 }
 
 #[derive(Debug, Clone)]
@@ -317,7 +341,7 @@ impl Campaign {
     pub fn parse(path: &Path, text: &str) -> Result<Campaign, ConfigError> {
         let file: raw::File = toml::from_str(text).map_err(|e| ConfigError::Parse {
             path: path.to_owned(),
-            message: e.to_string().trim_end().to_owned(),
+            message: parse_message(text, &e),
         })?;
         Resolver { path, text }.resolve(file)
     }
@@ -412,14 +436,7 @@ impl Resolver<'_> {
         let transport = self.transport(f.smtp, f.outbox, limits.concurrency)?;
         let unsubscribe = f.unsubscribe.map(|u| self.unsubscribe(u)).transpose()?;
         let preflight = self.preflight(f.preflight)?;
-        let retry = RetryPolicy {
-            attempts: f.retry.attempts.unwrap_or(3),
-            first_delay: Duration::from_secs(f.retry.first_delay_secs.unwrap_or(10)),
-            max_delay: Duration::from_secs(f.retry.max_delay_secs.unwrap_or(300)),
-        };
-        if retry.attempts == 0 {
-            return Err(self.invalid("retry.attempts", "must be at least 1 (1 means no retry)"));
-        }
+        let retry = self.retry(&f.retry)?;
         let suppression = f.suppression.map(|s| SuppressionConfig {
             file: self.file_path(&s.file),
             add_permanent_failures: s.add_permanent_failures,
@@ -439,6 +456,7 @@ impl Resolver<'_> {
                 file: self.file_path(&f.recipients.file),
                 address_column: f.recipients.address_column,
                 name_column: f.recipients.name_column,
+                max_field_bytes: self.max_field_bytes(&f.limits)?,
             },
             dkim,
             transport,
@@ -498,6 +516,13 @@ impl Resolver<'_> {
         if concurrency == 0 {
             return Err(self.invalid("limits.concurrency", "must be at least 1"));
         }
+        if concurrency > caps::MAX_CONCURRENCY {
+            return Err(self.invalid(
+                "limits.concurrency",
+                format!("at most {} connections at once", caps::MAX_CONCURRENCY),
+            ));
+        }
+
         if l.per_second.is_some_and(|n| n > 100_000) {
             return Err(self.invalid(
                 "limits.per_second",
@@ -509,6 +534,47 @@ impl Resolver<'_> {
             per_hour: nonzero(self, "limits.per_hour", l.per_hour)?,
             concurrency: concurrency as usize,
         })
+    }
+
+    /// `limits.max_field_kb`, in bytes: it goes to the recipient reader, not the pacer.
+    fn max_field_bytes(&self, l: &raw::Limits) -> Result<usize, ConfigError> {
+        let kb = l.max_field_kb.unwrap_or(caps::DEFAULT_FIELD_KB);
+        if !(1..=caps::MAX_FIELD_KB).contains(&kb) {
+            return Err(self.invalid(
+                "limits.max_field_kb",
+                format!("must be from 1 to {} (KB per CSV cell)", caps::MAX_FIELD_KB),
+            ));
+        }
+        Ok((kb * 1024) as usize)
+    }
+
+    fn retry(&self, r: &raw::Retry) -> Result<RetryPolicy, ConfigError> {
+        let retry = RetryPolicy {
+            attempts: r.attempts.unwrap_or(3),
+            first_delay: Duration::from_secs(r.first_delay_secs.unwrap_or(10)),
+            max_delay: Duration::from_secs(r.max_delay_secs.unwrap_or(300)),
+        };
+        if !(1..=caps::MAX_RETRY_ATTEMPTS).contains(&retry.attempts) {
+            return Err(self.invalid(
+                "retry.attempts",
+                format!(
+                    "must be from 1 (no retry) to {}",
+                    caps::MAX_RETRY_ATTEMPTS
+                ),
+            ));
+        }
+        for (key, delay) in [
+            ("retry.first_delay_secs", retry.first_delay),
+            ("retry.max_delay_secs", retry.max_delay),
+        ] {
+            if delay.as_secs() > caps::MAX_RETRY_DELAY_SECS {
+                return Err(self.invalid(
+                    key,
+                    format!("at most {} (one day)", caps::MAX_RETRY_DELAY_SECS),
+                ));
+            }
+        }
+        Ok(retry)
     }
 
     fn transport(
@@ -549,8 +615,14 @@ impl Resolver<'_> {
                 ));
             }
         }
+        if l.max_message_kb.is_some_and(|kb| kb > caps::MAX_MESSAGE_KB) {
+            return Err(self.invalid(
+                "lint.max_message_kb",
+                format!("at most {} (1 GiB)", caps::MAX_MESSAGE_KB),
+            ));
+        }
         Ok(LintSettings {
-            max_message_bytes: l.max_message_kb.map(|kb| kb * 1024),
+            max_message_bytes: l.max_message_kb.map(|kb| kb.saturating_mul(1024)),
             block: l.block,
         })
     }
@@ -575,6 +647,18 @@ impl Resolver<'_> {
         })
     }
 
+    /// A `*_env` key must hold a variable's name; anything else is refused without echoing
+    /// it (it is most likely the secret itself).
+    fn env_source(&self, key: &'static str, var: String) -> Result<SecretSource, ConfigError> {
+        if !crate::secret::is_env_name(&var) {
+            return Err(self.invalid(
+                key,
+                "must be the NAME of an environment variable (letters, digits and _), not the secret itself; the value is not shown",
+            ));
+        }
+        Ok(SecretSource::Env(var))
+    }
+
     fn smtp(&self, s: raw::Smtp, concurrency: usize) -> Result<SmtpConfig, ConfigError> {
         let host = s.host.trim().to_owned();
         if host.is_empty() {
@@ -587,7 +671,7 @@ impl Resolver<'_> {
                     "set password_env or password_file, not both",
                 ));
             }
-            (Some(var), None) => Some(SecretSource::Env(var)),
+            (Some(var), None) => Some(self.env_source("smtp.password_env", var)?),
             (None, Some(file)) => Some(SecretSource::File(self.file_path(&file))),
             (None, None) => None,
         };
@@ -619,8 +703,17 @@ impl Resolver<'_> {
             Tls::None => 25,
         });
         let pool_size = s.pool_size.unwrap_or(concurrency as u32);
-        if pool_size == 0 {
-            return Err(self.invalid("smtp.pool_size", "must be at least 1"));
+        if pool_size == 0 || pool_size > caps::MAX_CONCURRENCY {
+            return Err(self.invalid(
+                "smtp.pool_size",
+                format!("must be from 1 to {}", caps::MAX_CONCURRENCY),
+            ));
+        }
+        if s.timeout_secs.is_some_and(|t| t == 0 || t > caps::MAX_TIMEOUT_SECS) {
+            return Err(self.invalid(
+                "smtp.timeout_secs",
+                format!("must be from 1 to {} (one hour)", caps::MAX_TIMEOUT_SECS),
+            ));
         }
         Ok(SmtpConfig {
             host,
@@ -657,7 +750,7 @@ impl Resolver<'_> {
             })
             .transpose()?;
         let secret = match (u.secret_env, u.secret_file) {
-            (Some(var), None) => SecretSource::Env(var),
+            (Some(var), None) => self.env_source("unsubscribe.secret_env", var)?,
             (None, Some(file)) => SecretSource::File(self.file_path(&file)),
             _ => {
                 return Err(self.invalid(
@@ -672,6 +765,51 @@ impl Resolver<'_> {
             secret,
         })
     }
+}
+
+/// A key whose value may be a secret: a password pasted as `password = "..."`, a `*_env`
+/// holding the value instead of a name, an inline key.
+fn secret_bearing(key: &str) -> bool {
+    let key = key.to_ascii_lowercase();
+    ["password", "passwd", "secret", "token", "key", "credential"]
+        .iter()
+        .any(|w| key.contains(w))
+}
+
+/// toml's message (line, column, the line quoted, a caret), unless it would show the value of
+/// a secret-bearing key: then the line number, the key and toml's reason with the value cut.
+fn parse_message(text: &str, e: &toml::de::Error) -> String {
+    let full = e.to_string().trim_end().to_owned();
+    // (line number, key, value as written) of every `key = value` line with a secret-bearing key.
+    let secrets: Vec<(usize, &str, &str)> = text
+        .lines()
+        .enumerate()
+        .filter_map(|(i, line)| {
+            let (key, value) = line.split_once('=')?;
+            let key = key.trim().trim_matches(['"', '\'']);
+            let value = value.trim().trim_matches(['"', '\'']);
+            (secret_bearing(key) && !value.is_empty()).then_some((i + 1, key, value))
+        })
+        .collect();
+    let line_of = |offset: usize| text[..offset.min(text.len())].matches('\n').count() + 1;
+    let lines = e.span().map(|s| line_of(s.start)..=line_of(s.end));
+    let hit = secrets.iter().find(|(n, _, v)| {
+        lines.as_ref().is_some_and(|l| l.contains(n)) || (v.len() >= 4 && full.contains(v))
+    });
+    let Some(&(n, key, _)) = hit else {
+        return full;
+    };
+    let mut reason = e.message().trim_end().to_owned();
+    for (_, _, value) in &secrets {
+        if reason.contains(value) {
+            reason = "its value is not valid here".to_owned();
+        }
+    }
+    let mut out = format!("line {n}, `{key}` (value not shown: it may be a secret): {reason}");
+    if key.eq_ignore_ascii_case("password") || key.eq_ignore_ascii_case("secret") {
+        out.push_str("; secrets are never written in campaign.toml: name an environment variable in `password_env`/`secret_env`, or a file in `password_file`/`secret_file`");
+    }
+    out
 }
 
 /// The URL goes inside `<...>` in a header and gets `?email=...&token=...` appended, so it

@@ -2,11 +2,12 @@
 //! duplicate. A bad row never stops the others; only an unreadable file is fatal. What makes
 //! an address valid is [`crate::address`]'s rule, the same one campaign.toml's From gets.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::fs::File;
-use std::io::BufReader;
+use std::io::{self, BufReader, Read};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 
 use lettre::Address;
 
@@ -36,12 +37,50 @@ pub enum RecipientsError {
     },
     #[error("{path}: two columns are named {column:?}; templates could not tell them apart")]
     DuplicateColumn { path: PathBuf, column: String },
+    #[error(
+        "{path}: row {row} is longer than {} MiB; no recipient needs that much (is it the right file, with its quotes closed?)",
+        MAX_ROW_BYTES >> 20
+    )]
+    RowTooLong { path: PathBuf, row: u64 },
     #[error("{path}: read error at row {row}: {source}")]
     Io {
         path: PathBuf,
         row: u64,
         source: std::io::Error,
     },
+}
+
+/// The longest CSV row read. The CSV reader holds a whole row in memory, so without a cap one
+/// 1 GB line (or an unclosed quote) costs gigabytes before any check sees it. Rows are read by
+/// several threads at once; 16 MiB leaves room for many cells at the `limits.max_field_kb`
+/// ceiling.
+pub const MAX_ROW_BYTES: u64 = 16 << 20;
+
+/// The longest display name (`Name <address>` or the name column) in characters. Names are
+/// encoded into the To header, and mail-builder's encoder is quadratic in a value's length
+/// (a 512 KB name took 19 s); no real name is this long.
+pub const MAX_NAME_CHARS: usize = 256;
+
+/// The file's bytes, with the bytes since the start of the current row counted: over
+/// [`MAX_ROW_BYTES`] the read fails (and `over` is set), before the CSV reader buffers more.
+/// The reader resets the count after each row; its own read-ahead (a few KB) is counted
+/// against the next row, so a row may reach the cap plus that.
+struct RowCapped<R> {
+    inner: R,
+    since_row: Arc<AtomicU64>,
+    over: Arc<AtomicBool>,
+}
+
+impl<R: Read> Read for RowCapped<R> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        let n = self.inner.read(buf)?;
+        let total = self.since_row.fetch_add(n as u64, Ordering::Relaxed) + n as u64;
+        if total > MAX_ROW_BYTES {
+            self.over.store(true, Ordering::Relaxed);
+            return Err(io::Error::new(io::ErrorKind::InvalidData, "row too long"));
+        }
+        Ok(n)
+    }
 }
 
 /// One data row that may be sent to.
@@ -86,7 +125,12 @@ impl Row {
 /// flat however long the list is.
 pub struct RecipientReader {
     path: PathBuf,
-    reader: csv::Reader<BufReader<File>>,
+    reader: csv::Reader<BufReader<RowCapped<File>>>,
+    since_row: Arc<AtomicU64>,
+    row_over: Arc<AtomicBool>,
+    /// The last row read (the header is row 1), to name the row an error stops at.
+    last_row: u64,
+    max_field_bytes: usize,
     headers: Arc<[String]>,
     address_idx: usize,
     name_idx: Option<usize>,
@@ -187,22 +231,40 @@ impl RecipientReader {
             path: path.clone(),
             source,
         })?;
+        let since_row = Arc::new(AtomicU64::new(0));
+        let row_over = Arc::new(AtomicBool::new(false));
         let mut reader = csv::ReaderBuilder::new()
             .has_headers(true)
             // Ragged rows are reported per row rather than aborting the whole read.
             .flexible(true)
-            .from_reader(BufReader::new(file));
+            .from_reader(BufReader::new(RowCapped {
+                inner: file,
+                since_row: since_row.clone(),
+                over: row_over.clone(),
+            }));
         let raw_headers = reader
             .byte_headers()
-            .map_err(|e| RecipientsError::Header {
-                path: path.clone(),
-                message: e.to_string(),
+            .map_err(|e| {
+                if row_over.load(Ordering::Relaxed) {
+                    RecipientsError::RowTooLong {
+                        path: path.clone(),
+                        row: 1,
+                    }
+                } else {
+                    RecipientsError::Header {
+                        path: path.clone(),
+                        message: e.to_string(),
+                    }
+                }
             })?
             .clone();
+        since_row.store(0, Ordering::Relaxed);
         if raw_headers.is_empty() || (raw_headers.len() == 1 && raw_headers[0].is_empty()) {
             return Err(RecipientsError::Empty { path });
         }
         let mut headers = Vec::with_capacity(raw_headers.len());
+        // A set, not `headers.contains`: 40,000 columns made that check quadratic (30 s).
+        let mut names = HashSet::with_capacity(raw_headers.len());
         for (i, h) in raw_headers.iter().enumerate() {
             let h = std::str::from_utf8(h).map_err(|_| RecipientsError::Header {
                 path: path.clone(),
@@ -214,7 +276,7 @@ impl RecipientReader {
             // csv strips a UTF-8 byte-order mark; trimming guards against one written twice
             // and against stray spaces around names like "email ".
             let h = h.trim_start_matches('\u{feff}').trim().to_owned();
-            if headers.contains(&h) {
+            if !names.insert(h.clone()) {
                 return Err(RecipientsError::DuplicateColumn { path, column: h });
             }
             headers.push(h);
@@ -239,6 +301,10 @@ impl RecipientReader {
         Ok(RecipientReader {
             path,
             reader,
+            since_row,
+            row_over,
+            last_row: 1,
+            max_field_bytes: source.max_field_bytes,
             headers: headers.into(),
             address_idx,
             name_idx,
@@ -263,10 +329,22 @@ impl RecipientReader {
     pub fn next_row(&mut self) -> Option<Result<Row, RecipientsError>> {
         // Read before asking for the position: afterwards it points past this record.
         let result = self.reader.read_byte_record(&mut self.record);
+        self.since_row.store(0, Ordering::Relaxed);
         let row = self.record.position().map_or(0, |p| p.record()) + 1;
         match result {
             Ok(false) => None,
-            Ok(true) => Some(Ok(self.classify(row))),
+            Ok(true) => {
+                self.last_row = row;
+                Some(Ok(self.classify(row)))
+            }
+            Err(_) if self.row_over.load(Ordering::Relaxed) => {
+                // The reader cannot resync inside an overlong row: the file is refused, and
+                // the survey does this before anything is sent.
+                Some(Err(RecipientsError::RowTooLong {
+                    path: self.path.clone(),
+                    row: self.last_row + 1,
+                }))
+            }
             Err(e) => match e.into_kind() {
                 csv::ErrorKind::Io(source) => Some(Err(RecipientsError::Io {
                     path: self.path.clone(),
@@ -300,6 +378,14 @@ impl RecipientReader {
         }
         let mut fields = Vec::with_capacity(self.record.len());
         for (i, f) in self.record.iter().enumerate() {
+            if f.len() > self.max_field_bytes {
+                return invalid(format!(
+                    "column {:?} is {} KB; the limit is {} KB (limits.max_field_kb in campaign.toml)",
+                    self.headers[i],
+                    f.len().div_ceil(1024),
+                    self.max_field_bytes / 1024
+                ));
+            }
             match std::str::from_utf8(f) {
                 Ok(s) => fields.push(s.to_owned()),
                 Err(_) => {
@@ -328,6 +414,14 @@ impl RecipientReader {
             // address::parse already refused control characters anywhere in the cell.
             None => display,
         };
+        if let Some(n) = &name
+            && n.chars().count() > MAX_NAME_CHARS
+        {
+            return invalid(format!(
+                "the display name is {} characters; at most {MAX_NAME_CHARS} are sent",
+                n.chars().count()
+            ));
+        }
         let key: Box<str> = address.to_string().to_lowercase().into();
         // An address that is not a candidate occurs once: nothing to remember.
         if self
@@ -371,6 +465,7 @@ mod tests {
             file: path,
             address_column: "email".into(),
             name_column: None,
+            max_field_bytes: 64 << 10,
         })
         .unwrap();
         (dir, r)
@@ -414,6 +509,7 @@ mod tests {
             file: dir.path().join("r.csv"),
             address_column: "email".into(),
             name_column: None,
+            max_field_bytes: 64 << 10,
         };
         let c = Arc::new(duplicate_candidates(&source).unwrap());
         assert!(c.len() >= 2 && c.len() < 200, "{} candidates", c.len());
@@ -446,6 +542,7 @@ mod tests {
             file: path,
             address_column: "email".into(),
             name_column: None,
+            max_field_bytes: 64 << 10,
         })
         .err()
         .unwrap()

@@ -15,9 +15,9 @@ pub enum SecretSource {
 
 #[derive(Debug, thiserror::Error)]
 pub enum SecretError {
-    #[error("environment variable {0} is not set; export it before running mailshot")]
+    #[error("environment variable {} is not set; export it before running mailshot", EnvName(.0))]
     MissingEnv(String),
-    #[error("environment variable {0} is empty")]
+    #[error("environment variable {} is empty", EnvName(.0))]
     EmptyEnv(String),
     #[error("cannot read secret file {path}: {source}")]
     File {
@@ -26,6 +26,33 @@ pub enum SecretError {
     },
     #[error("secret file {0} is empty")]
     EmptyFile(PathBuf),
+}
+
+/// True for a name an environment variable can have in a shell (`[A-Za-z_][A-Za-z0-9_]*`). A
+/// `*_env` key holding anything else is almost surely the secret itself, pasted in the wrong
+/// place, and is refused without repeating it.
+pub fn is_env_name(name: &str) -> bool {
+    let mut chars = name.chars();
+    chars
+        .next()
+        .is_some_and(|c| c.is_ascii_alphabetic() || c == '_')
+        && chars.all(|c| c.is_ascii_alphanumeric() || c == '_')
+}
+
+/// An environment variable's name in a message: shown when it looks like one by convention
+/// (capitals, digits, `_`), since a lowercase "name" may be a pasted password.
+struct EnvName<'a>(&'a str);
+
+impl fmt::Display for EnvName<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if is_env_name(self.0) && !self.0.chars().any(|c| c.is_ascii_lowercase()) {
+            f.write_str(self.0)
+        } else {
+            f.write_str(
+                "<named in campaign.toml; not shown, as it looks like it may be the secret itself>",
+            )
+        }
+    }
 }
 
 impl SecretSource {
@@ -39,6 +66,7 @@ impl SecretSource {
                 v
             }
             SecretSource::File(path) => {
+                warn_if_readable_by_others(path);
                 let mut v = std::fs::read_to_string(path).map_err(|source| SecretError::File {
                     path: path.clone(),
                     source,
@@ -57,6 +85,21 @@ impl SecretSource {
             }
         };
         Ok(Secret(value))
+    }
+}
+
+/// A password or HMAC key file, like a DKIM key, should be readable by its owner only.
+fn warn_if_readable_by_others(path: &std::path::Path) {
+    use std::os::unix::fs::PermissionsExt;
+    if let Ok(meta) = std::fs::metadata(path)
+        && meta.permissions().mode() & 0o077 != 0
+    {
+        tracing::warn!(
+            "secret file {} is readable by group or others (mode {:o}); run `chmod 600 {}`",
+            path.display(),
+            meta.permissions().mode() & 0o777,
+            path.display()
+        );
     }
 }
 
@@ -94,6 +137,16 @@ mod tests {
         let path = dir.path().join("s");
         std::fs::write(&path, "abc\n").unwrap();
         assert_eq!(SecretSource::File(path).load().unwrap().expose(), "abc");
+    }
+
+    #[test]
+    fn a_name_that_may_be_the_secret_is_not_echoed() {
+        for pasted in ["hunter2-value", "correcthorse"] {
+            let err = SecretSource::Env(pasted.into()).load().unwrap_err();
+            assert!(!err.to_string().contains(pasted), "{err}");
+        }
+        assert!(is_env_name("SMTP_PASSWORD") && is_env_name("_x1"));
+        assert!(!is_env_name("p@ss word") && !is_env_name("1ABC") && !is_env_name(""));
     }
 
     #[test]

@@ -40,6 +40,17 @@ pub enum TemplateError {
         "the recipient file has a column named {0:?}, which mailshot sets itself; rename the column"
     )]
     ShadowedBuiltin(String),
+    /// A partial that includes itself (directly or through others) would recurse until the
+    /// stack overflows, an abort no error handler sees; with one flat row of data per message
+    /// there is no base case, so any cycle is refused when the templates are compiled.
+    #[error(
+        "{name}: the partial {chain} includes itself; a recursive partial never ends with one row of data, remove the cycle"
+    )]
+    RecursivePartial { name: String, chain: String },
+    #[error(
+        "{name}: a partial whose name is computed while rendering cannot be checked for recursion; write its name"
+    )]
+    DynamicPartial { name: String },
 }
 
 /// The rendered parts of one message.
@@ -201,7 +212,123 @@ fn register(reg: &mut Handlebars<'static>, name: &str, source: &str) -> Result<(
             at,
             message: e.reason().to_string(),
         }
-    })
+    })?;
+    partials::check(reg, name)
+}
+
+mod partials {
+    //! The partial graph of the compiled templates: which partial (inline or a registered
+    //! template) includes which, so a cycle is refused before anything renders.
+    use std::collections::HashMap;
+
+    use handlebars::Handlebars;
+    use handlebars::template::{Parameter, Template, TemplateElement};
+
+    use super::TemplateError;
+
+    /// Edges from a template or inline partial to the partials it includes; `None` is a name
+    /// computed while rendering.
+    type Graph = HashMap<String, Vec<Option<String>>>;
+
+    fn partial_name(p: &Parameter) -> Option<String> {
+        match p {
+            Parameter::Literal(serde_json::Value::String(s)) => Some(s.clone()),
+            Parameter::Subexpression(_) | Parameter::Literal(_) => None,
+            other => other.as_name().map(str::to_owned),
+        }
+    }
+
+    fn walk(t: &Template, node: &str, graph: &mut Graph) {
+        for e in &t.elements {
+            match e {
+                TemplateElement::PartialExpression(d) | TemplateElement::PartialBlock(d) => {
+                    graph
+                        .entry(node.to_owned())
+                        .or_default()
+                        .push(partial_name(&d.name));
+                    if let Some(inner) = &d.template {
+                        walk(inner, node, graph);
+                    }
+                }
+                TemplateElement::DecoratorBlock(d) | TemplateElement::DecoratorExpression(d) => {
+                    let inline = d.name.as_name() == Some("inline");
+                    let target = match d.params.first().and_then(partial_name) {
+                        Some(n) if inline => n,
+                        _ => node.to_owned(),
+                    };
+                    if let Some(inner) = &d.template {
+                        walk(inner, &target, graph);
+                    }
+                }
+                TemplateElement::HelperBlock(h) => {
+                    for inner in [&h.template, &h.inverse].into_iter().flatten() {
+                        walk(inner, node, graph);
+                    }
+                }
+                _ => {}
+            }
+        }
+    }
+
+    #[derive(Clone, Copy, PartialEq)]
+    enum Mark {
+        Open,
+        Done,
+    }
+
+    /// Depth-first search; a node reached again while still open closes a cycle, returned as
+    /// the names along it.
+    fn visit<'g>(
+        graph: &'g Graph,
+        node: &'g str,
+        marks: &mut HashMap<&'g str, Mark>,
+        stack: &mut Vec<&'g str>,
+    ) -> Option<Vec<String>> {
+        match marks.get(node) {
+            Some(Mark::Done) => return None,
+            Some(Mark::Open) => {
+                let at = stack.iter().position(|s| *s == node).unwrap_or(0);
+                let mut chain: Vec<String> = stack[at..].iter().map(|s| (*s).to_owned()).collect();
+                chain.push(node.to_owned());
+                return Some(chain);
+            }
+            None => {}
+        }
+        marks.insert(node, Mark::Open);
+        stack.push(node);
+        for next in graph.get(node).into_iter().flatten().flatten() {
+            if let Some(chain) = visit(graph, next, marks, stack) {
+                return Some(chain);
+            }
+        }
+        stack.pop();
+        marks.insert(node, Mark::Done);
+        None
+    }
+
+    pub fn check(reg: &Handlebars<'static>, name: &str) -> Result<(), TemplateError> {
+        let mut graph = Graph::new();
+        for (n, t) in reg.get_templates() {
+            walk(t, n, &mut graph);
+        }
+        if graph.values().flatten().any(Option::is_none) {
+            return Err(TemplateError::DynamicPartial {
+                name: name.to_owned(),
+            });
+        }
+        let mut nodes: Vec<&String> = graph.keys().collect();
+        nodes.sort();
+        let mut marks = HashMap::new();
+        for start in nodes {
+            if let Some(chain) = visit(&graph, start, &mut marks, &mut Vec::new()) {
+                return Err(TemplateError::RecursivePartial {
+                    name: name.to_owned(),
+                    chain: chain.join(" -> "),
+                });
+            }
+        }
+        Ok(())
+    }
 }
 
 /// The data one recipient's templates see: every CSV column by its header name, plus the

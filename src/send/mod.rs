@@ -52,10 +52,12 @@ pub enum Stop {
 impl std::fmt::Display for Stop {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
-            Stop::Delivery(e) => f.write_str(&e.text),
+            // SMTP replies are the relay's text: escaped for the terminal.
+            Stop::Delivery(e) => write!(f, "{}", crate::terminal::field(&e.text)),
             Stop::Refusals { count, last } => write!(
                 f,
-                "{count} recipients in a row were refused (last: {last}); the relay is refusing this sender, not these recipients"
+                "{count} recipients in a row were refused (last: {}); the relay is refusing this sender, not these recipients",
+                crate::terminal::field(last)
             ),
             Stop::Recipients(e) | Stop::Report(e) | Stop::Journal(e) | Stop::Internal(e) => {
                 f.write_str(e)
@@ -553,6 +555,17 @@ impl Rng {
     }
 }
 
+/// The wait before retry `attempt` (1-based): the first delay doubled per attempt, at most
+/// the maximum, times `jitter` (0.5 to 1.5). Saturating and checked throughout: the config caps
+/// the delays, but a wait must never be a panic that loses the row from the report.
+fn backoff(retry: &crate::config::RetryPolicy, attempt: u32, jitter: f64) -> std::time::Duration {
+    let base = retry
+        .first_delay
+        .saturating_mul(1 << attempt.saturating_sub(1).min(16))
+        .min(retry.max_delay);
+    std::time::Duration::try_from_secs_f64(base.as_secs_f64() * jitter).unwrap_or(base)
+}
+
 /// Replies that mean "you are sending too fast" rather than "this message is unwelcome".
 fn is_throttle(e: &DeliveryError) -> bool {
     match e.code {
@@ -677,12 +690,7 @@ impl Sender {
                         self.pacer.slow_down();
                     }
                     if attempt < self.retry.attempts {
-                        let base = self
-                            .retry
-                            .first_delay
-                            .saturating_mul(1 << (attempt - 1).min(16))
-                            .min(self.retry.max_delay);
-                        let wait = base.mul_f64(self.rng.jitter());
+                        let wait = backoff(&self.retry, attempt, self.rng.jitter());
                         tracing::info!(
                             "{address}: {} ({}); retry {} of {} in {:.1} s",
                             e.text,
@@ -725,5 +733,35 @@ impl Sender {
             time: self.clock.now(),
             earlier: false,
         }
+    }
+}
+
+#[cfg(test)]
+mod backoff_tests {
+    use std::time::Duration;
+
+    use super::backoff;
+    use crate::config::RetryPolicy;
+
+    #[test]
+    fn a_huge_delay_saturates_instead_of_panicking() {
+        let retry = RetryPolicy {
+            attempts: 40,
+            first_delay: Duration::from_secs(u64::MAX - 1),
+            max_delay: Duration::MAX,
+        };
+        for attempt in [1, 2, 17, 40] {
+            for jitter in [0.5, 1.0, 1.4999] {
+                assert!(backoff(&retry, attempt, jitter) >= Duration::from_secs(u64::MAX / 4));
+            }
+        }
+        let normal = RetryPolicy {
+            attempts: 3,
+            first_delay: Duration::from_secs(10),
+            max_delay: Duration::from_secs(300),
+        };
+        assert_eq!(backoff(&normal, 1, 1.0), Duration::from_secs(10));
+        assert_eq!(backoff(&normal, 3, 0.5), Duration::from_secs(20));
+        assert_eq!(backoff(&normal, 30, 1.0), Duration::from_secs(300));
     }
 }
