@@ -10,6 +10,8 @@ mod dmarc;
 mod dns_selftest;
 // Faulty relays: dropped DATA, 421 greetings, 451s, 550s, idle timeouts, the circuit breaker.
 mod faults;
+// Hostile input from the security review: bombs, special files, terminal escapes, huge rows.
+mod hostile;
 // Proves the test servers and the verifier are real and strict.
 mod harness_selftest;
 // `mailshot preview`: same bytes as send, and a folder that renders in headless Chromium.
