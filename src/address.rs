@@ -52,6 +52,19 @@ fn parse_bare(addr_text: &str) -> Result<Address, String> {
     let Some((user, domain)) = addr_text.rsplit_once('@') else {
         return Err(format!("{addr_text:?} has no @domain part"));
     };
+    // RFC 5321 allows no TAB or other control character in an address, not even quoted, and
+    // the journal, which matches recipients by address on resume, could not store one
+    // exactly: such a recipient was sent again on every run.
+    if addr_text.contains('\t') {
+        return Err(format!(
+            "{addr_text:?} contains a TAB, which RFC 5321 does not allow in an address; remove it"
+        ));
+    }
+    if addr_text.chars().any(char::is_control) {
+        return Err(format!(
+            "{addr_text:?} contains a control character, which RFC 5321 does not allow in an address; remove it"
+        ));
+    }
     // A quoted local part may hold spaces (RFC 5321); anywhere else a space is a typo.
     let quoted = user.len() >= 2 && user.starts_with('"') && user.ends_with('"');
     if (!quoted && user.contains(char::is_whitespace)) || domain.contains(char::is_whitespace) {
@@ -160,6 +173,7 @@ mod tests {
             "b@xn--bcher-kva.example"
         );
         assert!(parse("\"quoted local\"@example.com").is_ok());
+        assert!(why_tab().contains("TAB"));
         for bad in [
             "",
             "a b@example.com",
@@ -177,6 +191,10 @@ mod tests {
         ] {
             assert!(parse(bad).is_err(), "{bad:?} should be invalid");
         }
+    }
+
+    fn why_tab() -> String {
+        parse("\"a\tb\"@example.com").unwrap_err()
     }
 
     #[test]

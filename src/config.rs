@@ -557,10 +557,7 @@ impl Resolver<'_> {
         if !(1..=caps::MAX_RETRY_ATTEMPTS).contains(&retry.attempts) {
             return Err(self.invalid(
                 "retry.attempts",
-                format!(
-                    "must be from 1 (no retry) to {}",
-                    caps::MAX_RETRY_ATTEMPTS
-                ),
+                format!("must be from 1 (no retry) to {}", caps::MAX_RETRY_ATTEMPTS),
             ));
         }
         for (key, delay) in [
@@ -709,7 +706,9 @@ impl Resolver<'_> {
                 format!("must be from 1 to {}", caps::MAX_CONCURRENCY),
             ));
         }
-        if s.timeout_secs.is_some_and(|t| t == 0 || t > caps::MAX_TIMEOUT_SECS) {
+        if s.timeout_secs
+            .is_some_and(|t| t == 0 || t > caps::MAX_TIMEOUT_SECS)
+        {
             return Err(self.invalid(
                 "smtp.timeout_secs",
                 format!("must be from 1 to {} (one hour)", caps::MAX_TIMEOUT_SECS),

@@ -413,3 +413,21 @@ fn secrets_are_not_echoed_and_readable_secret_files_warn() {
     let out = run(&["preview", c.toml_str(), "--row", "2"], &[]);
     assert!(!stderr(&out).contains("secret file"), "{}", stderr(&out));
 }
+
+/// Item 6: a TAB inside a quoted local part is refused. RFC 5321 has no room for it, and the
+/// journal stored it as a space, so resume never matched it and every run sent it again.
+#[test]
+fn a_tab_in_a_quoted_local_part_is_refused_every_run() {
+    let c = CampaignDir::new(&Spec {
+        csv: "email,first_name\n\"\"\"a\tb\"\"@example.com\",Tab\nann@example.com,Ann\n",
+        ..Spec::default()
+    });
+    for _ in 0..2 {
+        let out = run(&["send", c.toml_str()], &[]);
+        assert_eq!(out.status.code(), Some(0));
+        let rows = c.report("report.csv");
+        assert_eq!(rows[0].status, "invalid", "{rows:?}");
+        assert!(rows[0].text.contains("TAB"), "{rows:?}");
+    }
+    assert_eq!(c.eml_files("outbox").len(), 1);
+}
