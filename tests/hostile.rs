@@ -431,3 +431,104 @@ fn a_tab_in_a_quoted_local_part_is_refused_every_run() {
     }
     assert_eq!(c.eml_files("outbox").len(), 1);
 }
+
+/// Item 8: symlinks planted as report.csv, preflight.json, the journal and an outbox
+/// temporary file are replaced or refused, never written through: their targets keep their
+/// bytes.
+#[test]
+fn planted_symlinks_are_not_followed() {
+    use std::os::unix::fs::symlink;
+    let c = CampaignDir::new(&Spec::default());
+    let victims = tempfile::tempdir().unwrap();
+    let run_dir = c.path().join(".mailshot/test-campaign");
+    std::fs::create_dir_all(&run_dir).unwrap();
+    std::fs::create_dir_all(c.path().join("outbox")).unwrap();
+    let planted = [
+        run_dir.join("report.csv"),
+        run_dir.join("preflight.json"),
+        c.path().join("outbox/.000002-ann@example.com.eml.tmp"),
+        c.path().join("outbox/000003-bob@example.org.eml"),
+    ];
+    for (i, link) in planted.iter().enumerate() {
+        let victim = victims.path().join(format!("victim{i}"));
+        std::fs::write(&victim, "precious").unwrap();
+        symlink(&victim, link).unwrap();
+    }
+    let out = run(&["send", c.toml_str()], &[]);
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    for i in 0..planted.len() {
+        let victim = victims.path().join(format!("victim{i}"));
+        assert_eq!(
+            std::fs::read_to_string(&victim).unwrap(),
+            "precious",
+            "victim{i}"
+        );
+    }
+    assert_eq!(c.report("report.csv").len(), 3);
+    assert!(!std::fs::symlink_metadata(&planted[0]).unwrap().is_symlink());
+    assert_eq!(c.eml_files("outbox").len(), 3);
+
+    // The journal is appended to: a symlink there stops the run instead.
+    let journal = run_dir.join("journal");
+    std::fs::remove_file(&journal).unwrap();
+    let victim = victims.path().join("journal-victim");
+    std::fs::write(&victim, "precious").unwrap();
+    symlink(&victim, &journal).unwrap();
+    let out = run(&["send", c.toml_str()], &[]);
+    assert_ne!(out.status.code(), Some(0));
+    assert_eq!(std::fs::read_to_string(&victim).unwrap(), "precious");
+}
+
+/// Item 9: a second `send`, refused by the lock of a running one, writes nothing into the
+/// state folder: the running campaign's preflight.json (its recorded overrides) stays.
+#[test]
+fn a_send_refused_by_the_lock_writes_nothing() {
+    let c = CampaignDir::new(&Spec::default());
+    let run_dir = c.path().join(".mailshot/test-campaign");
+    std::fs::create_dir_all(&run_dir).unwrap();
+    let audit = run_dir.join("preflight.json");
+    std::fs::write(&audit, "{\"overridden\": [\"the running campaign's\"]}").unwrap();
+    // This test holds the lock, as a running `send` would.
+    let lock = std::fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(run_dir.join("lock"))
+        .unwrap();
+    lock.try_lock().unwrap();
+    let out = run(&["send", c.toml_str()], &[]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(stderr(&out).contains("is in progress"), "{}", stderr(&out));
+    assert_eq!(
+        std::fs::read_to_string(&audit).unwrap(),
+        "{\"overridden\": [\"the running campaign's\"]}"
+    );
+    let mut names: Vec<String> = std::fs::read_dir(&run_dir)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    names.sort();
+    assert_eq!(names, ["lock", "preflight.json"]);
+    drop(lock);
+    let out = run(&["send", c.toml_str()], &[]);
+    assert_eq!(out.status.code(), Some(0));
+}
+
+/// Item 11: plain SMTP to "localhost" connects to what the name resolves to only if that is
+/// loopback (the rule itself, with a name resolving elsewhere, is unit-tested beside the
+/// transport: `plain_smtp_connects_only_to_a_resolved_loopback_address`).
+#[test]
+fn plain_smtp_to_localhost_uses_its_loopback_address() {
+    let server = crate::util::smtp::SmtpServer::plain_faulty(&Default::default());
+    let tail = format!(
+        "[smtp]\nhost = \"localhost\"\nport = {}\ntls = \"none\"\n",
+        server.port
+    );
+    let c = CampaignDir::new(&Spec {
+        tail: &tail,
+        ..Spec::default()
+    });
+    let out = run(&["send", c.toml_str()], &[]);
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    assert_eq!(server.received().len(), 3);
+}

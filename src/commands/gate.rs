@@ -69,8 +69,12 @@ pub async fn gate(
                 std::fs::create_dir_all(dir)
                     .with_context(|| format!("cannot create {}", dir.display()))?;
             }
-            std::fs::write(audit_file, render::json(&audit, overrides, Some(lint)))
-                .with_context(|| format!("cannot write {}", audit_file.display()))?;
+            // Replaces a symlink planted at the name instead of writing through it.
+            crate::files::write_replacing(
+                audit_file,
+                render::json(&audit, overrides, Some(lint)).as_bytes(),
+            )
+            .with_context(|| format!("cannot write {}", audit_file.display()))?;
             if !passes {
                 out!("{}", render::human(&audit, overrides));
                 eprintln!(

@@ -29,6 +29,15 @@ pub async fn run(args: &SendArgs, quiet: bool, clock: Arc<dyn Clock>) -> anyhow:
     let run_dir = campaign.run_dir();
     let prefix = if args.dry_run { "dry-run-" } else { "" };
     let audit_file = run_dir.join(format!("{prefix}preflight.json"));
+    // The lock first: a run refused by it must not touch the running one's files.
+    let lock = match resume::lock(campaign, &run_dir) {
+        Ok(lock) => lock,
+        Err(ResumeError::Refused(why)) => {
+            eprintln!("mailshot: {why}");
+            return Ok(Exit::CouldNotStart);
+        }
+        Err(e) => return Err(e.into()),
+    };
     let show = Show::Send { audit_file };
     let Some(audit) = gate(&loaded, &args.dns, &args.overrides, clock.as_ref(), &show).await?
     else {
@@ -41,6 +50,7 @@ pub async fn run(args: &SendArgs, quiet: bool, clock: Arc<dyn Clock>) -> anyhow:
     let resumed = match resume::resume(
         campaign,
         &run_dir,
+        lock,
         args.dry_run,
         args.accept_changes,
         in_doubt,

@@ -17,6 +17,7 @@
 use std::collections::HashMap;
 use std::fs::{File, OpenOptions};
 use std::io::{BufRead, BufReader, Write};
+use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::sync::mpsc as std_mpsc;
@@ -287,6 +288,8 @@ impl Journal {
         let mut file = OpenOptions::new()
             .create(true)
             .append(true)
+            // Appending through a symlink planted as the journal would write elsewhere.
+            .custom_flags(libc::O_NOFOLLOW)
             .open(path)
             .map_err(err)?;
         let mut start = String::new();

@@ -81,29 +81,33 @@ pub struct Resumed {
     pub in_doubt: InDoubt,
     pub journal_path: PathBuf,
     /// Held for the whole run; the lock goes when the process exits, however it exits.
-    _lock: File,
+    _lock: RunLock,
 }
 
-/// Takes the campaign's lock in `run_dir` and reads its journal. One run per campaign at a
-/// time: two processes reading the same journal would each send to everyone. A dry run
-/// never reads the journal: its report must never say `sent`.
-pub fn resume(
-    campaign: &Campaign,
-    run_dir: &Path,
-    dry_run: bool,
-    accept_changes: bool,
-    in_doubt: Option<InDoubt>,
-) -> Result<Resumed, ResumeError> {
+/// The campaign's lock: one run per campaign at a time, since two processes reading the same
+/// journal would each send to everyone. Taken before anything is written into the state
+/// folder (preflight.json included), so a second, refused run changes nothing of the first.
+pub struct RunLock {
+    _file: File,
+}
+
+/// Creates the state folder if needed and takes its lock, without waiting.
+pub fn lock(campaign: &Campaign, run_dir: &Path) -> Result<RunLock, ResumeError> {
+    use std::os::unix::fs::OpenOptionsExt;
     let lock_path = run_dir.join("lock");
+    let err = |source| ResumeError::Lock {
+        path: lock_path.clone(),
+        source,
+    };
+    std::fs::create_dir_all(run_dir).map_err(err)?;
     let lock = std::fs::OpenOptions::new()
         .create(true)
         .truncate(false)
         .write(true)
+        // A symlink planted as the lock is not followed (and not created through).
+        .custom_flags(libc::O_NOFOLLOW)
         .open(&lock_path)
-        .map_err(|source| ResumeError::Lock {
-            path: lock_path.clone(),
-            source,
-        })?;
+        .map_err(err)?;
     if lock.try_lock().is_err() {
         return Err(Refusal::Locked {
             campaign: campaign.id.clone(),
@@ -111,6 +115,19 @@ pub fn resume(
         }
         .into());
     }
+    Ok(RunLock { _file: lock })
+}
+
+/// Reads the campaign's journal under its `lock`. A dry run never reads the journal: its
+/// report must never say `sent`.
+pub fn resume(
+    campaign: &Campaign,
+    run_dir: &Path,
+    lock: RunLock,
+    dry_run: bool,
+    accept_changes: bool,
+    in_doubt: Option<InDoubt>,
+) -> Result<Resumed, ResumeError> {
     let journal_path = run_dir.join("journal");
     let prior = if dry_run {
         Prior::default()

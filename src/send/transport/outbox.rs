@@ -25,16 +25,14 @@ impl Outbox {
     pub(super) fn write(&self, msg: &Prepared) -> Result<Accepted, DeliveryError> {
         let name = format!("{}.eml", file_stem(&msg.recipient));
         let path = self.dir.join(&name);
-        let tmp = self.dir.join(format!(".{name}.tmp"));
-        // Write then rename, so a reader never sees half a message.
-        std::fs::write(&tmp, &msg.bytes)
-            .and_then(|()| std::fs::rename(&tmp, &path))
-            .map_err(|e| {
-                DeliveryError::fatal(
-                    Cause::Outbox,
-                    format!("cannot write {}: {e}", path.display()),
-                )
-            })?;
+        // A new file under a fresh name, then renamed: a reader never sees half a message,
+        // and a symlink planted at either name is never written through.
+        crate::files::write_replacing(&path, &msg.bytes).map_err(|e| {
+            DeliveryError::fatal(
+                Cause::Outbox,
+                format!("cannot write {}: {e}", path.display()),
+            )
+        })?;
         Ok(Accepted {
             code: None,
             text: path.display().to_string(),

@@ -3,6 +3,7 @@
 //! [`DeliveryError`]'s class and cause. Connections are kept open between messages in a
 //! small pool, one per sender at most.
 
+use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -20,6 +21,33 @@ use super::stream::{TlsTcp, Watched, Written};
 use super::{Accepted, Cause, DeliveryError, FailureClass, TransportSetupError};
 use crate::config::{SmtpConfig, Tls as TlsMode};
 use crate::message::Prepared;
+
+/// Where plain SMTP may connect: the resolved addresses that are loopback. The config allows
+/// `tls = "none"` only for "localhost" or a loopback literal, but a name is not an address:
+/// without a localhost line in /etc/hosts the resolver's search domain turned "localhost" into
+/// a DNS lookup, and mail went in clear to whatever came back. No loopback address at all is
+/// a fatal error naming what the name resolved to.
+fn plaintext_targets(host: &str, resolved: Vec<SocketAddr>) -> Result<Vec<SocketAddr>, String> {
+    let (loopback, other): (Vec<SocketAddr>, Vec<SocketAddr>) =
+        resolved.into_iter().partition(|a| a.ip().is_loopback());
+    if loopback.is_empty() {
+        let seen: Vec<String> = other.iter().map(|a| a.ip().to_string()).collect();
+        return Err(format!(
+            "{host} resolved to {}, not a loopback address; plain SMTP (tls = \"none\") only goes to this machine: set smtp.host to 127.0.0.1 or ::1, or use TLS",
+            if seen.is_empty() {
+                "nothing".to_owned()
+            } else {
+                seen.join(", ")
+            }
+        ));
+    }
+    if !other.is_empty() {
+        tracing::warn!(
+            "{host} also resolved to non-loopback addresses; plain SMTP uses only the loopback ones"
+        );
+    }
+    Ok(loopback)
+}
 
 /// One open connection to the relay, kept between messages.
 struct Session {
@@ -138,9 +166,16 @@ impl SmtpRelay {
             ))
         };
         let tls_failed = |text: String| DeliveryError::fatal(Cause::Tls, text);
-        let tcp = TcpStream::connect((self.host.as_str(), self.port))
+        let resolved: Vec<SocketAddr> = tokio::net::lookup_host((self.host.as_str(), self.port))
             .await
-            .map_err(net)?;
+            .map_err(net)?
+            .collect();
+        let targets = if self.starttls.is_none() && self.implicit.is_none() {
+            plaintext_targets(&self.host, resolved).map_err(tls_failed)?
+        } else {
+            resolved
+        };
+        let tcp = TcpStream::connect(&targets[..]).await.map_err(net)?;
         tcp.set_nodelay(true).map_err(net)?;
         let lettre_err = |e: lettre::transport::smtp::Error| classify(&e);
         let mut conn = match (&self.implicit, &self.starttls) {
@@ -685,6 +720,30 @@ fn tls_cause(e: &(dyn std::error::Error + 'static)) -> Option<Cause> {
 mod tests {
     use super::super::tests::prepared;
     use super::*;
+
+    /// Plain SMTP connects only to loopback addresses, whatever the name resolved to.
+    #[test]
+    fn plain_smtp_connects_only_to_a_resolved_loopback_address() {
+        let addr = |s: &str| s.parse::<SocketAddr>().unwrap();
+        let e = plaintext_targets("localhost", vec![addr("192.0.2.7:25")]).unwrap_err();
+        assert!(
+            e.contains("localhost resolved to 192.0.2.7, not a loopback"),
+            "{e}"
+        );
+        assert!(plaintext_targets("localhost", Vec::new()).is_err());
+        assert_eq!(
+            plaintext_targets(
+                "localhost",
+                vec![
+                    addr("203.0.113.9:25"),
+                    addr("[::1]:25"),
+                    addr("127.0.0.1:25")
+                ]
+            )
+            .unwrap(),
+            [addr("[::1]:25"), addr("127.0.0.1:25")]
+        );
+    }
 
     #[test]
     fn data_doubles_every_leading_dot_and_ends_with_the_terminator() {
