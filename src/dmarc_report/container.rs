@@ -231,7 +231,7 @@ impl Walker {
                     .parse(data)
                     .ok_or(ReadError::NoReportInMail)?;
                 let mut reports = Vec::new();
-                self.from_message(&message, depth, &mut reports)?;
+                self.walk_message(&message, depth, &mut reports)?;
                 if reports.is_empty() {
                     return Err(ReadError::NoReportInMail);
                 }
@@ -323,7 +323,7 @@ impl Walker {
 
     /// Every part of the message (mail-parser lists nested parts flat) is sniffed; a nested
     /// message (a report forwarded as an attachment) is walked in turn.
-    fn from_message(
+    fn walk_message(
         &self,
         message: &Message<'_>,
         depth: u8,
@@ -341,7 +341,7 @@ impl Walker {
                 PartType::Text(text) | PartType::Html(text) => text.as_bytes(),
                 PartType::Binary(bytes) | PartType::InlineBinary(bytes) => bytes,
                 PartType::Message(inner) => {
-                    self.from_message(inner, depth + 1, reports).map_err(|e| {
+                    self.walk_message(inner, depth + 1, reports).map_err(|e| {
                         ReadError::InPart {
                             part: label(),
                             source: Box::new(e),

@@ -33,28 +33,27 @@ pub fn gzip(data: &[u8], level: u32) -> Vec<u8> {
     e.finish().unwrap()
 }
 
-/// `len` zero bytes, gzipped at the best level, written in blocks (no `len`-sized buffer).
-pub fn gzip_zeros(len: usize, level: u32) -> Vec<u8> {
-    let mut e = GzEncoder::new(Vec::new(), Compression::new(level));
+/// Feeds `len` zero bytes to `w` in 1 MiB blocks (no `len`-sized buffer).
+fn write_zeros(w: &mut impl Write, len: usize) {
     let block = vec![0u8; 1 << 20];
     let mut left = len;
     while left > 0 {
         let n = left.min(block.len());
-        e.write_all(&block[..n]).unwrap();
+        w.write_all(&block[..n]).unwrap();
         left -= n;
     }
+}
+
+/// `len` zero bytes, gzipped at `level` (0 stores them: the output is larger than `len`).
+pub fn gzip_zeros(len: usize, level: u32) -> Vec<u8> {
+    let mut e = GzEncoder::new(Vec::new(), Compression::new(level));
+    write_zeros(&mut e, len);
     e.finish().unwrap()
 }
 
 fn deflate_zeros(len: usize) -> Vec<u8> {
     let mut e = DeflateEncoder::new(Vec::new(), Compression::best());
-    let block = vec![0u8; 1 << 20];
-    let mut left = len;
-    while left > 0 {
-        let n = left.min(block.len());
-        e.write_all(&block[..n]).unwrap();
-        left -= n;
-    }
+    write_zeros(&mut e, len);
     e.finish().unwrap()
 }
 
