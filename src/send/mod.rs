@@ -693,7 +693,7 @@ impl Sender {
                         let wait = backoff(&self.retry, attempt, self.rng.jitter());
                         tracing::info!(
                             "{address}: {} ({}); retry {} of {} in {:.1} s",
-                            e.text,
+                            crate::terminal::field(&e.text),
                             e.code.map(|c| c.to_string()).unwrap_or_default(),
                             attempt,
                             self.retry.attempts - 1,
