@@ -31,20 +31,38 @@ pub(crate) fn parse(cell: &str) -> Result<(Address, Option<String>), String> {
     }
     if let Some(c) = header_unsafe_char(cell) {
         return Err(format!(
-            "the address contains {c}, which could inject a header; remove it"
+            "the address contains {c}, which could inject a header; fix the cell"
         ));
     }
     // `Name <address>`: split at the last '<' ourselves, so names with commas or other
     // specials ("Example, Inc") work without the quoting RFC 5322 would want.
     let (addr_text, display) = match (cell.strip_suffix('>'), cell.rfind('<')) {
         (Some(_), Some(lt)) => {
-            let name = cell[..lt].trim().trim_matches('"').trim().to_owned();
+            let name = display_name(&cell[..lt]);
             (cell[lt + 1..cell.len() - 1].trim().to_owned(), Some(name))
         }
         _ => (cell.to_owned(), None),
     };
     let address = parse_bare(&addr_text)?;
     Ok((address, display.filter(|d| !d.is_empty())))
+}
+
+/// The display name as a person reads it: an RFC 5322 quoted string loses its quotes and
+/// its quoted-pairs (`\"`, `\\`) their backslash, so `"Ann \"B\"" <a@x>` shows `Ann "B"`.
+fn display_name(raw: &str) -> String {
+    let raw = raw.trim();
+    let Some(inner) = raw.strip_prefix('"').and_then(|r| r.strip_suffix('"')) else {
+        return raw.trim_matches('"').trim().to_owned();
+    };
+    let mut out = String::with_capacity(inner.len());
+    let mut chars = inner.chars();
+    while let Some(c) = chars.next() {
+        match c {
+            '\\' => out.extend(chars.next()),
+            c => out.push(c),
+        }
+    }
+    out.trim().to_owned()
 }
 
 /// `user@domain` without a display name.
@@ -166,6 +184,9 @@ mod tests {
         assert_eq!(n.as_deref(), Some("Example, Inc"));
         let (_, n) = parse("Example, Inc <j@example.com>").unwrap();
         assert_eq!(n.as_deref(), Some("Example, Inc"));
+        // Quoted-pairs lose their backslash (RFC 5322 3.2.4): the name a reader sees.
+        let (_, n) = parse(r#""Ann \"B\" \\ C" <a@example.com>"#).unwrap();
+        assert_eq!(n.as_deref(), Some(r#"Ann "B" \ C"#));
         let (_, n) = parse("<j@example.com>").unwrap();
         assert_eq!(n, None);
         assert_eq!(

@@ -93,7 +93,6 @@ pub async fn gate(
             }
         }
     }
-    drop(unresolved);
     Ok(passes.then_some(audit))
 }
 

@@ -30,6 +30,7 @@ use journal::{Journal, Prior, State};
 use resume::{Plan, Settled};
 
 pub use rate::Pacer;
+pub use resume::InDoubt;
 pub use transport::{DeliveryError, FailureClass, Transport};
 
 /// Why the pipeline stopped early. Recipients not yet tried are reported as not attempted.
@@ -117,15 +118,6 @@ impl Abort {
             () = woken => {}
         }
     }
-}
-
-/// What to do with recipients an earlier run left in flight (see the journal).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum InDoubt {
-    /// Send again, with the same Message-ID: at worst a duplicate the receiver may drop.
-    Resend,
-    /// Do not send: report them as in doubt.
-    Skip,
 }
 
 pub struct Pipeline {

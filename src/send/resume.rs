@@ -8,8 +8,16 @@ use std::path::{Path, PathBuf};
 
 use crate::config::Campaign;
 use crate::report::Status;
-use crate::send::InDoubt;
 use crate::send::journal::{self, JournalError, Prior, State};
+
+/// What to do with recipients an earlier run left in flight (see the journal).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum InDoubt {
+    /// Send again, with the same Message-ID: at worst a duplicate the receiver may drop.
+    Resend,
+    /// Do not send: report them as in doubt.
+    Skip,
+}
 
 /// Why a run cannot resume; each message is the one the user sees, with the fix.
 #[derive(Debug, thiserror::Error)]
