@@ -447,10 +447,12 @@ struct Seeded {
 
 impl Seeded {
     fn put(&self, k: String, v: Txt) {
-        self.map
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .insert(k.into_boxed_str(), v);
+        self.entries().insert(k.into_boxed_str(), v);
+    }
+
+    /// The map; a panic elsewhere while it was held leaves it usable (it is only a cache).
+    fn entries(&self) -> std::sync::MutexGuard<'_, HashMap<Box<str>, Txt>> {
+        self.map.lock().unwrap_or_else(|e| e.into_inner())
     }
 }
 
@@ -460,11 +462,7 @@ impl ResolverCache<Box<str>, Txt> for Seeded {
         Box<str>: Borrow<Q>,
         Q: Hash + Eq + ?Sized,
     {
-        self.map
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .get(name)
-            .cloned()
+        self.entries().get(name).cloned()
     }
 
     fn remove<Q>(&self, name: &Q) -> Option<Txt>
@@ -472,17 +470,11 @@ impl ResolverCache<Box<str>, Txt> for Seeded {
         Box<str>: Borrow<Q>,
         Q: Hash + Eq + ?Sized,
     {
-        self.map
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .remove(name)
+        self.entries().remove(name)
     }
 
     fn insert(&self, key: Box<str>, value: Txt, _: std::time::Instant) {
-        self.map
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .insert(key, value);
+        self.entries().insert(key, value);
     }
 }
 
