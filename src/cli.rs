@@ -46,6 +46,115 @@ pub enum Command {
         #[command(subcommand)]
         command: DmarcCommand,
     },
+    /// One-click unsubscribe (RFC 8058): the endpoint a campaign's [unsubscribe] url names.
+    Unsubscribe {
+        #[command(subcommand)]
+        command: UnsubscribeCommand,
+    },
+    /// A campaign's suppression store: list, add, remove, import and export entries.
+    Suppress {
+        #[command(subcommand)]
+        command: SuppressCommand,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum UnsubscribeCommand {
+    /// Answer one-click POSTs and unsubscribe pages for these campaigns, recording each
+    /// unsubscribe in the campaign's suppression store. Stops cleanly on SIGTERM.
+    Serve(ServeArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct ServeArgs {
+    /// Address and port to listen on. Loopback by default, for a reverse proxy in front.
+    #[arg(long, default_value = "127.0.0.1:8025", value_name = "IP:PORT")]
+    pub listen: std::net::SocketAddr,
+    /// Campaign files whose [unsubscribe] url this server answers.
+    #[arg(required = true, value_name = "CAMPAIGN.TOML")]
+    pub campaigns: Vec<PathBuf>,
+    /// Serve HTTPS with this certificate chain (PEM).
+    #[arg(long, value_name = "FILE", requires = "tls_key")]
+    pub tls_cert: Option<PathBuf>,
+    /// The certificate's private key (PEM).
+    #[arg(long, value_name = "FILE", requires = "tls_cert")]
+    pub tls_key: Option<PathBuf>,
+    /// Serve plain HTTP on a non-loopback address (only when something in front encrypts).
+    #[arg(long)]
+    pub allow_plain_http: bool,
+    /// Seconds a client gets to send its request headers.
+    #[arg(long, default_value_t = 10, value_name = "SECS")]
+    pub header_timeout: u64,
+    /// Seconds a client gets to send its request body.
+    #[arg(long, default_value_t = 10, value_name = "SECS")]
+    pub body_timeout: u64,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum SuppressCommand {
+    /// Print the entries in force.
+    List(SuppressListArgs),
+    /// Add addresses or @domains.
+    Add(SuppressAddArgs),
+    /// Take addresses or @domains off the list.
+    Remove(SuppressRemoveArgs),
+    /// Add every entry of a plain text list (one per line, `#` comments).
+    Import(SuppressImportArgs),
+    /// Print the entries in force as a plain text list that `import` reads back.
+    Export(SuppressExportArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct SuppressListArgs {
+    /// Path to campaign.toml.
+    pub campaign: PathBuf,
+    #[arg(long, value_enum, default_value = "human")]
+    pub format: Format,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum ReasonArg {
+    Unsubscribe,
+    HardBounce,
+    Complaint,
+    Manual,
+}
+
+#[derive(Debug, Args)]
+pub struct SuppressAddArgs {
+    /// Path to campaign.toml.
+    pub campaign: PathBuf,
+    /// Addresses, or @domain for a whole domain.
+    #[arg(required = true)]
+    pub entries: Vec<String>,
+    #[arg(long, value_enum, default_value = "manual")]
+    pub reason: ReasonArg,
+}
+
+#[derive(Debug, Args)]
+pub struct SuppressRemoveArgs {
+    /// Path to campaign.toml.
+    pub campaign: PathBuf,
+    /// Addresses, or @domain, exactly as listed.
+    #[arg(required = true)]
+    pub entries: Vec<String>,
+}
+
+#[derive(Debug, Args)]
+pub struct SuppressImportArgs {
+    /// Path to campaign.toml.
+    pub campaign: PathBuf,
+    /// The text list to import.
+    pub file: PathBuf,
+    /// The reason for entries whose comment names none (default: manual).
+    #[arg(long, value_enum)]
+    pub reason: Option<ReasonArg>,
+}
+
+#[derive(Debug, Args)]
+pub struct SuppressExportArgs {
+    /// Path to campaign.toml.
+    pub campaign: PathBuf,
 }
 
 #[derive(Debug, Subcommand)]

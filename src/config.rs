@@ -188,6 +188,9 @@ mod raw {
         pub mailto: Option<String>,
         pub secret_env: Option<String>,
         pub secret_file: Option<String>,
+        pub previous_secret_env: Option<String>,
+        pub previous_secret_file: Option<String>,
+        pub previous_until: Option<String>,
     }
 }
 
@@ -326,6 +329,14 @@ pub struct UnsubscribeConfig {
     pub url: Option<String>,
     pub mailto: Option<Address>,
     pub secret: SecretSource,
+    /// A secret being rotated out: tokens made with it are still accepted until the time.
+    pub previous: Option<PreviousSecret>,
+}
+
+#[derive(Debug, Clone)]
+pub struct PreviousSecret {
+    pub secret: SecretSource,
+    pub until: std::time::SystemTime,
 }
 
 impl Campaign {
@@ -758,11 +769,50 @@ impl Resolver<'_> {
                 ));
             }
         };
+        let previous = self.previous_secret(
+            u.previous_secret_env,
+            u.previous_secret_file,
+            u.previous_until,
+        )?;
         Ok(UnsubscribeConfig {
             url: u.url,
             mailto,
             secret,
+            previous,
         })
+    }
+
+    /// Secret rotation: the old secret and the time its tokens stop being accepted.
+    fn previous_secret(
+        &self,
+        env: Option<String>,
+        file: Option<String>,
+        until: Option<String>,
+    ) -> Result<Option<PreviousSecret>, ConfigError> {
+        let secret = match (env, file) {
+            (None, None) if until.is_none() => return Ok(None),
+            (Some(var), None) => SecretSource::Env(var),
+            (None, Some(file)) => SecretSource::File(self.file_path(&file)),
+            _ => {
+                return Err(self.invalid(
+                    "unsubscribe.previous_secret_env",
+                    "set exactly one of previous_secret_env or previous_secret_file, with previous_until",
+                ));
+            }
+        };
+        let Some(until) = until else {
+            return Err(self.invalid(
+                "unsubscribe.previous_until",
+                "set the end of the grace period, e.g. previous_until = \"2026-12-31T00:00:00Z\"",
+            ));
+        };
+        let until = humantime::parse_rfc3339_weak(&until).map_err(|e| {
+            self.invalid(
+                "unsubscribe.previous_until",
+                format!("{until:?} is not an RFC 3339 time such as 2026-12-31T00:00:00Z ({e})"),
+            )
+        })?;
+        Ok(Some(PreviousSecret { secret, until }))
     }
 }
 

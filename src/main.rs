@@ -21,6 +21,7 @@ mod recipients;
 mod report;
 mod secret;
 mod send;
+mod serve;
 mod suppression;
 mod survey;
 mod template;
@@ -69,6 +70,10 @@ fn run(cli: &Cli) -> anyhow::Result<Exit> {
         Command::Dns {
             command: cli::DnsCommand::Records(args),
         } => runtime()?.block_on(commands::dns::run(args, clock)),
+        Command::Unsubscribe {
+            command: cli::UnsubscribeCommand::Serve(args),
+        } => commands::unsubscribe::run(args, clock),
+        Command::Suppress { command } => commands::suppress::run(command, clock),
         Command::Send(args) => {
             // On a worker thread rather than this one, which block_on would make an extra
             // thread for the pipeline's hand-offs to wake.

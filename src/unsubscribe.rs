@@ -8,6 +8,8 @@
 use aws_lc_rs::hmac;
 use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use std::time::SystemTime;
+
 use lettre::Address;
 use percent_encoding::{AsciiSet, NON_ALPHANUMERIC, utf8_percent_encode};
 
@@ -26,6 +28,8 @@ pub struct Unsubscriber {
     url: Option<String>,
     mailto: Option<Address>,
     key: hmac::Key,
+    /// The secret being rotated out, accepted (never issued) until the time.
+    previous: Option<(hmac::Key, SystemTime)>,
 }
 
 /// One recipient's unsubscribe links.
@@ -38,11 +42,37 @@ pub struct Links {
 impl Unsubscriber {
     pub fn new(cfg: &UnsubscribeConfig) -> Result<Unsubscriber, SecretError> {
         let secret = cfg.secret.load()?;
+        let previous = match &cfg.previous {
+            Some(p) => {
+                let old = p.secret.load()?;
+                Some((
+                    hmac::Key::new(hmac::HMAC_SHA256, old.expose().as_bytes()),
+                    p.until,
+                ))
+            }
+            None => None,
+        };
         Ok(Unsubscriber {
             url: cfg.url.clone(),
             mailto: cfg.mailto.clone(),
             key: hmac::Key::new(hmac::HMAC_SHA256, secret.expose().as_bytes()),
+            previous,
         })
+    }
+
+    /// Whether `token` is genuine for `address` at `now`: made with the current secret, or
+    /// with the previous one before its grace period ended. The comparison is constant-time
+    /// (`hmac::verify`); a token that is not base64url is simply false.
+    pub fn verify(&self, address: &Address, token: &str, now: SystemTime) -> bool {
+        let Ok(tag) = URL_SAFE_NO_PAD.decode(token) else {
+            return false;
+        };
+        let message = address.to_string().to_lowercase();
+        let current = hmac::verify(&self.key, message.as_bytes(), &tag).is_ok();
+        let previous = self.previous.as_ref().is_some_and(|(key, until)| {
+            now < *until && hmac::verify(key, message.as_bytes(), &tag).is_ok()
+        });
+        current | previous
     }
 
     pub fn token(&self, address: &Address) -> String {
@@ -104,6 +134,7 @@ mod tests {
             url: url.map(str::to_owned),
             mailto: mailto.map(|m| m.parse().unwrap()),
             secret: SecretSource::File(path),
+            previous: None,
         })
         .unwrap()
     }
@@ -119,6 +150,39 @@ mod tests {
         let want = URL_SAFE_NO_PAD.encode(hmac::sign(&key, b"ann@example.com").as_ref());
         assert_eq!(u.token(&b), want);
         assert_eq!(want.len(), 43);
+    }
+
+    #[test]
+    fn verify_current_and_previous_within_grace() {
+        use std::time::{Duration, UNIX_EPOCH};
+        let dir = tempfile::tempdir().unwrap();
+        let (new, old) = (dir.path().join("new"), dir.path().join("old"));
+        std::fs::write(&new, "new-secret").unwrap();
+        std::fs::write(&old, "old-secret").unwrap();
+        let cfg = |secret: &std::path::Path, previous| UnsubscribeConfig {
+            url: Some("https://x.example/u".into()),
+            mailto: None,
+            secret: SecretSource::File(secret.to_owned()),
+            previous,
+        };
+        let until = UNIX_EPOCH + Duration::from_secs(1000);
+        let u = Unsubscriber::new(&cfg(
+            &new,
+            Some(crate::config::PreviousSecret {
+                secret: SecretSource::File(old.clone()),
+                until,
+            }),
+        ))
+        .unwrap();
+        let issued_before = Unsubscriber::new(&cfg(&old, None)).unwrap();
+        let a: Address = "ann@example.com".parse().unwrap();
+        let before = until - Duration::from_secs(1);
+        assert!(u.verify(&a, &u.token(&a), until));
+        assert!(u.verify(&a, &issued_before.token(&a), before));
+        assert!(!u.verify(&a, &issued_before.token(&a), until), "grace over");
+        assert!(!u.verify(&"bob@example.com".parse().unwrap(), &u.token(&a), before));
+        assert!(!u.verify(&a, "not base64!", before));
+        assert!(!u.verify(&a, &u.token(&a)[..42], before));
     }
 
     #[test]

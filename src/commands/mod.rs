@@ -9,6 +9,8 @@ pub mod gate;
 pub mod init;
 pub mod preview;
 pub mod send;
+pub mod suppress;
+pub mod unsubscribe;
 
 use std::path::Path;
 use std::sync::Arc;

@@ -107,7 +107,8 @@ pub async fn run(args: &SendArgs, quiet: bool, clock: Arc<dyn Clock>) -> anyhow:
 fn suppression(campaign: &Campaign) -> anyhow::Result<Suppression> {
     Ok(match &campaign.suppression {
         Some(cfg) => {
-            let s = Suppression::load(&cfg.file, cfg.add_permanent_failures)?;
+            let s = Suppression::load(&cfg.file, cfg.add_permanent_failures)?
+                .for_campaign(&campaign.id);
             outln!(
                 "suppression list: {} entries ({})",
                 s.len(),

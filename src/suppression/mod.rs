@@ -26,7 +26,7 @@ use std::path::Path;
 use std::sync::Mutex;
 use std::time::SystemTime;
 
-pub use record::{Key, Op, Reason, Record, TextError, check_entry, parse_text};
+pub use record::{Key, Op, Reason, Record, check_entry, parse_text};
 pub use store::{Index, StoreError, StoreFile};
 
 /// A suppression file, its index, and whether a refresh has failed (warned once).

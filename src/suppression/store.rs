@@ -9,7 +9,7 @@
 
 use std::collections::HashMap;
 use std::fs::{File, OpenOptions};
-use std::io::{Read, Seek, SeekFrom, Write};
+use std::io::{Read, Seek, SeekFrom};
 use std::os::unix::fs::{FileExt, MetadataExt};
 use std::path::{Path, PathBuf};
 
@@ -240,6 +240,7 @@ impl StoreFile {
 /// Used by tests and `suppress` to write a text line as-is (never by the store itself).
 #[cfg(test)]
 pub fn write_raw(path: &Path, text: &str) {
+    use std::io::Write;
     let mut f = OpenOptions::new()
         .create(true)
         .append(true)
