@@ -7,6 +7,7 @@
 pub mod dkim;
 pub mod dns;
 pub mod hostile;
+pub mod http;
 pub mod interop;
 pub mod journal;
 pub mod scenario;
