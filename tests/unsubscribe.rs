@@ -519,3 +519,71 @@ fn a_client_that_never_finishes_its_headers_is_cut() {
     assert!(!String::from_utf8_lossy(&rest).contains("200"), "{rest:?}");
     assert!(store_lines(&c).is_empty());
 }
+
+/// A `send` meets an unsubscribe mid-run: while the relay holds the first message's DATA,
+/// the last recipient unsubscribes through the endpoint. Their message was already prepared
+/// and queued, but had not started: it is not sent, and the report says `suppressed`.
+#[test]
+fn send_skips_a_recipient_who_unsubscribes_mid_run() {
+    use crate::util::smtp::{Faults, SmtpServer};
+    let smtp = SmtpServer::plain_faulty(&Faults {
+        stall_data: Some((1, 4.0)),
+        ..Faults::default()
+    });
+    let c = CampaignDir::new(&Spec {
+        tail: &format!(
+            "[smtp]\nhost = \"127.0.0.1\"\nport = {}\ntls = \"none\"\n\n[limits]\nconcurrency = 1\n\n{STORE}",
+            smtp.port
+        ),
+        ..Spec::default()
+    });
+    let s = Serve::start(&[&c.toml], &[], None);
+    let mut send = crate::util::mailshot()
+        .args(["send", "--quiet", c.toml_str()])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    // ann's message is in flight (journaled) and its DATA is held by the relay.
+    let journal = c.path().join(".mailshot/test-campaign/journal");
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    while !std::fs::read_to_string(&journal)
+        .unwrap_or_default()
+        .contains("I\t2\tann@example.com")
+    {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "ann never went in flight"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    let cat = s.url("cat@example.net", &token(SECRET, "cat@example.net"));
+    assert_eq!(one_click(&cat).status, 200);
+    let out = send.wait_with_output().unwrap();
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+
+    let report = c.report("report.csv");
+    let status = |a: &str| {
+        report
+            .iter()
+            .find(|r| r.address == a)
+            .unwrap()
+            .status
+            .clone()
+    };
+    assert_eq!(status("ann@example.com"), "sent");
+    assert_eq!(status("bob@example.org"), "sent");
+    assert_eq!(status("cat@example.net"), "suppressed");
+    let mut got: Vec<String> = smtp
+        .received()
+        .iter()
+        .map(|r| r.rcpt_tos.join(","))
+        .collect();
+    got.sort();
+    assert_eq!(got, ["ann@example.com", "bob@example.org"]);
+}

@@ -620,6 +620,12 @@ impl Sender {
                     None => self.outcome(msg, Status::NotAttempted, None, NOT_ATTEMPTED.into()),
                 };
             }
+            // The last look at the suppression store before the message starts: an
+            // unsubscribe recorded while it waited in the queue stops it. Not journaled: the
+            // recipient stays unsettled, so a later run checks the list again.
+            if let Some(why) = self.suppression.check(&address) {
+                return self.outcome(msg, Status::Suppressed, None, why);
+            }
             // Queued now; synced when the transport asks, after DATA: see Transport::send.
             let recorded = self.journal.as_ref().map(|j| j.in_flight(row, &address));
             let recorded = async move {
