@@ -538,7 +538,7 @@ fn send_skips_a_recipient_who_unsubscribes_mid_run() {
         ..Spec::default()
     });
     let s = Serve::start(&[&c.toml], &[], None);
-    let mut send = crate::util::mailshot()
+    let send = crate::util::mailshot()
         .args(["send", "--quiet", c.toml_str()])
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())

@@ -670,8 +670,9 @@ impl Sender {
                 FailureClass::Permanent => {
                     self.journal_record(State::Failed, row, &address, e.code, &e.text);
                     if e.hard_bounce {
-                        let when = crate::clock::rfc3339(self.clock.now());
-                        self.suppression.add(&address, &e.text, &when);
+                        let when = self.clock.now();
+                        self.suppression
+                            .add(&address, &e.text, when, &msg.message_id);
                     }
                     return self.outcome(msg, Status::Failed, e.code, e.text);
                 }

@@ -151,9 +151,9 @@ impl Suppression {
         })
     }
 
-    /// Records a hard-bounced address, when the user opted in. Returns whether it did.
-    /// `when` is RFC 3339, as the pipeline has it.
-    pub fn add(&self, address: &str, reply: &str, when: &str) -> bool {
+    /// Records a hard-bounced address, when the user opted in, with the reply and the
+    /// Message-ID of the refused message. Returns whether it did.
+    pub fn add(&self, address: &str, reply: &str, when: SystemTime, message_id: &str) -> bool {
         let Some(store) = &self.store else {
             return false;
         };
@@ -162,9 +162,9 @@ impl Suppression {
         }
         let r = Record {
             campaign: self.campaign.clone(),
+            message_id: format!("<{message_id}>"),
             note: reply.to_owned(),
-            time: humantime::parse_rfc3339(when).ok(),
-            ..Record::add(address, Reason::HardBounce, SystemTime::UNIX_EPOCH)
+            ..Record::add(address, Reason::HardBounce, when)
         };
         match store.record(&[r]) {
             Ok(_) => true,
@@ -219,12 +219,13 @@ mod tests {
         assert!(send.add(
             "bob@example.org",
             "550 5.1.1 unknown",
-            "2026-11-27T10:00:00Z"
+            SystemTime::UNIX_EPOCH,
+            "m.1@news.example"
         ));
         let bob = endpoint.lookup("bob@example.org").unwrap();
         assert_eq!(
-            (bob.reason, bob.campaign.as_str()),
-            (Reason::HardBounce, "news")
+            (bob.reason, bob.campaign.as_str(), bob.message_id.as_str()),
+            (Reason::HardBounce, "news", "<m.1@news.example>")
         );
     }
 }
