@@ -5,6 +5,7 @@
 
 use std::collections::HashMap;
 use std::io::{BufRead, BufReader, Read, Write};
+use std::path::Path;
 use std::process::{Command, Stdio};
 
 use crate::util::http::{Serve, curl, one_click, query, token};
@@ -586,4 +587,50 @@ fn send_skips_a_recipient_who_unsubscribes_mid_run() {
         .collect();
     got.sort();
     assert_eq!(got, ["ann@example.com", "bob@example.org"]);
+}
+
+/// Headless Chromium opens the GET page on a phone-sized viewport, a DevTools mouse click
+/// presses the button, and the confirmation page loads; only then is the address recorded.
+/// Both screenshots are kept in target/tmp/unsubscribe/.
+#[test]
+fn chromium_clicks_the_button_and_sees_the_confirmation() {
+    let c = campaign("");
+    let s = Serve::start(&[&c.toml], &[], None);
+    let out_dir = Path::new(env!("CARGO_TARGET_TMPDIR")).join("unsubscribe");
+    std::fs::create_dir_all(&out_dir).unwrap();
+    let profile = tempfile::tempdir().unwrap();
+    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/support/cdp_click.py");
+    let url = s.url("ann@example.com", &token(SECRET, "ann@example.com"));
+    let out = Command::new("/usr/bin/python3")
+        .args([script, &url])
+        .arg(&out_dir)
+        .arg(profile.path())
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let got: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let before = got["before"].as_str().unwrap();
+    assert!(
+        before.contains("ann@example.com") && before.contains("Unsubscribe"),
+        "{before}"
+    );
+    let after = got["after"].as_str().unwrap();
+    assert!(after.contains("You are unsubscribed"), "{after}");
+    for png in got["screenshots"].as_array().unwrap() {
+        let bytes = std::fs::read(png.as_str().unwrap()).unwrap();
+        assert!(bytes.starts_with(b"\x89PNG") && bytes.len() > 1000, "{png}");
+    }
+    assert_eq!(listed(&c)["ann@example.com"], "unsubscribe");
+    let log = s.log_text();
+    let get = log
+        .find("method=GET path=/unsubscribe status=200")
+        .expect("the GET");
+    let post = log
+        .find("method=POST path=/unsubscribe status=200")
+        .expect("the click's POST");
+    assert!(get < post, "{log}");
 }
