@@ -51,17 +51,12 @@ pub fn run(command: &SuppressCommand, clock: Arc<dyn Clock>) -> anyhow::Result<E
         }
         SuppressCommand::Export(a) => {
             let store = open(&a.campaign)?;
-            let mut out = std::io::stdout().lock();
             let mut text =
                 String::from("# mailshot suppression list: entry  # reason time source\n");
             for r in store.entries()? {
                 text.push_str(&r.to_text());
             }
-            match out.write_all(text.as_bytes()) {
-                Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => {}
-                r => r?,
-            }
-            Ok(Exit::Success)
+            print(&text)
         }
     }
 }
@@ -171,6 +166,11 @@ fn list(store: &Store, format: Format) -> anyhow::Result<Exit> {
             t
         }
     };
+    print(&text)
+}
+
+/// Writes to stdout; a closed pipe (`| head`) is not an error.
+fn print(text: &str) -> anyhow::Result<Exit> {
     match std::io::stdout().lock().write_all(text.as_bytes()) {
         Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => {}
         r => r?,

@@ -62,10 +62,7 @@ impl App {
         }
         match self.unsubscribe(req).await {
             Ok(r) => r,
-            Err((status, what)) if status == StatusCode::METHOD_NOT_ALLOWED => {
-                let _ = what;
-                method_not_allowed("GET, HEAD, POST")
-            }
+            Err((StatusCode::METHOD_NOT_ALLOWED, _)) => method_not_allowed("GET, HEAD, POST"),
             Err((status, what)) => respond(status, "text/html; charset=utf-8", page::refused(what)),
         }
     }
