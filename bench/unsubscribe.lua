@@ -11,12 +11,13 @@ function setup(thread)
   counter = counter + 1
 end
 
+local threads = tonumber(os.getenv("WRK_THREADS") or "1")
 local body = "List-Unsubscribe=One-Click"
 local headers = { ["Content-Type"] = "application/x-www-form-urlencoded" }
 local n = 0
 function request()
-  -- Threads interleave: thread t takes paths t, t + 8, t + 16, ...
-  local i = (id or 0) + 8 * n
+  -- Threads interleave: thread t of T takes paths t, t + T, t + 2T, ...
+  local i = (id or 0) + threads * n
   n = n + 1
   return wrk.format("POST", paths[(i % #paths) + 1], headers, body)
 end

@@ -119,11 +119,7 @@ fn endpoint(
 fn split_url(url: &str) -> (String, Vec<(String, String)>) {
     let rest = url.strip_prefix("https://").unwrap_or(url);
     let rest = rest.split('#').next().unwrap_or_default();
-    let (path_query, host_end) = match rest.find(['/', '?']) {
-        Some(i) => (&rest[i..], i),
-        None => ("", rest.len()),
-    };
-    let _ = host_end;
+    let path_query = rest.find(['/', '?']).map_or("", |i| &rest[i..]);
     let (path, query) = path_query.split_once('?').unwrap_or((path_query, ""));
     let path = if path.is_empty() { "/" } else { path };
     let fixed = form_urlencoded::parse(query.as_bytes())
