@@ -211,9 +211,9 @@ pub fn parse_text(line: &str) -> Result<Option<Record>, TextError> {
 /// quoted local part (RFC 5321 allows spaces there, escaped with `\`).
 fn entry_end(line: &str) -> Result<usize, TextError> {
     let mut start = 0;
-    if line.starts_with('"') {
+    if let Some(quoted) = line.strip_prefix('"') {
         let mut escaped = false;
-        let close = line[1..].char_indices().find(|&(_, c)| {
+        let close = quoted.char_indices().find(|&(_, c)| {
             let stop = !escaped && c == '"';
             escaped = !escaped && c == '\\';
             stop

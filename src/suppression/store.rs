@@ -210,6 +210,8 @@ impl StoreFile {
                 .read(true)
                 .write(true)
                 .create(true)
+                // Appends only: never truncate what other writers recorded.
+                .truncate(false)
                 .mode(0o600)
                 .open(&self.path)
                 .map_err(|e| self.write_err(e))?;
@@ -270,7 +272,8 @@ mod tests {
         );
         // Another writer with its own stale index still writes it once.
         assert_eq!(
-            s.append(&mut Index::default(), &[a.clone()]).unwrap(),
+            s.append(&mut Index::default(), std::slice::from_ref(&a))
+                .unwrap(),
             [false]
         );
         s.refresh(&mut r).unwrap();
