@@ -93,7 +93,7 @@ fn endpoint(
     let committer = match committers.get(&key) {
         Some(c) => c.clone(),
         None => {
-            let store = Arc::new(Store::open(&supp.file)?);
+            let store = Arc::new(Store::create(&supp.file)?);
             let (c, t) = Committer::start(store);
             threads.push(t);
             committers.insert(key, c.clone());

@@ -57,6 +57,22 @@ impl Store {
         })
     }
 
+    /// Opens the store, creating an empty file (mode 600) if there is none yet: for the
+    /// writers (`unsubscribe serve`), so a `send` started next finds the list.
+    pub fn create(path: &Path) -> Result<Store, StoreError> {
+        use std::os::unix::fs::OpenOptionsExt;
+        std::fs::OpenOptions::new()
+            .append(true)
+            .create(true)
+            .mode(0o600)
+            .open(path)
+            .map_err(|source| StoreError::Write {
+                path: path.to_owned(),
+                source,
+            })?;
+        Store::open(path)
+    }
+
     pub fn path(&self) -> &Path {
         &self.file.path
     }
@@ -116,7 +132,15 @@ impl Suppression {
         Suppression::default()
     }
 
+    /// Opens the list for a run. A missing file is an error unless the run may create it
+    /// (`add_permanent_failures`): a mistyped path must not quietly mean "nobody is
+    /// suppressed".
     pub fn load(path: &Path, add_hard_bounces: bool) -> Result<Suppression, StoreError> {
+        if !add_hard_bounces && !path.exists() {
+            return Err(StoreError::Missing {
+                path: path.to_owned(),
+            });
+        }
         Ok(Suppression {
             store: Some(Store::open(path)?),
             add_hard_bounces,
@@ -202,6 +226,10 @@ mod tests {
     fn a_running_reader_sees_another_writers_entry() {
         let dir = tempfile::tempdir().unwrap();
         let p = dir.path().join("s.txt");
+        assert!(matches!(
+            Suppression::load(&p, false),
+            Err(StoreError::Missing { .. })
+        ));
         let send = Suppression::load(&p, true).unwrap().for_campaign("news");
         assert!(send.check("ann@example.com").is_none());
         let endpoint = Store::open(&p).unwrap();

@@ -18,6 +18,10 @@ use super::record::{Key, Op, Record, parse_text};
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
     #[error(
+        "the suppression list {path} does not exist; create it (it may be empty: `touch` it), or fix suppression.file"
+    )]
+    Missing { path: PathBuf },
+    #[error(
         "cannot read the suppression list {path}: {source}; fix its permissions or suppression.file"
     )]
     Read {
