@@ -528,7 +528,8 @@ fn a_client_that_never_finishes_its_headers_is_cut() {
 fn send_skips_a_recipient_who_unsubscribes_mid_run() {
     use crate::util::smtp::{Faults, SmtpServer};
     let smtp = SmtpServer::plain_faulty(&Faults {
-        stall_data: Some((1, 4.0)),
+        // Long enough for the POST below even on a loaded machine; the test waits it out.
+        stall_data: Some((1, 15.0)),
         ..Faults::default()
     });
     let c = CampaignDir::new(&Spec {
