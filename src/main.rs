@@ -10,6 +10,7 @@ mod cli;
 mod clock;
 mod commands;
 mod config;
+mod dmarc;
 mod dmarc_report;
 mod files;
 mod keygen;
