@@ -31,6 +31,9 @@ pub enum Command {
     Preview(PreviewArgs),
     /// Validate, audit, render, sign and deliver a campaign, then write a per-recipient report.
     Send(SendArgs),
+    /// Grade received messages as the receiver saw them: authentication recomputed through
+    /// DNS, format and content, with the blocking items of Gmail, Yahoo and Microsoft.
+    Verify(VerifyArgs),
     /// DKIM keys: generate one and print the record to publish.
     Dkim {
         #[command(subcommand)]
@@ -267,6 +270,17 @@ pub struct CheckArgs {
     /// Treat this blocking finding (by id, e.g. dmarc.policy) as accepted. Repeatable.
     #[arg(long = "override", value_name = "ID", value_parser = crate::preflight::finding::parse_override)]
     pub overrides: Vec<String>,
+}
+
+#[derive(Debug, Args)]
+pub struct VerifyArgs {
+    /// Received messages: .eml files, or folders (Maildirs included) searched recursively.
+    #[arg(required = true, value_name = "received.eml | Maildir")]
+    pub inputs: Vec<PathBuf>,
+    #[arg(long, value_enum, default_value = "human")]
+    pub format: Format,
+    #[command(flatten)]
+    pub dns: DnsArgs,
 }
 
 #[derive(Debug, Args)]

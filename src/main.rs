@@ -28,6 +28,7 @@ mod survey;
 mod template;
 mod tls;
 mod unsubscribe;
+mod verify;
 
 use std::process::ExitCode;
 
@@ -61,6 +62,7 @@ fn run(cli: &Cli) -> anyhow::Result<Exit> {
             commands::init::run(args, &secret)
         }
         Command::Check(args) => runtime()?.block_on(commands::check::run(args, clock)),
+        Command::Verify(args) => runtime()?.block_on(commands::verify::run(args)),
         Command::Preview(args) => commands::preview::run(args, clock),
         Command::Dmarc {
             command: cli::DmarcCommand::Report(args),

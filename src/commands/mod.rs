@@ -11,6 +11,7 @@ pub mod preview;
 pub mod send;
 pub mod suppress;
 pub mod unsubscribe;
+pub mod verify;
 
 use std::path::Path;
 use std::sync::Arc;
@@ -92,14 +93,20 @@ pub fn dns(campaign: &Campaign, args: &DnsArgs) -> anyhow::Result<Dns> {
         .nameserver
         .clone()
         .or(campaign.preflight.nameserver.clone());
-    let source = match nameserver.as_deref() {
+    let zone = args.zone.clone().or(campaign.preflight.zone.clone());
+    dns_from(nameserver.as_deref(), zone.as_deref())
+}
+
+/// The DNS for a nameserver (`IP[:PORT]`, `none`, or the system resolver when absent) under
+/// an optional zone overlay: the one resolver every lookup of a command goes through.
+pub fn dns_from(nameserver: Option<&str>, zone: Option<&Path>) -> anyhow::Result<Dns> {
+    let source = match nameserver {
         // Only the zone overlay answers: for planned records and fictional example domains.
         Some("none") => Source::Offline,
         Some(ns) => Source::nameserver(ns)?,
         None => Source::System,
     };
-    let zone = args.zone.clone().or(campaign.preflight.zone.clone());
-    let overlay = zone.as_deref().map(Overlay::load).transpose()?;
+    let overlay = zone.map(Overlay::load).transpose()?;
     Ok(Dns::new(&source, overlay)?)
 }
 

@@ -5,5 +5,5 @@
 pub mod discovery;
 pub mod record;
 
-pub use discovery::{Alignment, Discovery, OrgDomain, discover, org_domain, relaxed};
-pub use record::{Policy, Psd, Tags};
+pub use discovery::{Discovery, discover, relaxed};
+pub use record::Tags;

@@ -272,7 +272,7 @@ fn der(input: &[u8]) -> Option<(u8, &[u8], &[u8])> {
 
 /// The modulus size of an RSA public key published as SubjectPublicKeyInfo (the usual form)
 /// or as a bare RSAPublicKey.
-fn rsa_bits(key: &[u8]) -> Option<usize> {
+pub fn rsa_bits(key: &[u8]) -> Option<usize> {
     let (tag, seq, _) = der(key)?;
     if tag != 0x30 {
         return None;
@@ -347,6 +347,20 @@ impl DkimVerifier {
         )
         .ok()?;
         Some(DkimVerifier { auth, cache })
+    }
+
+    /// Answers `name` (`<s>._domainkey.<d>`) as a lookup that found no record, or, with
+    /// `temporary`, as one that failed, so the verifier never asks DNS itself.
+    pub fn seed_missing(&self, name: &str, temporary: Option<&str>) {
+        use mail_auth::{DnsError, Error};
+        let err = match temporary {
+            Some(detail) => Error::Dns(DnsError::Resolver(detail.to_owned())),
+            None => Error::Dns(DnsError::RecordNotFound(
+                mail_auth::hickory_resolver::proto::op::ResponseCode::NXDomain,
+            )),
+        };
+        self.cache
+            .put(format!("{}.", name.to_ascii_lowercase()), Txt::Error(err));
     }
 
     /// Every signature's verdict; `None` when the message does not parse.

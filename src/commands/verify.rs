@@ -1,0 +1,74 @@
+//! `mailshot verify`: grades received messages (files or Maildirs) and prints the grade,
+//! human or JSON. Exit 0 when no blocking item fails, 1 when one does, 2 when nothing could
+//! be graded.
+
+use anyhow::bail;
+
+use crate::cli::{Format, VerifyArgs};
+use crate::commands::{Exit, dns_from};
+use crate::dmarc_report::walk;
+use crate::verify::{self, grade};
+
+/// Larger inputs are not mail a receiver would have accepted; they are named and skipped.
+const MAX_MESSAGE_BYTES: u64 = 50 * 1024 * 1024;
+
+pub async fn run(args: &VerifyArgs) -> anyhow::Result<Exit> {
+    if let Some(url) = args
+        .inputs
+        .iter()
+        .filter_map(|p| p.to_str())
+        .find(|p| p.starts_with("imap://") || p.starts_with("imaps://"))
+    {
+        bail!("{url}: reading IMAP mailboxes is not supported yet; save the message as .eml (or point at a Maildir) and verify that");
+    }
+    let dns = dns_from(args.dns.nameserver.as_deref(), args.dns.zone.as_deref())?;
+    let found = walk::files(&args.inputs);
+    let mut unreadable: Vec<(String, String)> = found
+        .unreadable
+        .iter()
+        .map(|(p, e)| (p.display().to_string(), e.to_string()))
+        .collect();
+    let mut reports = Vec::new();
+    for path in &found.files {
+        let name = path.display().to_string();
+        match read(path) {
+            Ok(raw) => reports.push(verify::verify(&dns, &name, &raw).await),
+            Err(e) => unreadable.push((name, e)),
+        }
+    }
+    for (p, e) in &unreadable {
+        eprintln!("mailshot: skipped {p}: {e}");
+    }
+    match args.format {
+        Format::Human => {
+            for r in &reports {
+                println!("{}", grade::human(r));
+            }
+        }
+        Format::Json => println!("{}", grade::json(&reports, &unreadable)),
+    }
+    Ok(if reports.is_empty() {
+        Exit::CouldNotStart
+    } else if reports.iter().any(verify::Report::blocked) {
+        Exit::SomeFailed
+    } else {
+        Exit::Success
+    })
+}
+
+/// The file's bytes, when it looks like a message (a header block with a From field).
+fn read(path: &std::path::Path) -> Result<Vec<u8>, String> {
+    let meta = std::fs::metadata(path).map_err(|e| e.to_string())?;
+    if meta.len() > MAX_MESSAGE_BYTES {
+        return Err(format!("{} bytes; larger than {MAX_MESSAGE_BYTES}", meta.len()));
+    }
+    let raw = std::fs::read(path).map_err(|e| e.to_string())?;
+    let (head, _) = verify::headers::split(&raw);
+    if !verify::headers::fields(head)
+        .iter()
+        .any(|(n, _)| n.eq_ignore_ascii_case("from"))
+    {
+        return Err("not a mail message (no From field in a header block)".into());
+    }
+    Ok(raw)
+}

@@ -1,0 +1,104 @@
+//! The grade: for each provider, the blocking items that fail; and the human and JSON forms.
+
+use std::fmt::Write as _;
+
+use serde::Serialize;
+
+use super::{Item, Provider, Report, Status};
+
+/// One provider's verdict.
+#[derive(Debug, Clone, Serialize)]
+pub struct ProviderGrade {
+    pub provider: Provider,
+    pub passes: bool,
+    /// Ids of the failing items that block this provider.
+    pub blocking: Vec<&'static str>,
+}
+
+pub fn grade(items: &[Item]) -> Vec<ProviderGrade> {
+    Provider::ALL
+        .iter()
+        .map(|&p| {
+            let mut blocking: Vec<&'static str> =
+                items.iter().filter(|i| i.blocks(p)).map(|i| i.id).collect();
+            blocking.dedup();
+            ProviderGrade {
+                provider: p,
+                passes: blocking.is_empty(),
+                blocking,
+            }
+        })
+        .collect()
+}
+
+/// The human form: the grade first, then every item that is not a pass, then the passes.
+pub fn human(r: &Report) -> String {
+    let mut s = String::new();
+    let _ = writeln!(s, "{}", r.source);
+    for g in &r.grade {
+        let _ = writeln!(
+            s,
+            "  {:<24} {}",
+            g.provider.name(),
+            if g.passes {
+                "PASS".to_owned()
+            } else {
+                format!("BLOCKED by {}", g.blocking.join(", "))
+            }
+        );
+    }
+    let rx = &r.receiver;
+    let _ = writeln!(
+        s,
+        "  receiver: connecting IP {}, TLS {}, envelope {}",
+        rx.connecting_ip.map_or("unknown".into(), |i| i.to_string()),
+        match rx.hop.as_ref().and_then(|h| h.tls) {
+            Some(true) => "yes",
+            Some(false) => "no",
+            None => "unknown",
+        },
+        rx.mailfrom.as_deref().unwrap_or("unknown")
+    );
+    let mut items: Vec<&Item> = r.items.iter().collect();
+    items.sort_by_key(|i| std::cmp::Reverse(i.status));
+    for i in items {
+        let _ = writeln!(s, "  {:<9} {:<28} {}", i.status.label(), i.id, i.message);
+        if i.status != Status::Pass {
+            if let Some(e) = &i.evidence {
+                for line in e.lines() {
+                    let _ = writeln!(s, "            seen: {line}");
+                }
+            }
+            if let Some(f) = &i.fix {
+                let _ = writeln!(s, "            fix: {f}");
+            }
+        }
+    }
+    s
+}
+
+/// The JSON form of several reports.
+pub fn json(reports: &[Report], unreadable: &[(String, String)]) -> String {
+    #[derive(Serialize)]
+    struct Out<'a> {
+        schema: &'static str,
+        blocked: bool,
+        messages: &'a [Report],
+        unreadable: Vec<Unreadable<'a>>,
+    }
+    #[derive(Serialize)]
+    struct Unreadable<'a> {
+        path: &'a str,
+        error: &'a str,
+    }
+    let out = Out {
+        schema: "mailshot.verify/1",
+        blocked: reports.iter().any(Report::blocked),
+        messages: reports,
+        unreadable: unreadable
+            .iter()
+            .map(|(p, e)| Unreadable { path: p, error: e })
+            .collect(),
+    };
+    serde_json::to_string_pretty(&out).unwrap_or_default()
+}
