@@ -29,3 +29,5 @@ mod suppress;
 // `mailshot unsubscribe serve`: RFC 8058 one-click with curl and Chromium, concurrency, SIGKILL.
 mod unsubscribe;
 mod util;
+// `mailshot verify`: received messages graded per provider, receiver and local results compared.
+mod verify;

@@ -2,6 +2,8 @@
 //! human or JSON. Exit 0 when no blocking item fails, 1 when one does, 2 when nothing could
 //! be graded.
 
+use std::io::Write as _;
+
 use anyhow::bail;
 
 use crate::cli::{Format, VerifyArgs};
@@ -19,7 +21,9 @@ pub async fn run(args: &VerifyArgs) -> anyhow::Result<Exit> {
         .filter_map(|p| p.to_str())
         .find(|p| p.starts_with("imap://") || p.starts_with("imaps://"))
     {
-        bail!("{url}: reading IMAP mailboxes is not supported yet; save the message as .eml (or point at a Maildir) and verify that");
+        bail!(
+            "{url}: reading IMAP mailboxes is not supported yet; save the message as .eml (or point at a Maildir) and verify that"
+        );
     }
     let dns = dns_from(args.dns.nameserver.as_deref(), args.dns.zone.as_deref())?;
     let found = walk::files(&args.inputs);
@@ -39,13 +43,18 @@ pub async fn run(args: &VerifyArgs) -> anyhow::Result<Exit> {
     for (p, e) in &unreadable {
         eprintln!("mailshot: skipped {p}: {e}");
     }
-    match args.format {
-        Format::Human => {
-            for r in &reports {
-                println!("{}", grade::human(r));
-            }
-        }
-        Format::Json => println!("{}", grade::json(&reports, &unreadable)),
+    let text = match args.format {
+        Format::Human => reports.iter().map(|r| grade::human(r) + "\n").collect(),
+        Format::Json => grade::json(&reports, &unreadable) + "\n",
+    };
+    // A closed pipe (`| head`) is the reader's choice, not an error.
+    let mut stdout = std::io::stdout().lock();
+    if let Err(e) = stdout
+        .write_all(text.as_bytes())
+        .and_then(|()| stdout.flush())
+        && e.kind() != std::io::ErrorKind::BrokenPipe
+    {
+        return Err(e.into());
     }
     Ok(if reports.is_empty() {
         Exit::CouldNotStart
@@ -60,7 +69,10 @@ pub async fn run(args: &VerifyArgs) -> anyhow::Result<Exit> {
 fn read(path: &std::path::Path) -> Result<Vec<u8>, String> {
     let meta = std::fs::metadata(path).map_err(|e| e.to_string())?;
     if meta.len() > MAX_MESSAGE_BYTES {
-        return Err(format!("{} bytes; larger than {MAX_MESSAGE_BYTES}", meta.len()));
+        return Err(format!(
+            "{} bytes; larger than {MAX_MESSAGE_BYTES}",
+            meta.len()
+        ));
     }
     let raw = std::fs::read(path).map_err(|e| e.to_string())?;
     let (head, _) = verify::headers::split(&raw);

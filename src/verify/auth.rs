@@ -117,9 +117,13 @@ pub async fn dkim(dns: &Dns, raw: &[u8]) -> Vec<SigCheck> {
     // mail-auth returns one result per signature, in header order.
     for (sig, r) in sigs.iter_mut().zip(results) {
         if matches!(sig.verdict, Verdict::Unknown(_)) {
+            // mail-auth reports a body hash mismatch as neutral (RFC 6376 leaves it to the
+            // verifier); for a grade it is a failure, and the likely cause matters.
             sig.body_changed = matches!(
                 r.result,
                 DkimResult::Fail(mail_auth::Error::Dkim(
+                    mail_auth::dkim::DkimError::FailedBodyHashMatch
+                )) | DkimResult::Neutral(mail_auth::Error::Dkim(
                     mail_auth::dkim::DkimError::FailedBodyHashMatch
                 ))
             );
@@ -211,7 +215,11 @@ pub async fn dmarc(
     let (mut walk_ok, mut psl_ok, mut temp) = (Vec::new(), false, None);
     let (ws, ps) = (tags(&discovery.walk), tags(&discovery.psl));
     for (domain, how) in &ids {
-        let (w_strict, p_strict) = if *how == "dkim" { (ws.0, ps.0) } else { (ws.1, ps.1) };
+        let (w_strict, p_strict) = if *how == "dkim" {
+            (ws.0, ps.0)
+        } else {
+            (ws.1, ps.1)
+        };
         let a = dmarc::relaxed(dns, domain, from).await;
         let same = domain.eq_ignore_ascii_case(from);
         match a.walk_aligned() {

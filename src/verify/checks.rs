@@ -38,12 +38,23 @@ pub async fn authentication(
     out.extend(spf_items(&spf_local, rx, &sigs));
     match from {
         Some(from) => {
-            let d = auth::dmarc(dns, from, &sigs, &effective_spf(&spf_local, rx), mailfrom.as_deref()).await;
+            let d = auth::dmarc(
+                dns,
+                from,
+                &sigs,
+                &effective_spf(&spf_local, rx),
+                mailfrom.as_deref(),
+            )
+            .await;
             out.extend(dmarc_items(&d));
         }
         None => out.push(
-            Item::new("verify.dmarc.pass", Status::Fail, "no From domain to evaluate DMARC for".into())
-                .blocking(ALL),
+            Item::new(
+                "verify.dmarc.pass",
+                Status::Fail,
+                "no From domain to evaluate DMARC for".into(),
+            )
+            .blocking(ALL),
         ),
     }
     out.extend(one_click(fields, &sigs));
@@ -56,7 +67,9 @@ pub async fn authentication(
 fn effective_spf(local: &Verdict, rx: &ReceiverView) -> Verdict {
     match (local, rx.result("spf")) {
         (Verdict::Unknown(_), Some(o)) if o.result == "pass" => Verdict::Pass,
-        (Verdict::Unknown(_), Some(o)) => Verdict::Fail(format!("{} (as the receiver recorded)", o.result)),
+        (Verdict::Unknown(_), Some(o)) => {
+            Verdict::Fail(format!("{} (as the receiver recorded)", o.result))
+        }
         _ => local.clone(),
     }
 }
@@ -64,14 +77,25 @@ fn effective_spf(local: &Verdict, rx: &ReceiverView) -> Verdict {
 fn dkim_items(sigs: &[SigCheck]) -> Vec<Item> {
     let mut out = Vec::new();
     for s in sigs {
-        let who = format!("d={} s={} ({}, {})", s.d, s.s, s.algorithm, s.key_bits.map_or("key not found".into(), |b| format!("{b}-bit key")));
+        let who = format!(
+            "d={} s={} ({}, {})",
+            s.d,
+            s.s,
+            s.algorithm,
+            s.key_bits
+                .map_or("key not found".into(), |b| format!("{b}-bit key"))
+        );
         let detail = match &s.verdict {
             Verdict::Pass => String::new(),
             Verdict::Fail(e) | Verdict::TempError(e) | Verdict::Unknown(e) => format!(": {e}"),
         };
         out.push(
-            Item::new("verify.dkim.signature", status(&s.verdict), format!("{who} {}{detail}", s.verdict.word()))
-                .evidence(format!("h={}", s.signed.join(":"))),
+            Item::new(
+                "verify.dkim.signature",
+                status(&s.verdict),
+                format!("{who} {}{detail}", s.verdict.word()),
+            )
+            .evidence(format!("h={}", s.signed.join(":"))),
         );
         let rsa_bits = s.key_bits.filter(|_| s.algorithm.starts_with("Rsa"));
         match rsa_bits {
@@ -84,12 +108,34 @@ fn dkim_items(sigs: &[SigCheck]) -> Vec<Item> {
         }
     }
     let any = sigs.iter().find(|s| s.verdict.passed());
-    let temp = sigs.iter().find(|s| matches!(s.verdict, Verdict::TempError(_)));
+    let temp = sigs
+        .iter()
+        .find(|s| matches!(s.verdict, Verdict::TempError(_)));
     out.push(match (any, temp) {
-        (Some(s), _) => Item::new("verify.dkim", Status::Pass, format!("DKIM passes (d={})", s.d)),
-        (None, Some(_)) => Item::new("verify.dkim", Status::TempError, "no signature verified, and a key lookup failed".into()).blocking(MICROSOFT),
-        (None, None) if sigs.is_empty() => Item::new("verify.dkim", Status::Fail, "the message has no DKIM signature".into()).blocking(MICROSOFT).fix("sign with [[dkim]]".into()),
-        (None, None) => Item::new("verify.dkim", Status::Fail, "no DKIM signature verifies".into()).blocking(MICROSOFT),
+        (Some(s), _) => Item::new(
+            "verify.dkim",
+            Status::Pass,
+            format!("DKIM passes (d={})", s.d),
+        ),
+        (None, Some(_)) => Item::new(
+            "verify.dkim",
+            Status::TempError,
+            "no signature verified, and a key lookup failed".into(),
+        )
+        .blocking(MICROSOFT),
+        (None, None) if sigs.is_empty() => Item::new(
+            "verify.dkim",
+            Status::Fail,
+            "the message has no DKIM signature".into(),
+        )
+        .blocking(MICROSOFT)
+        .fix("sign with [[dkim]]".into()),
+        (None, None) => Item::new(
+            "verify.dkim",
+            Status::Fail,
+            "no DKIM signature verifies".into(),
+        )
+        .blocking(MICROSOFT),
     });
     out
 }
@@ -97,10 +143,22 @@ fn dkim_items(sigs: &[SigCheck]) -> Vec<Item> {
 fn spf_items(local: &Verdict, rx: &ReceiverView, sigs: &[SigCheck]) -> Vec<Item> {
     let effective = effective_spf(local, rx);
     let how = match local {
-        Verdict::Unknown(why) => format!("not recomputed ({why}); the receiver recorded {}", rx.result("spf").map_or("nothing", |o| o.result.as_str())),
-        _ => format!("for {} at {}", rx.connecting_ip.map_or("?".into(), |i| i.to_string()), rx.mailfrom.as_deref().map_or("?".into(), domain_of)),
+        Verdict::Unknown(why) => format!(
+            "not recomputed ({why}); the receiver recorded {}",
+            rx.result("spf").map_or("nothing", |o| o.result.as_str())
+        ),
+        _ => format!(
+            "for {} at {}",
+            rx.connecting_ip.map_or("?".into(), |i| i.to_string()),
+            rx.mailfrom.as_deref().map_or("?".into(), domain_of)
+        ),
     };
-    let mut spf = Item::new("verify.spf", status(&effective), format!("SPF {} {how}", effective.word())).blocking(MICROSOFT);
+    let mut spf = Item::new(
+        "verify.spf",
+        status(&effective),
+        format!("SPF {} {how}", effective.word()),
+    )
+    .blocking(MICROSOFT);
     if let Verdict::Fail(e) = &effective {
         spf = spf.evidence(e.clone());
     }
@@ -108,9 +166,18 @@ fn spf_items(local: &Verdict, rx: &ReceiverView, sigs: &[SigCheck]) -> Vec<Item>
     vec![
         spf,
         if either {
-            Item::new("verify.spf-or-dkim", Status::Pass, "SPF or DKIM passes (Gmail and Yahoo ask at least one; Microsoft both)".into())
+            Item::new(
+                "verify.spf-or-dkim",
+                Status::Pass,
+                "SPF or DKIM passes (Gmail and Yahoo ask at least one; Microsoft both)".into(),
+            )
         } else {
-            Item::new("verify.spf-or-dkim", Status::Fail, "neither SPF nor DKIM passes".into()).blocking(GMAIL_YAHOO)
+            Item::new(
+                "verify.spf-or-dkim",
+                Status::Fail,
+                "neither SPF nor DKIM passes".into(),
+            )
+            .blocking(GMAIL_YAHOO)
         },
     ]
 }
@@ -119,10 +186,31 @@ fn dmarc_items(d: &DmarcCheck) -> Vec<Item> {
     let disc = &d.discovery;
     let mut out = Vec::new();
     let record = match &disc.walk {
-        Err(e) => Item::new("verify.dmarc.record", Status::TempError, format!("the DMARC lookup failed: {e}")),
+        Err(e) => Item::new(
+            "verify.dmarc.record",
+            Status::TempError,
+            format!("the DMARC lookup failed: {e}"),
+        ),
         Ok(side) => match (&side.record, &side.applied) {
-            (Some(f), Some(a)) => Item::new("verify.dmarc.record", Status::Pass, format!("policy {} from _dmarc.{} (RFC 9989 tree walk)", a.describe(), f.domain)).evidence(f.evidence.clone()),
-            _ => Item::new("verify.dmarc.record", Status::Fail, format!("no DMARC record at or above {}", disc.domain)).fix(format!("publish _dmarc.{}. TXT \"v=DMARC1; p=none; rua=mailto:dmarc-reports@{}\"", disc.domain, disc.domain)),
+            (Some(f), Some(a)) => Item::new(
+                "verify.dmarc.record",
+                Status::Pass,
+                format!(
+                    "policy {} from _dmarc.{} (RFC 9989 tree walk)",
+                    a.describe(),
+                    f.domain
+                ),
+            )
+            .evidence(f.evidence.clone()),
+            _ => Item::new(
+                "verify.dmarc.record",
+                Status::Fail,
+                format!("no DMARC record at or above {}", disc.domain),
+            )
+            .fix(format!(
+                "publish _dmarc.{}. TXT \"v=DMARC1; p=none; rua=mailto:dmarc-reports@{}\"",
+                disc.domain, disc.domain
+            )),
         },
     };
     out.push(record.blocking(ALL));
@@ -140,16 +228,52 @@ fn dmarc_items(d: &DmarcCheck) -> Vec<Item> {
     }
     if let Some(f) = disc.walk.as_ref().ok().and_then(|s| s.record.as_ref()) {
         for (name, v) in &f.tags.obsolete {
-            out.push(Item::new("verify.dmarc.obsolete-tag", Status::Warn, format!("{name}={v} is obsolete under RFC 9989: {}", Tags::obsolete_note(name))).fix(format!("remove {name}=")));
+            out.push(
+                Item::new(
+                    "verify.dmarc.obsolete-tag",
+                    Status::Warn,
+                    format!(
+                        "{name}={v} is obsolete under RFC 9989: {}",
+                        Tags::obsolete_note(name)
+                    ),
+                )
+                .fix(format!("remove {name}=")),
+            );
         }
     }
-    let by = if d.aligned_by.is_empty() { String::new() } else { format!(" ({})", d.aligned_by.join(", ")) };
-    out.push(Item::new("verify.dmarc.pass", status(&d.walk), match &d.walk {
-        Verdict::Pass => format!("DMARC passes under RFC 9989{by}"),
-        v => format!("DMARC {} under RFC 9989: {}", v.word(), match v { Verdict::Fail(e) | Verdict::TempError(e) | Verdict::Unknown(e) => e.as_str(), Verdict::Pass => "" }),
-    }).blocking(ALL));
+    let by = if d.aligned_by.is_empty() {
+        String::new()
+    } else {
+        format!(" ({})", d.aligned_by.join(", "))
+    };
+    out.push(
+        Item::new(
+            "verify.dmarc.pass",
+            status(&d.walk),
+            match &d.walk {
+                Verdict::Pass => format!("DMARC passes under RFC 9989{by}"),
+                v => format!(
+                    "DMARC {} under RFC 9989: {}",
+                    v.word(),
+                    match v {
+                        Verdict::Fail(e) | Verdict::TempError(e) | Verdict::Unknown(e) =>
+                            e.as_str(),
+                        Verdict::Pass => "",
+                    }
+                ),
+            },
+        )
+        .blocking(ALL),
+    );
     if d.psl.word() != d.walk.word() {
-        out.push(Item::new("verify.dmarc.psl", Status::Warn, format!("receivers still on RFC 7489 (public suffix list) would give DMARC {} instead", d.psl.word())));
+        out.push(Item::new(
+            "verify.dmarc.psl",
+            Status::Warn,
+            format!(
+                "receivers still on RFC 7489 (public suffix list) would give DMARC {} instead",
+                d.psl.word()
+            ),
+        ));
     }
     out
 }
@@ -159,7 +283,9 @@ fn dmarc_items(d: &DmarcCheck) -> Vec<Item> {
 fn one_click(fields: &[(String, String)], sigs: &[SigCheck]) -> Vec<Item> {
     let lu = all(fields, "List-Unsubscribe");
     let https = lu.iter().any(|v| v.contains("<https://"));
-    let post = all(fields, "List-Unsubscribe-Post").iter().any(|v| v.trim().eq_ignore_ascii_case("List-Unsubscribe=One-Click"));
+    let post = all(fields, "List-Unsubscribe-Post")
+        .iter()
+        .any(|v| v.trim().eq_ignore_ascii_case("List-Unsubscribe=One-Click"));
     let mut out = vec![if https && post {
         Item::new("verify.one-click", Status::Pass, "List-Unsubscribe has an https URL, with List-Unsubscribe-Post: List-Unsubscribe=One-Click".into())
     } else {
@@ -168,10 +294,18 @@ fn one_click(fields: &[(String, String)], sigs: &[SigCheck]) -> Vec<Item> {
             (false, true) => "an https URL in List-Unsubscribe",
             _ => "List-Unsubscribe-Post: List-Unsubscribe=One-Click",
         };
-        Item::new("verify.one-click", Status::Fail, format!("no one-click unsubscribe: missing {missing}")).blocking(GMAIL_YAHOO).fix("configure [unsubscribe] with an https url".into())
+        Item::new(
+            "verify.one-click",
+            Status::Fail,
+            format!("no one-click unsubscribe: missing {missing}"),
+        )
+        .blocking(GMAIL_YAHOO)
+        .fix("configure [unsubscribe] with an https url".into())
     }];
     if https && post {
-        let covered = sigs.iter().any(|s| s.verdict.passed() && s.covers("list-unsubscribe") && s.covers("list-unsubscribe-post"));
+        let covered = sigs.iter().any(|s| {
+            s.verdict.passed() && s.covers("list-unsubscribe") && s.covers("list-unsubscribe-post")
+        });
         out.push(if covered {
             Item::new("verify.one-click-signed", Status::Pass, "a passing DKIM signature covers List-Unsubscribe and List-Unsubscribe-Post".into())
         } else {
@@ -185,12 +319,37 @@ fn one_click(fields: &[(String, String)], sigs: &[SigCheck]) -> Vec<Item> {
 async fn connection(dns: &Dns, rx: &ReceiverView) -> Vec<Item> {
     let hop = rx.hop.as_ref();
     let tls = match hop.and_then(|h| h.tls) {
-        Some(true) => Item::new("verify.tls", Status::Pass, format!("delivered over TLS{}", hop.and_then(|h| h.tls_detail.clone()).map_or(String::new(), |d| format!(" ({d})")))),
-        Some(false) => Item::new("verify.tls", Status::Fail, "the receiver's Received field shows plain SMTP, without TLS".into()).blocking(&[Provider::Gmail]).fix("use a relay that delivers with STARTTLS".into()),
-        None => Item::new("verify.tls", Status::Info, "the Received fields do not say whether TLS was used".into()),
+        Some(true) => Item::new(
+            "verify.tls",
+            Status::Pass,
+            format!(
+                "delivered over TLS{}",
+                hop.and_then(|h| h.tls_detail.clone())
+                    .map_or(String::new(), |d| format!(" ({d})"))
+            ),
+        ),
+        Some(false) => Item::new(
+            "verify.tls",
+            Status::Fail,
+            "the receiver's Received field shows plain SMTP, without TLS".into(),
+        )
+        .blocking(&[Provider::Gmail])
+        .fix("use a relay that delivers with STARTTLS".into()),
+        None => Item::new(
+            "verify.tls",
+            Status::Info,
+            "the Received fields do not say whether TLS was used".into(),
+        ),
     };
     let Some(ip) = rx.connecting_ip else {
-        return vec![tls, Item::new("verify.ptr", Status::Info, "no connecting IP found, so reverse DNS was not checked".into())];
+        return vec![
+            tls,
+            Item::new(
+                "verify.ptr",
+                Status::Info,
+                "no connecting IP found, so reverse DNS was not checked".into(),
+            ),
+        ];
     };
     vec![tls, fcrdns(dns, ip).await]
 }
@@ -198,32 +357,89 @@ async fn connection(dns: &Dns, rx: &ReceiverView) -> Vec<Item> {
 async fn fcrdns(dns: &Dns, ip: IpAddr) -> Item {
     let names = match dns.ptr(ip).await {
         Ok(n) => n,
-        Err(e) => return Item::new("verify.ptr", Status::TempError, format!("the PTR lookup of {ip} failed: {e}")).blocking(GMAIL_YAHOO),
+        Err(e) => {
+            return Item::new(
+                "verify.ptr",
+                Status::TempError,
+                format!("the PTR lookup of {ip} failed: {e}"),
+            )
+            .blocking(GMAIL_YAHOO);
+        }
     };
     for name in &names {
         match dns.ips(name).await {
-            Ok(ips) if ips.contains(&ip) => return Item::new("verify.ptr", Status::Pass, format!("{ip} has reverse DNS {name}, which resolves back to it")),
+            Ok(ips) if ips.contains(&ip) => {
+                return Item::new(
+                    "verify.ptr",
+                    Status::Pass,
+                    format!("{ip} has reverse DNS {name}, which resolves back to it"),
+                );
+            }
             Ok(_) => {}
-            Err(e) => return Item::new("verify.ptr", Status::TempError, format!("resolving {name} failed: {e}")).blocking(GMAIL_YAHOO),
+            Err(e) => {
+                return Item::new(
+                    "verify.ptr",
+                    Status::TempError,
+                    format!("resolving {name} failed: {e}"),
+                )
+                .blocking(GMAIL_YAHOO);
+            }
         }
     }
-    Item::new("verify.ptr", Status::Fail, if names.is_empty() { format!("{ip} has no PTR record") } else { format!("{ip}'s PTR ({}) does not resolve back to it", names.join(", ")) })
-        .blocking(GMAIL_YAHOO)
-        .fix("ask the relay's operator for a PTR whose name resolves to the address".into())
+    Item::new(
+        "verify.ptr",
+        Status::Fail,
+        if names.is_empty() {
+            format!("{ip} has no PTR record")
+        } else {
+            format!(
+                "{ip}'s PTR ({}) does not resolve back to it",
+                names.join(", ")
+            )
+        },
+    )
+    .blocking(GMAIL_YAHOO)
+    .fix("ask the relay's operator for a PTR whose name resolves to the address".into())
 }
 
 /// Where the receiver's result and the local one differ, and why that may be.
 fn disagreements(rx: &ReceiverView, sigs: &[SigCheck], spf: &Verdict) -> Vec<Item> {
     let mut out = Vec::new();
     let Some(results) = &rx.results else {
-        out.push(Item::new("verify.receiver", Status::Info, "no Authentication-Results field: only the local results are known".into()));
+        out.push(Item::new(
+            "verify.receiver",
+            Status::Info,
+            "no Authentication-Results field: only the local results are known".into(),
+        ));
         return out;
     };
-    let id = results.authserv_id.clone().unwrap_or_else(|| "the receiver".into());
-    out.push(Item::new("verify.receiver", Status::Info, format!("{id} recorded {}", results.outcomes.iter().map(|o| format!("{}={}", o.method, o.result)).collect::<Vec<_>>().join(" "))));
+    let id = results
+        .authserv_id
+        .clone()
+        .unwrap_or_else(|| "the receiver".into());
+    out.push(Item::new(
+        "verify.receiver",
+        Status::Info,
+        format!(
+            "{id} recorded {}",
+            results
+                .outcomes
+                .iter()
+                .map(|o| format!("{}={}", o.method, o.result))
+                .collect::<Vec<_>>()
+                .join(" ")
+        ),
+    ));
     for o in results.outcomes.iter().filter(|o| o.method == "dkim") {
-        let d = o.prop("header.d").map(str::to_owned).or_else(|| o.prop("header.i").map(domain_of));
-        let local = sigs.iter().find(|s| d.as_deref().is_none_or(|d| d == s.d));
+        let d = o
+            .prop("header.d")
+            .map(str::to_owned)
+            .or_else(|| o.prop("header.i").map(domain_of));
+        let sel = o.prop("header.s");
+        let local = sigs.iter().find(|s| {
+            d.as_deref().is_none_or(|d| d.eq_ignore_ascii_case(&s.d))
+                && sel.is_none_or(|x| x == s.s)
+        });
         let Some(local) = local else { continue };
         let (theirs, ours) = (o.result == "pass", local.verdict.passed());
         if theirs && !ours && !matches!(local.verdict, Verdict::TempError(_)) {
@@ -232,12 +448,22 @@ fn disagreements(rx: &ReceiverView, sigs: &[SigCheck], spf: &Verdict) -> Vec<Ite
             } else {
                 "the key at the selector has probably been rotated or revoked since delivery, or a signed header was changed afterwards"
             };
-            out.push(Item::new("verify.disagree.dkim", Status::Warn, format!("{id} says dkim=pass for d={} s={}, but it does not verify here: {why}", local.d, local.s)));
+            out.push(Item::new(
+                "verify.disagree.dkim",
+                Status::Warn,
+                format!(
+                    "{id} says dkim=pass for d={} s={}, but it does not verify here: {why}",
+                    local.d, local.s
+                ),
+            ));
         } else if !theirs && ours {
             out.push(Item::new("verify.disagree.dkim", Status::Warn, format!("{id} says dkim={} for d={}, but it verifies here: the receiver may have seen a modified copy (a forwarder) or had a DNS failure", o.result, local.d)));
         }
     }
-    if let Some(o) = rx.result("spf") && !matches!(spf, Verdict::Unknown(_) | Verdict::TempError(_)) && (o.result == "pass") != spf.passed() {
+    if let Some(o) = rx.result("spf")
+        && !matches!(spf, Verdict::Unknown(_) | Verdict::TempError(_))
+        && (o.result == "pass") != spf.passed()
+    {
         out.push(Item::new("verify.disagree.spf", Status::Warn, format!("{id} says spf={}, here it is {}: the message may have reached it through a forwarder (another connecting IP), or the SPF record changed since", o.result, spf.word())));
     }
     out

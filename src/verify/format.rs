@@ -5,7 +5,7 @@ use mail_parser::{MessageParser, PartType};
 
 use super::headers::all;
 use super::{Item, Provider, Status};
-use crate::lint::{self, LintConfig, LintInput, Level};
+use crate::lint::{self, Level, LintConfig, LintInput};
 
 /// RFC 5322 section 2.1.1: lines MUST be no more than 998 characters, SHOULD be 78.
 const MAX_LINE: usize = 998;
@@ -26,9 +26,13 @@ pub fn check(raw: &[u8], head: &[u8], fields: &[(String, String)]) -> Vec<Item> 
         out.push(if n == 1 {
             Item::new(id, Status::Pass, format!("exactly one {name}"))
         } else {
-            Item::new(id, Status::Fail, format!("{n} {name} fields; RFC 5322 wants exactly one"))
-                .blocking(blocks)
-                .fix(format!("send exactly one {name} header"))
+            Item::new(
+                id,
+                Status::Fail,
+                format!("{n} {name} fields; RFC 5322 wants exactly one"),
+            )
+            .blocking(blocks)
+            .fix(format!("send exactly one {name} header"))
         });
     }
     out.push(line_lengths(raw));
@@ -47,22 +51,56 @@ pub fn check(raw: &[u8], head: &[u8], fields: &[(String, String)]) -> Vec<Item> 
     let text = parsed.as_ref().and_then(|m| part(m, false));
     let html = parsed.as_ref().and_then(|m| part(m, true));
     out.push(match (&text, &html) {
-        (Some(_), _) => Item::new("verify.format.text-part", Status::Pass, "there is a text/plain part".into()),
-        _ => Item::new("verify.format.text-part", Status::Warn, "no text/plain part: filters score HTML-only mail worse, and some readers show nothing".into())
-            .fix("add a text template beside the HTML one".into()),
+        (Some(_), _) => Item::new(
+            "verify.format.text-part",
+            Status::Pass,
+            "there is a text/plain part".into(),
+        ),
+        _ => Item::new(
+            "verify.format.text-part",
+            Status::Warn,
+            "no text/plain part: filters score HTML-only mail worse, and some readers show nothing"
+                .into(),
+        )
+        .fix("add a text template beside the HTML one".into()),
     });
     out.push(match all(fields, "List-Id").first() {
-        Some(v) => Item::new("verify.format.list-id", Status::Pass, format!("List-Id: {v}")),
-        None => Item::new("verify.format.list-id", Status::Warn, "no List-Id (RFC 2919): providers group and rate bulk mail by it".into())
-            .fix("set [campaign] list_id".into()),
+        Some(v) => Item::new(
+            "verify.format.list-id",
+            Status::Pass,
+            format!("List-Id: {v}"),
+        ),
+        None => Item::new(
+            "verify.format.list-id",
+            Status::Warn,
+            "no List-Id (RFC 2919): providers group and rate bulk mail by it".into(),
+        )
+        .fix("set [campaign] list_id".into()),
     });
     out.push(match all(fields, "Feedback-ID").first() {
-        Some(v) => Item::new("verify.format.feedback-id", Status::Pass, format!("Feedback-ID: {v}")),
-        None => Item::new("verify.format.feedback-id", Status::Info, "no Feedback-ID: Gmail's feedback loop cannot report spam rates per campaign".into())
-            .fix("set [campaign] feedback_id (Gmail's a:b:c:SenderId form)".into()),
+        Some(v) => Item::new(
+            "verify.format.feedback-id",
+            Status::Pass,
+            format!("Feedback-ID: {v}"),
+        ),
+        None => Item::new(
+            "verify.format.feedback-id",
+            Status::Info,
+            "no Feedback-ID: Gmail's feedback loop cannot report spam rates per campaign".into(),
+        )
+        .fix("set [campaign] feedback_id (Gmail's a:b:c:SenderId form)".into()),
     });
-    let subject = parsed.as_ref().and_then(|m| m.subject()).unwrap_or_default();
-    out.extend(content_lint(subject, text.as_deref(), html.as_deref(), raw.len(), fields));
+    let subject = parsed
+        .as_ref()
+        .and_then(|m| m.subject())
+        .unwrap_or_default();
+    out.extend(content_lint(
+        subject,
+        text.as_deref(),
+        html.as_deref(),
+        raw.len(),
+        fields,
+    ));
     out
 }
 
@@ -74,13 +112,27 @@ fn line_lengths(raw: &[u8]) -> Item {
         .unwrap_or(0);
     let id = "verify.format.line-length";
     if longest > MAX_LINE {
-        Item::new(id, Status::Fail, format!("a line has {longest} characters; RFC 5322 allows 998"))
-            .blocking(GMAIL_YAHOO)
-            .fix("encode long lines (quoted-printable or base64)".into())
+        Item::new(
+            id,
+            Status::Fail,
+            format!("a line has {longest} characters; RFC 5322 allows 998"),
+        )
+        .blocking(GMAIL_YAHOO)
+        .fix("encode long lines (quoted-printable or base64)".into())
     } else if longest > SHOULD_LINE {
-        Item::new(id, Status::Info, format!("the longest line has {longest} characters (RFC 5322 asks for 78, requires 998)"))
+        Item::new(
+            id,
+            Status::Info,
+            format!(
+                "the longest line has {longest} characters (RFC 5322 asks for 78, requires 998)"
+            ),
+        )
     } else {
-        Item::new(id, Status::Pass, format!("every line is at most {SHOULD_LINE} characters"))
+        Item::new(
+            id,
+            Status::Pass,
+            format!("every line is at most {SHOULD_LINE} characters"),
+        )
     }
 }
 
@@ -103,7 +155,12 @@ fn content_lint(
     let urls: Vec<String> = all(fields, "List-Unsubscribe")
         .iter()
         .flat_map(|v| v.split(','))
-        .map(|u| u.trim().trim_start_matches('<').trim_end_matches('>').to_owned())
+        .map(|u| {
+            u.trim()
+                .trim_start_matches('<')
+                .trim_end_matches('>')
+                .to_owned()
+        })
         .filter(|u| !u.is_empty())
         .collect();
     let urls: Vec<&str> = urls.iter().map(String::as_str).collect();

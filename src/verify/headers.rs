@@ -75,7 +75,16 @@ pub struct AuthResults {
 }
 
 const METHODS: &[&str] = &[
-    "spf", "dkim", "dmarc", "arc", "auth", "iprev", "compauth", "bimi", "dkim-atps", "x-",
+    "spf",
+    "dkim",
+    "dmarc",
+    "arc",
+    "auth",
+    "iprev",
+    "compauth",
+    "bimi",
+    "dkim-atps",
+    "x-",
 ];
 
 /// Removes RFC 5322 comments (nested parentheses, outside quotes) and returns them apart.
@@ -85,7 +94,11 @@ fn decomment(s: &str) -> (String, Vec<String>) {
     for c in s.chars() {
         if escaped {
             escaped = false;
-            if depth > 0 { cur.push(c) } else { out.push(c) }
+            if depth > 0 {
+                cur.push(c)
+            } else {
+                out.push(c)
+            }
             continue;
         }
         match c {
@@ -141,7 +154,11 @@ pub fn auth_results(value: &str) -> AuthResults {
     if let Some(first) = segments.next() {
         let (plain, _) = decomment(&first);
         let head = plain.split_whitespace().next().unwrap_or_default();
-        let method = head.split(['=', '/']).next().unwrap_or_default().to_ascii_lowercase();
+        let method = head
+            .split(['=', '/'])
+            .next()
+            .unwrap_or_default()
+            .to_ascii_lowercase();
         if head.contains('=') && METHODS.iter().any(|m| method.starts_with(m)) {
             pending.push(first);
         } else {
@@ -193,17 +210,21 @@ pub struct Hop {
     pub by: Option<String>,
 }
 
-/// Reads the topmost Received field that names a connecting address: the receiver's own.
-pub fn receiver_hop(received: &[&str]) -> Option<Hop> {
-    received.iter().find_map(|r| {
-        let ip = from_clause_ip(r)?;
+/// Reads the receiver's own Received field: the one whose `from` clause names `ip` (the
+/// connecting address the receiver recorded elsewhere), else the topmost that names one.
+/// Providers such as Microsoft put internal hops above it.
+pub fn receiver_hop(received: &[&str], ip: Option<IpAddr>) -> Option<Hop> {
+    let hop = |r: &&str| {
+        let found = from_clause_ip(r)?;
         Some(Hop {
-            ip: Some(ip),
+            ip: Some(found),
             tls: tls_of(r),
             tls_detail: tls_detail(r),
             by: word_after(r, " by "),
         })
-    })
+    };
+    let matching = ip.and_then(|ip| received.iter().filter_map(hop).find(|h| h.ip == Some(ip)));
+    matching.or_else(|| received.iter().find_map(hop))
 }
 
 fn word_after(s: &str, key: &str) -> Option<String> {
@@ -237,6 +258,7 @@ fn tls_of(r: &str) -> Option<bool> {
     if tls_detail(r).is_some()
         || lower.contains(" with esmtps")
         || lower.contains(" with esmtpsa")
+        || lower.contains(" with smtps")
         || lower.contains(" with utf8smtps")
     {
         Some(true)
@@ -263,7 +285,11 @@ fn tls_detail(r: &str) -> Option<String> {
 /// IP as permitted sender", Microsoft's "sender IP is IP", `smtp.remote-ip`, `policy.iprev`,
 /// or `client-ip=` in Received-SPF.
 pub fn ip_from_results(results: &[AuthResults], received_spf: &[&str]) -> Option<IpAddr> {
-    let parse = |s: &str| s.trim_matches(|c: char| !c.is_ascii_hexdigit() && c != ':' && c != '.').parse::<IpAddr>().ok();
+    let parse = |s: &str| {
+        s.trim_matches(|c: char| !c.is_ascii_hexdigit() && c != ':' && c != '.')
+            .parse::<IpAddr>()
+            .ok()
+    };
     for r in results {
         for o in &r.outcomes {
             for key in ["smtp.remote-ip", "policy.iprev", "smtp.client-ip"] {
@@ -299,10 +325,17 @@ mod tests {
         let v = "mx.google.com; dkim=pass header.i=@news.example.com header.s=s2026r header.b=AbCd; spf=pass (google.com: domain of bounces@news.example.com designates 192.0.2.25 as permitted sender) smtp.mailfrom=bounces@news.example.com; dmarc=pass (p=REJECT sp=REJECT dis=NONE) header.from=news.example.com";
         let r = auth_results(v);
         assert_eq!(r.authserv_id.as_deref(), Some("mx.google.com"));
-        let m: Vec<_> = r.outcomes.iter().map(|o| (o.method.as_str(), o.result.as_str())).collect();
+        let m: Vec<_> = r
+            .outcomes
+            .iter()
+            .map(|o| (o.method.as_str(), o.result.as_str()))
+            .collect();
         assert_eq!(m, [("dkim", "pass"), ("spf", "pass"), ("dmarc", "pass")]);
         assert_eq!(r.outcomes[0].prop("header.i"), Some("@news.example.com"));
-        assert_eq!(ip_from_results(&[r], &[]), Some("192.0.2.25".parse().unwrap()));
+        assert_eq!(
+            ip_from_results(&[r], &[]),
+            Some("192.0.2.25".parse().unwrap())
+        );
     }
 
     #[test]
@@ -312,12 +345,17 @@ mod tests {
         assert_eq!(r.authserv_id, None);
         assert_eq!(r.outcomes.len(), 4);
         assert_eq!(r.outcomes[2].prop("action"), Some("none"));
-        assert_eq!(ip_from_results(&[r], &[]), Some("192.0.2.25".parse().unwrap()));
+        assert_eq!(
+            ip_from_results(&[r], &[]),
+            Some("192.0.2.25".parse().unwrap())
+        );
     }
 
     #[test]
     fn yahoo_form_and_none() {
-        let r = auth_results("atlas.yahoo.com; dkim=pass header.i=@news.example.com header.s=s2026r; spf=pass smtp.mailfrom=news.example.com; dmarc=pass(p=REJECT) header.from=news.example.com;");
+        let r = auth_results(
+            "atlas.yahoo.com; dkim=pass header.i=@news.example.com header.s=s2026r; spf=pass smtp.mailfrom=news.example.com; dmarc=pass(p=REJECT) header.from=news.example.com;",
+        );
         assert_eq!(r.outcomes[2].result, "pass");
         assert_eq!(r.outcomes[2].comments, ["p=REJECT"]);
         assert!(auth_results("mx.example.net; none").outcomes.is_empty());
@@ -326,16 +364,20 @@ mod tests {
     #[test]
     fn received_fields() {
         let gmail = "from mail.news.example.com (mail.news.example.com. [192.0.2.25]) by mx.google.com with ESMTPS id x1 for <a@gmail.example> (version=TLS1_3 cipher=TLS_AES_256_GCM_SHA384 bits=256/256); Fri, 27 Nov 2026 10:00:00 -0800 (PST)";
-        let h = receiver_hop(&[gmail]).unwrap();
+        let h = receiver_hop(&[gmail], None).unwrap();
         assert_eq!(h.ip, Some("192.0.2.25".parse().unwrap()));
         assert_eq!(h.tls, Some(true));
-        assert_eq!(h.tls_detail.as_deref(), Some("version=TLS1_3 cipher=TLS_AES_256_GCM_SHA384 bits=256/256"));
+        assert_eq!(
+            h.tls_detail.as_deref(),
+            Some("version=TLS1_3 cipher=TLS_AES_256_GCM_SHA384 bits=256/256")
+        );
         let ms = "from mail.news.example.com (192.0.2.25) by BN1NAM02FT001.mail.protection.outlook.com (10.13.2.1) with Microsoft SMTP Server (version=TLS1_2, cipher=TLS_ECDHE_RSA_WITH_AES_256_GCM_SHA384) id 15.20.1; Fri, 27 Nov 2026 18:00:00 +0000";
-        let h = receiver_hop(&[ms]).unwrap();
+        let internal = "from BN8PR12MB1234.namprd12.prod.outlook.com (2603:10b6:408:1::10) by SA1PR12MB5678.namprd12.prod.outlook.com with HTTPS; Fri, 27 Nov 2026 18:00:01 +0000";
+        let h = receiver_hop(&[internal, ms], Some("192.0.2.25".parse().unwrap())).unwrap();
         assert_eq!(h.ip, Some("192.0.2.25".parse().unwrap()));
         assert_eq!(h.tls, Some(true));
         let plain = "from relay ([IPv6:2001:db8::25]) by mx.example.net with ESMTP id 1";
-        let h = receiver_hop(&["by local with LMTP", plain]).unwrap();
+        let h = receiver_hop(&["by local with LMTP", plain], None).unwrap();
         assert_eq!(h.ip, Some("2001:db8::25".parse().unwrap()));
         assert_eq!(h.tls, Some(false));
     }
@@ -345,6 +387,12 @@ mod tests {
         let raw = b"Subject: a\r\n b\r\nFrom: x@y\r\n\r\nbody\r\n";
         let (head, body) = split(raw);
         assert_eq!(body, b"body\r\n");
-        assert_eq!(fields(head), [("Subject".into(), "a b".into()), ("From".into(), "x@y".into())]);
+        assert_eq!(
+            fields(head),
+            [
+                ("Subject".into(), "a b".into()),
+                ("From".into(), "x@y".into())
+            ]
+        );
     }
 }

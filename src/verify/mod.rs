@@ -161,7 +161,8 @@ pub async fn verify(dns: &Dns, source: &str, raw: &[u8]) -> Report {
     let fields = headers::fields(head);
     let receiver = receiver_view(&fields);
     let from_domain = from_domain(&fields);
-    let mut items = checks::authentication(dns, raw, &receiver, from_domain.as_deref(), &fields).await;
+    let mut items =
+        checks::authentication(dns, raw, &receiver, from_domain.as_deref(), &fields).await;
     items.extend(format::check(raw, head, &fields));
     let grade = grade::grade(&items);
     Report {
@@ -178,14 +179,20 @@ fn receiver_view(fields: &[(String, String)]) -> ReceiverView {
         .into_iter()
         .map(headers::auth_results)
         .collect();
-    let hop = headers::receiver_hop(&headers::all(fields, "Received"));
-    let connecting_ip = hop.as_ref().and_then(|h| h.ip).or_else(|| {
-        headers::ip_from_results(&results, &headers::all(fields, "Received-SPF"))
-    });
+    // The receiver's own statement of the address first: Received chains often start with
+    // internal hops.
+    let stated = headers::ip_from_results(&results, &headers::all(fields, "Received-SPF"));
+    let hop = headers::receiver_hop(&headers::all(fields, "Received"), stated);
+    let connecting_ip = stated.or_else(|| hop.as_ref().and_then(|h| h.ip));
     let first = results.into_iter().next();
     let return_path = headers::all(fields, "Return-Path")
         .first()
-        .map(|v| v.trim().trim_start_matches('<').trim_end_matches('>').to_owned())
+        .map(|v| {
+            v.trim()
+                .trim_start_matches('<')
+                .trim_end_matches('>')
+                .to_owned()
+        })
         .filter(|v| !v.is_empty());
     let mailfrom = return_path.or_else(|| {
         first
