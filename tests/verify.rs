@@ -10,13 +10,9 @@ use serde_json::Value;
 
 use crate::util::dkim::{verify_with_dkimpy, zone_txt_record};
 use crate::util::dns::DnsServer;
+use crate::util::scenario::{PASSWORD, PASSWORD_ENV, Scenario};
 use crate::util::smtp::{Mode, SmtpServer};
-use crate::util::tls::TestPki;
-use crate::util::{CampaignDir, Spec, b64, run, stdout};
-
-const USER: &str = "news@news.example.com";
-const PASSWORD: &str = "correct horse battery staple";
-const PASSWORD_ENV: &str = "MAILSHOT_TEST_SMTP_PASSWORD";
+use crate::util::{CampaignDir, b64, run, stdout};
 
 /// news.example.com as the receiver sees it: SPF for the relay's public network, PTR and A
 /// for its address, DMARC p=reject. The DKIM keys are appended per case.
@@ -38,16 +34,9 @@ fn deliver(c: &CampaignDir, server: &SmtpServer) -> Vec<crate::util::smtp::Recei
     server.received()
 }
 
-fn campaign(server: &SmtpServer, pki: &TestPki, spec: Spec<'_>) -> CampaignDir {
-    let tail = format!(
-        "[smtp]\nhost = \"localhost\"\nport = {}\ntls = \"starttls\"\nca_file = \"{}\"\nusername = \"{USER}\"\npassword_env = \"{PASSWORD_ENV}\"\n",
-        server.port,
-        pki.ca_pem.display()
-    );
-    CampaignDir::new(&Spec {
-        tail: &tail,
-        ..spec
-    })
+/// A campaign sending to aiosmtpd over STARTTLS with AUTH, as a real relay would take it.
+fn relay() -> (SmtpServer, CampaignDir) {
+    Scenario::new().login().smtp(Mode::Starttls)
 }
 
 /// What the receiving MX prepends: its verdicts (DKIM from dkimpy against the keys the
@@ -134,9 +123,7 @@ fn received_message(c: &CampaignDir, server: &SmtpServer) -> PathBuf {
 
 #[test]
 fn a_delivered_message_passes_for_every_provider() {
-    let pki = TestPki::new();
-    let server = SmtpServer::start(Mode::Starttls, &pki, Some((USER, PASSWORD)));
-    let c = campaign(&server, &pki, Spec::default());
+    let (server, c) = relay();
     let path = received_message(&c, &server);
     let dns = start_dns(&std::fs::read_to_string(&c.zone).unwrap());
     let (code, j) = verify(&path, &dns);
@@ -175,9 +162,7 @@ fn a_delivered_message_passes_for_every_provider() {
 
 #[test]
 fn a_body_changed_after_delivery_fails_dkim_and_says_why() {
-    let pki = TestPki::new();
-    let server = SmtpServer::start(Mode::Starttls, &pki, Some((USER, PASSWORD)));
-    let c = campaign(&server, &pki, Spec::default());
+    let (server, c) = relay();
     let path = received_message(&c, &server);
     let text = std::fs::read_to_string(&path).unwrap();
     std::fs::write(&path, text.replacen("News.", "Newz.", 1)).unwrap();
@@ -224,9 +209,7 @@ fn openssl_key(dir: &Path, alg: &str) -> (&'static str, String) {
 
 #[test]
 fn a_rotated_key_is_named_as_the_likely_cause() {
-    let pki = TestPki::new();
-    let server = SmtpServer::start(Mode::Starttls, &pki, Some((USER, PASSWORD)));
-    let c = campaign(&server, &pki, Spec::default());
+    let (server, c) = relay();
     let path = received_message(&c, &server);
     // The domain has since published new keys under the same selectors.
     let mut rotated = String::new();
@@ -251,9 +234,7 @@ fn a_rotated_key_is_named_as_the_likely_cause() {
 
 #[test]
 fn a_message_without_one_click_headers_is_blocked_for_gmail_and_yahoo_only() {
-    let pki = TestPki::new();
-    let server = SmtpServer::start(Mode::Starttls, &pki, Some((USER, PASSWORD)));
-    let c = campaign(&server, &pki, Spec::default());
+    let (server, c) = relay();
     // Only a mailto: unsubscribe: List-Unsubscribe without https, no List-Unsubscribe-Post.
     let toml = std::fs::read_to_string(&c.toml).unwrap();
     let toml = toml.replace("url = \"https://news.example.com/unsubscribe\"\n", "");
