@@ -188,7 +188,7 @@ fn openssl_key(dir: &Path, alg: &str) -> (&'static str, String) {
     let key = dir.join(format!("{alg}.pem"));
     let mut genpkey = Command::new("openssl");
     genpkey
-        .args(["genpkey", "-algorithm", alg, "-out"])
+        .args(["genpkey", "-quiet", "-algorithm", alg, "-out"])
         .arg(&key);
     if alg == "RSA" {
         genpkey.args(["-pkeyopt", "rsa_keygen_bits:2048"]);
