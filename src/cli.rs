@@ -313,6 +313,11 @@ pub struct SendArgs {
     /// Resume even though the recipient file or the templates changed since the journal began.
     #[arg(long)]
     pub accept_changes: bool,
+    /// Before the campaign, send one copy to this address (repeatable), to check a real
+    /// delivery with `mailshot verify`. Seeds are never journaled, reported, counted or
+    /// suppressed.
+    #[arg(long = "seed", value_name = "ADDR")]
+    pub seeds: Vec<String>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]

@@ -24,6 +24,8 @@ mod preflight;
 mod records;
 // Resuming after SIGKILL, Ctrl-C and a changed recipient file: nobody lost, duplicates bounded.
 mod resume;
+// `send --seed`: seed copies first, outside the journal, report and counts.
+mod seed;
 // `mailshot suppress`: entries read back exactly as written; text import and export.
 mod suppress;
 // `mailshot unsubscribe serve`: RFC 8058 one-click with curl and Chromium, concurrency, SIGKILL.

@@ -14,6 +14,7 @@ use crate::progress::Progress;
 use crate::report::{ReportWriter, Tally};
 use crate::send::journal::Journal;
 use crate::send::resume::{self, ResumeError, Resumed};
+use crate::send::seed;
 use crate::send::transport::Cause;
 use crate::send::{Abort, DeliveryError, InDoubt, Pacer, Pipeline, RunResult, Stop, Transport};
 use crate::suppression::Suppression;
@@ -75,6 +76,25 @@ pub async fn run(args: &SendArgs, quiet: bool, clock: Arc<dyn Clock>) -> anyhow:
             crate::terminal::field(&e.text)
         );
         return Ok(Exit::CouldNotStart);
+    }
+    let seeds = seed::recipients(
+        &args.seeds,
+        loaded.survey.first.as_ref(),
+        loaded.assembler.columns(),
+        &campaign.recipients.address_column,
+    )
+    .and_then(|s| seed::build(&loaded.assembler, s))?;
+    for (copy, result) in seeds
+        .iter()
+        .zip(seed::send(&transport, &campaign.return_path, &seeds).await)
+    {
+        match result {
+            Ok(a) => println!("seed: {} accepted ({})", copy.recipient.address, a.text),
+            Err(e) => eprintln!(
+                "mailshot: seed {} not sent: {}",
+                copy.recipient.address, e.text
+            ),
+        }
     }
     let word = transport.delivered_word();
     let verifier = transport

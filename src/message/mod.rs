@@ -82,6 +82,11 @@ impl Assembler {
     }
 
     /// The DKIM keys, for the audit: parsed once, shared with signing.
+    /// The recipient file's column names, in order.
+    pub fn columns(&self) -> &[String] {
+        &self.columns
+    }
+
     pub fn keys(&self) -> &[dkim::DkimKeyPair] {
         self.signer.keys()
     }

@@ -8,6 +8,7 @@
 pub mod journal;
 pub mod rate;
 pub mod resume;
+pub mod seed;
 pub mod transport;
 
 use std::sync::atomic::{AtomicBool, Ordering};
