@@ -2,7 +2,7 @@
 //! each report is folded into as it arrives, so memory grows with the number of distinct
 //! sources, never with the number of reports.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::{BTreeSet, HashMap, HashSet};
 use std::net::IpAddr;
 
 use super::digest::{Digest, Disposition, Policy, Row};
@@ -70,6 +70,16 @@ pub struct DomainSpan {
     /// (end of the report, its p=): the newest report's policy is the one in force, since the
     /// owner may have tightened it during the period.
     pub latest: Option<(u64, Policy)>,
+    /// `np` and `testing` from the same newest report (RFC 9990; none and false in older
+    /// reports).
+    pub np: Option<Policy>,
+    pub testing: bool,
+    /// Reports that declared the RFC 9990 namespace.
+    pub rfc9990_reports: u64,
+    /// Reports whose receiver found the policy by the public suffix list, and by the tree
+    /// walk (RFC 9990 `discovery_method`).
+    pub by_psl: u64,
+    pub by_treewalk: u64,
 }
 
 impl DomainSpan {
@@ -83,6 +93,14 @@ impl DomainSpan {
         // not depend on the order the reports were read in.
         if self.latest.is_none_or(|latest| (d.end, d.policy) > latest) {
             self.latest = Some((d.end, d.policy));
+            self.np = d.rfc9990.np;
+            self.testing = d.rfc9990.testing;
+        }
+        self.rfc9990_reports += u64::from(d.rfc9990.namespace);
+        match d.rfc9990.discovery_method {
+            Some("psl") => self.by_psl += 1,
+            Some(_) => self.by_treewalk += 1,
+            None => {}
         }
     }
 }
@@ -112,6 +130,8 @@ pub struct Aggregate {
     pub cells: HashMap<Cell, Counts>,
     /// Reports counted per organization.
     pub orgs: HashMap<String, u64>,
+    /// The report-writing software each organization named (RFC 9990 `generator`).
+    pub generators: HashMap<String, BTreeSet<String>>,
     pub domains: HashMap<String, DomainSpan>,
 }
 
@@ -132,6 +152,12 @@ impl Aggregate {
             self.end = Some(self.end.map_or(end, |e| e.max(end)));
         }
         *self.orgs.entry(d.org.clone()).or_default() += 1;
+        if let Some(g) = &d.rfc9990.generator {
+            self.generators
+                .entry(d.org.clone())
+                .or_default()
+                .insert(g.clone());
+        }
         self.domains.entry(d.domain.clone()).or_default().add(d);
         for row in &d.rows {
             let cell = Cell {
@@ -186,6 +212,7 @@ mod tests {
             begin,
             end,
             rows,
+            rfc9990: Default::default(),
         }
     }
 

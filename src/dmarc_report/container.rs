@@ -31,6 +31,18 @@ pub const MAX_ZIP_MEMBERS: usize = 100;
 /// real reports use at most three layers (email, attachment, compression).
 const MAX_DEPTH: u8 = 6;
 
+/// RFC 9990 section 3: the XML namespace of the new aggregate report format. mail-auth reads
+/// both formats but does not say which one a document declared.
+pub const RFC9990_NAMESPACE: &str = "urn:ietf:params:xml:ns:dmarc-2.0";
+
+/// One report and the format its document declared.
+#[derive(Debug, Clone)]
+pub struct Parsed {
+    pub report: Report,
+    /// The document declares the RFC 9990 namespace.
+    pub rfc9990: bool,
+}
+
 /// Why a file was skipped, in two kinds the summary counts apart: files that are not
 /// aggregate reports at all, and reports that could not be read.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, serde::Serialize)]
@@ -148,7 +160,7 @@ fn looks_like_mail(data: &[u8]) -> bool {
 
 /// Every aggregate report in `data`, whatever wraps it. A file that holds none is an error
 /// whose kind says whether anything was lost.
-pub fn reports_in(data: &[u8]) -> Result<Vec<Report>, ReadError> {
+pub fn reports_in(data: &[u8]) -> Result<Vec<Parsed>, ReadError> {
     Walker {
         budget: Budget::new(MAX_BYTES),
     }
@@ -215,7 +227,7 @@ impl Walker {
         }
     }
 
-    fn unwrap(&self, data: &[u8], depth: u8) -> Result<Vec<Report>, ReadError> {
+    fn unwrap(&self, data: &[u8], depth: u8) -> Result<Vec<Parsed>, ReadError> {
         if depth > MAX_DEPTH {
             return Err(ReadError::TooDeep);
         }
@@ -275,7 +287,7 @@ impl Walker {
 
     /// Every member that is a report counts; members that are something else (a README) are
     /// passed over, but one broken member fails the whole archive, since its totals would be short.
-    fn unzip(&self, data: &[u8], depth: u8) -> Result<Vec<Report>, ReadError> {
+    fn unzip(&self, data: &[u8], depth: u8) -> Result<Vec<Parsed>, ReadError> {
         let zip_err = |e: mail_auth::zip::result::ZipError| ReadError::Zip(e.to_string());
         let mut archive = mail_auth::zip::ZipArchive::new(Cursor::new(data)).map_err(zip_err)?;
         if archive.len() > MAX_ZIP_MEMBERS {
@@ -327,7 +339,7 @@ impl Walker {
         &self,
         message: &Message<'_>,
         depth: u8,
-        reports: &mut Vec<Report>,
+        reports: &mut Vec<Parsed>,
     ) -> Result<(), ReadError> {
         if depth > MAX_DEPTH {
             return Err(ReadError::TooDeep);
@@ -370,10 +382,13 @@ impl Walker {
 /// mail-auth's parser stops quietly at the end of input, so a report cut off after some
 /// complete records would parse and silently under-count. A complete report ends with
 /// `</feedback>` (then only whitespace or comments), which is checked here.
-fn parse_xml(data: &[u8]) -> Result<Report, ReadError> {
+fn parse_xml(data: &[u8]) -> Result<Parsed, ReadError> {
     let complete = ends_with_feedback(data);
     match Report::parse_xml(data) {
-        Ok(report) if complete => Ok(report),
+        Ok(report) if complete => Ok(Parsed {
+            report,
+            rfc9990: contains(data, RFC9990_NAMESPACE.as_bytes()),
+        }),
         Ok(_) => Err(ReadError::Truncated { detail: None }),
         Err(e) if !contains(data, b"<feedback") => {
             tracing::debug!("not a feedback document: {e}");
@@ -474,10 +489,10 @@ mod tests {
         .into_bytes()
     }
 
-    fn counts(reports: &[Report]) -> Vec<u32> {
+    fn counts(reports: &[Parsed]) -> Vec<u32> {
         reports
             .iter()
-            .flat_map(|r| r.record.iter().map(|rec| rec.row.count))
+            .flat_map(|r| r.report.record.iter().map(|rec| rec.row.count))
             .collect()
     }
 

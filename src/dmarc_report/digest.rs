@@ -5,7 +5,8 @@
 use std::net::IpAddr;
 
 use mail_auth::report::{
-    ActionDisposition, Disposition as Published, DkimResult, DmarcResult, Report, SpfResult,
+    ActionDisposition, Discovery, Disposition as Published, DkimResult, DmarcResult, Report,
+    SpfResult,
 };
 
 /// A domain's published `p=`, as the reports state it.
@@ -105,6 +106,21 @@ pub struct Digest {
     pub begin: u64,
     pub end: u64,
     pub rows: Vec<Row>,
+    pub rfc9990: Rfc9990,
+}
+
+/// What an RFC 9990 report adds about the policy and the reporter: the namespace it declared,
+/// `np`, `testing` (`t=y`), how the receiver found the policy, and the software that wrote it.
+/// All are absent or false in an RFC 7489 report.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Rfc9990 {
+    /// The document declares `urn:ietf:params:xml:ns:dmarc-2.0`.
+    pub namespace: bool,
+    pub np: Option<Policy>,
+    pub testing: bool,
+    /// `psl` or `treewalk`.
+    pub discovery_method: Option<&'static str>,
+    pub generator: Option<String>,
 }
 
 /// One record: `count` messages from one source with one set of results.
@@ -183,7 +199,32 @@ impl Digest {
             begin: meta.date_range.begin,
             end: meta.date_range.end,
             rows,
+            rfc9990: Rfc9990 {
+                namespace: false,
+                np: match report.policy_published.np {
+                    Published::Unspecified => None,
+                    np => Some(np.into()),
+                },
+                testing: report.policy_published.testing,
+                discovery_method: match report.policy_published.discovery_method {
+                    Discovery::Psl => Some("psl"),
+                    Discovery::Treewalk => Some("treewalk"),
+                    Discovery::Unspecified => None,
+                },
+                generator: meta
+                    .generator
+                    .as_deref()
+                    .map(str::trim)
+                    .filter(|g| !g.is_empty())
+                    .map(str::to_owned),
+            },
         }
+    }
+
+    /// Records whether the document declared the RFC 9990 namespace (the parser does not).
+    pub fn with_format(mut self, namespace: bool) -> Digest {
+        self.rfc9990.namespace = namespace;
+        self
     }
 }
 
@@ -242,5 +283,27 @@ mod tests {
         assert_eq!(Policy::None.next(), Some(Policy::Quarantine));
         assert_eq!(Policy::Quarantine.next(), Some(Policy::Reject));
         assert_eq!(Policy::Reject.next(), None);
+    }
+
+    #[test]
+    fn rfc9990_fields_are_kept() {
+        let xml = br#"<feedback xmlns="urn:ietf:params:xml:ns:dmarc-2.0"><report_metadata>
+            <org_name>mx.example.org</org_name><email>r@mx.example.org</email>
+            <report_id>1</report_id><date_range><begin>10</begin><end>20</end></date_range>
+            <generator> Example MTA 4.2 </generator></report_metadata>
+            <policy_published><domain>news.example.com</domain><p>reject</p><np>quarantine</np>
+            <testing>y</testing><discovery_method>treewalk</discovery_method></policy_published>
+            </feedback>"#;
+        let d = Digest::of(&Report::parse_xml(xml).unwrap()).with_format(true);
+        assert_eq!(
+            d.rfc9990,
+            Rfc9990 {
+                namespace: true,
+                np: Some(Policy::Quarantine),
+                testing: true,
+                discovery_method: Some("treewalk"),
+                generator: Some("Example MTA 4.2".into()),
+            }
+        );
     }
 }

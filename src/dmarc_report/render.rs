@@ -179,7 +179,17 @@ fn organizations(out: &mut String, s: &Summary) {
         .iter()
         .map(|o| {
             [
-                field_str(&o.org).into_owned(),
+                if o.generators.is_empty() {
+                    field_str(&o.org).into_owned()
+                } else {
+                    // Both are the reporter's own words: escaped like every outside text.
+                    let g: Vec<String> = o
+                        .generators
+                        .iter()
+                        .map(|g| field_str(g).into_owned())
+                        .collect();
+                    format!("{} ({})", field_str(&o.org), g.join(", "))
+                },
                 thousands(o.reports),
                 thousands(o.counts.messages),
                 pct_text(o.counts.dmarc_pass, o.counts.messages),
@@ -234,6 +244,32 @@ fn skipped(out: &mut String, s: &Summary) {
     }
 }
 
+/// What RFC 9990 reports said about the published policy and how receivers found it; none
+/// for a domain covered only by RFC 7489 reports.
+fn rfc9990_line(d: &super::summary::Domain) -> Option<String> {
+    if d.rfc9990_reports == 0 && d.np.is_none() && !d.testing {
+        return None;
+    }
+    let mut parts = vec![format!(
+        "{} of {} reports in RFC 9990 format",
+        d.rfc9990_reports, d.reports
+    )];
+    if let Some(np) = d.np {
+        parts.push(format!("np={}", np.as_str()));
+    }
+    if d.testing {
+        parts.push("t=y (testing: receivers apply one step less)".into());
+    }
+    let m = &d.discovery_method;
+    if m.psl + m.treewalk > 0 {
+        parts.push(format!(
+            "policy found by tree walk in {}, by public suffix list in {}",
+            m.treewalk, m.psl
+        ));
+    }
+    Some(parts.join("; "))
+}
+
 fn recommendations(out: &mut String, s: &Summary) {
     for d in &s.domains {
         let r = &d.recommendation;
@@ -244,6 +280,9 @@ fn recommendations(out: &mut String, s: &Summary) {
             d.policy.as_str()
         );
         let _ = writeln!(out, "  {}.", field(&r.message));
+        if let Some(line) = rfc9990_line(d) {
+            let _ = writeln!(out, "  {line}");
+        }
         let named = |list: &[super::summary::SourceFailures]| {
             let mut names: Vec<String> = list
                 .iter()

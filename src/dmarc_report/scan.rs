@@ -95,7 +95,10 @@ pub fn scan(found: Found, threads: usize, mut observe: impl FnMut(Event<'_>)) ->
 fn read_file(path: &Path) -> Result<Vec<Digest>, ReadError> {
     let data = read_regular(path)?;
     let reports = container::reports_in(&data)?;
-    Ok(reports.iter().map(Digest::of).collect())
+    Ok(reports
+        .iter()
+        .map(|p| Digest::of(&p.report).with_format(p.rfc9990))
+        .collect())
 }
 
 /// The file's bytes, if it is a regular file of at most [`MAX_BYTES`]. Opened non-blocking, so

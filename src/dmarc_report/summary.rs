@@ -37,11 +37,13 @@ pub struct Skipped {
 ///   "date_range": {"begin": "2026-10-01T00:00:00Z", "end": "2026-10-22T00:00:00Z",
 ///                  "begin_unix": 1790812800, "end_unix": 1792627200, "days": 21.0},
 ///   "totals": COUNTS,
-///   "organizations": [{"org": "google.com", "reports": 2, ...COUNTS}],
+///   "organizations": [{"org": "google.com", "reports": 2, "generators": ["..."], ...COUNTS}],
 ///   "sources": [{"ip": "192.0.2.10", "flagged": false,
 ///                "orgs": [{"org": "google.com", "messages": 2300}],
 ///                "domains": ["news.example.com"], ...COUNTS}],
-///   "domains": [{"domain": "news.example.com", "policy": "none", "reports": 5,
+///   "domains": [{"domain": "news.example.com", "policy": "none", "np": "none" | null,
+///                "testing": false, "reports": 5, "rfc9990_reports": 1,
+///                "discovery_method": {"psl": 0, "treewalk": 1},
 ///                "date_range": {...} | null, ...COUNTS,
 ///                "recommendation": {"verdict": "ready", "next_policy": "quarantine",
 ///                                   "message": "99.1% of 5,440 messages over 21 days aligned; ready for p=quarantine",
@@ -68,6 +70,11 @@ pub struct Skipped {
 /// - `sources`: one per source IP (`"unknown"` when the reports gave none), most messages
 ///   first. `flagged`: under `thresholds.flag_below_pct` of its messages pass DMARC (a
 ///   forgotten service, a forwarder or spoofing).
+/// - `organizations[].generators`: the report-writing software named by RFC 9990 reports.
+/// - `domains[].np`, `testing`: RFC 9990's `np` and `testing` from the newest report (null
+///   and false for RFC 7489 reports). `rfc9990_reports` counts the reports that declared the
+///   `urn:ietf:params:xml:ns:dmarc-2.0` namespace; `discovery_method` counts how their
+///   receivers found the policy (public suffix list or RFC 9989 tree walk).
 /// - `domains`: one per policy_published domain. `policy` is the `p=` of its newest report
 ///   (`none`, `quarantine`, `reject`, or `unknown` when not stated). `recommendation.verdict`
 ///   is `ready` (move to `next_policy`), `strictest` (already p=reject), `fix_first` (below
@@ -187,6 +194,8 @@ impl From<Counts> for CountsJson {
 pub struct Organization {
     pub org: String,
     pub reports: u64,
+    /// The software that wrote its reports (RFC 9990 `generator`), when they say.
+    pub generators: Vec<String>,
     #[serde(flatten)]
     pub counts: CountsJson,
 }
@@ -213,11 +222,26 @@ pub struct Source {
 pub struct Domain {
     pub domain: String,
     pub policy: Policy,
+    /// RFC 9990: the policy for non-existent subdomains, and whether `t=y` (testing) was
+    /// published, from the newest report.
+    pub np: Option<Policy>,
+    pub testing: bool,
     pub reports: u64,
+    /// Reports in RFC 9990's format (its namespace), and how their receivers found the policy.
+    pub rfc9990_reports: u64,
+    pub discovery_method: DiscoveryCounts,
     pub date_range: Option<DateRange>,
     #[serde(flatten)]
     pub counts: CountsJson,
     pub recommendation: Recommendation,
+}
+
+/// Reports per policy discovery method (RFC 9990 `discovery_method`); RFC 7489 reports say
+/// neither.
+#[derive(Debug, Serialize)]
+pub struct DiscoveryCounts {
+    pub psl: u64,
+    pub treewalk: u64,
 }
 
 #[derive(Debug, Serialize)]
@@ -307,6 +331,11 @@ impl Summary {
             .map(|(org, &reports)| Organization {
                 org: org.clone(),
                 reports,
+                generators: agg
+                    .generators
+                    .get(org)
+                    .map(|g| g.iter().cloned().collect())
+                    .unwrap_or_default(),
                 counts: by_org.get(org.as_str()).copied().unwrap_or_default().into(),
             })
             .collect();
@@ -335,7 +364,14 @@ impl Summary {
                 Domain {
                     domain: name.clone(),
                     policy,
+                    np: span.np,
+                    testing: span.testing,
                     reports: span.reports,
+                    rfc9990_reports: span.rfc9990_reports,
+                    discovery_method: DiscoveryCounts {
+                        psl: span.by_psl,
+                        treewalk: span.by_treewalk,
+                    },
                     date_range: range,
                     counts: counts.into(),
                     recommendation: recommendation(&evidence, &per_ip),
