@@ -6,6 +6,8 @@ mod address;
 mod checks;
 // `mailshot dmarc report` on hand-written aggregate reports, and the same totals from parsedmarc.
 mod dmarc;
+// RFC 9989 in `mailshot check`: tree walk beside the PSL, t=y, obsolete tags, SERVFAIL as temperror.
+mod dmarcbis;
 // Proves the DNS harness is real: knotd serves the zones, broken zones SERVFAIL, checkdmarc reads them.
 mod dns_selftest;
 // Faulty relays: dropped DATA, 421 greetings, 451s, 550s, idle timeouts, the circuit breaker.

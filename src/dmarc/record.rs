@@ -159,11 +159,6 @@ impl Tags {
         }
     }
 
-    /// `p`, or none when absent (RFC 9989 section 4.7).
-    pub fn policy(&self) -> Policy {
-        self.p.unwrap_or(Policy::None)
-    }
-
     /// What a receiver still on RFC 7489 does with each obsolete tag, for the finding.
     pub fn obsolete_note(name: &str) -> &'static str {
         match name {
@@ -181,22 +176,6 @@ impl Tags {
             }
         }
     }
-
-    /// The `mailto:` destinations' domains of `rua`, with the address.
-    pub fn rua_destinations(&self) -> Vec<(String, String)> {
-        self.rua
-            .iter()
-            .filter_map(|u| {
-                let addr = u.strip_prefix("mailto:")?;
-                let addr = addr.split('!').next().unwrap_or(addr);
-                let (_, domain) = addr.rsplit_once('@')?;
-                Some((
-                    addr.to_owned(),
-                    domain.trim_end_matches('.').to_ascii_lowercase(),
-                ))
-            })
-            .collect()
-    }
 }
 
 #[cfg(test)]
@@ -210,13 +189,7 @@ mod tests {
         assert_eq!(t.np, Some(Policy::Quarantine));
         assert_eq!(t.psd, Psd::No);
         assert!(t.testing);
-        assert_eq!(
-            t.rua_destinations(),
-            [
-                ("a@x.example".to_owned(), "x.example".to_owned()),
-                ("b@y.example".to_owned(), "y.example".to_owned())
-            ]
-        );
+        assert_eq!(t.rua, ["mailto:a@x.example", "mailto:b@y.example!10m"]);
         assert_eq!(Policy::Reject.lowered(), Policy::Quarantine);
         assert_eq!(Policy::Quarantine.lowered(), Policy::None);
     }
@@ -225,7 +198,6 @@ mod tests {
     fn no_p_is_none_and_obsolete_tags_are_kept() {
         let t = Tags::parse("v=DMARC1; rua=mailto:r@x.example; pct=50; ri=3600; rf=afrf").unwrap();
         assert_eq!(t.p, None);
-        assert_eq!(t.policy(), Policy::None);
         let names: Vec<_> = t.obsolete.iter().map(|(n, _)| *n).collect();
         assert_eq!(names, ["pct", "ri", "rf"]);
     }

@@ -82,6 +82,7 @@ pub async fn audit(dns: &Dns, from: &str, envelope: &str, keys: &[DkimKeyPair]) 
                 Severity::TempError,
                 format!("the DMARC lookup failed: {e}"),
             ));
+            out.extend(alignment_unknown(from));
             return out;
         }
     };
@@ -100,6 +101,7 @@ pub async fn audit(dns: &Dns, from: &str, envelope: &str, keys: &[DkimKeyPair]) 
                     Severity::TempError,
                     format!("the DMARC lookup at the organizational domain failed: {e}"),
                 ));
+                out.extend(alignment_unknown(from));
                 return out;
             }
         }
@@ -244,6 +246,22 @@ async fn reports(
         }
     }
     out
+}
+
+/// Alignment when the policy record could not be fetched: its `adkim`/`aspf` modes are
+/// unknown, so alignment is a temperror too, never a failure that asks for record changes.
+fn alignment_unknown(from: &str) -> Vec<Finding> {
+    [Check::DmarcAlignDkim, Check::DmarcAlignSpf]
+        .into_iter()
+        .map(|c| {
+            Finding::new(
+                c,
+                Severity::TempError,
+                from,
+                "unknown: the DMARC lookup failed, so the alignment modes are not known".into(),
+            )
+        })
+        .collect()
 }
 
 fn alignment(

@@ -10,6 +10,7 @@
 pub mod bulk;
 pub mod dkim;
 pub mod dmarc;
+pub mod dmarcbis;
 pub mod dns;
 pub mod finding;
 pub mod hygiene;
@@ -52,10 +53,11 @@ pub async fn run(dns: &Dns, input: &Inputs<'_>) -> Audit {
     let envelope_domain = c.return_path.domain().to_ascii_lowercase();
     let relay_ips = relay_ips(dns, input).await;
 
-    let (spf_f, dkim_f, dmarc_f, tls_f, dns_f) = tokio::join!(
+    let (spf_f, dkim_f, dmarc_f, dmarcbis_f, tls_f, dns_f) = tokio::join!(
         spf::audit(dns, &envelope_domain, &relay_ips),
         dkim::audit(dns, input.keys, input.sample),
         dmarc::audit(dns, &from_domain, &envelope_domain, input.keys),
+        dmarcbis::audit(dns, &from_domain),
         async {
             match &c.transport {
                 TransportConfig::Smtp(s) if input.probe_tls => tls::audit(s, input.now).await,
@@ -80,6 +82,7 @@ pub async fn run(dns: &Dns, input: &Inputs<'_>) -> Audit {
     let (dkim_f, dkim_records) = dkim_f;
     findings.extend(dkim_f);
     findings.extend(dmarc_f);
+    findings.extend(dmarcbis_f);
     findings.extend(tls_f);
     findings.extend(dns_f);
     let bulk = bulk::checklist(&findings, input);
