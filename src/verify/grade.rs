@@ -5,6 +5,7 @@ use std::fmt::Write as _;
 use serde::Serialize;
 
 use super::{Item, Provider, Report, Status};
+use crate::terminal::field;
 
 /// One provider's verdict.
 #[derive(Debug, Clone, Serialize)]
@@ -34,7 +35,8 @@ pub fn grade(items: &[Item]) -> Vec<ProviderGrade> {
 /// The human form: the grade first, then every item that is not a pass, then the passes.
 pub fn human(r: &Report) -> String {
     let mut s = String::new();
-    let _ = writeln!(s, "{}", r.source);
+    // Everything below but our own words comes from the message or DNS: escaped.
+    let _ = writeln!(s, "{}", field(&r.source));
     for g in &r.grade {
         let _ = writeln!(
             s,
@@ -57,20 +59,26 @@ pub fn human(r: &Report) -> String {
             Some(false) => "no",
             None => "unknown",
         },
-        rx.mailfrom.as_deref().unwrap_or("unknown")
+        field(rx.mailfrom.as_deref().unwrap_or("unknown"))
     );
     let mut items: Vec<&Item> = r.items.iter().collect();
     items.sort_by_key(|i| std::cmp::Reverse(i.status));
     for i in items {
-        let _ = writeln!(s, "  {:<9} {:<28} {}", i.status.label(), i.id, i.message);
+        let _ = writeln!(
+            s,
+            "  {:<9} {:<28} {}",
+            i.status.label(),
+            i.id,
+            field(&i.message)
+        );
         if i.status != Status::Pass {
             if let Some(e) = &i.evidence {
                 for line in e.lines() {
-                    let _ = writeln!(s, "            seen: {line}");
+                    let _ = writeln!(s, "            seen: {}", field(line));
                 }
             }
             if let Some(f) = &i.fix {
-                let _ = writeln!(s, "            fix: {f}");
+                let _ = writeln!(s, "            fix: {}", field(f));
             }
         }
     }
