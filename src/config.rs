@@ -113,6 +113,8 @@ mod raw {
         pub return_path: Option<Spanned<String>>,
         pub subject: String,
         pub state_dir: Option<String>,
+        pub list_id: Option<String>,
+        pub feedback_id: Option<String>,
     }
 
     #[derive(Debug, Deserialize)]
@@ -210,6 +212,10 @@ pub struct Campaign {
     pub return_path: Address,
     /// Subject template source.
     pub subject: String,
+    /// The List-Id header value (RFC 2919), `Name <label.domain>`.
+    pub list_id: Option<String>,
+    /// The Feedback-ID header value (Gmail's feedback loop), e.g. `campaign:customer:mailshot`.
+    pub feedback_id: Option<String>,
     pub text_template: Option<PathBuf>,
     pub html_template: Option<PathBuf>,
     pub recipients: RecipientSource,
@@ -413,6 +419,42 @@ impl Resolver<'_> {
         Ok(Mailbox::new(name, email))
     }
 
+    /// A header value written by the user: one line of printable ASCII.
+    fn header_text(&self, key: &'static str, v: &str) -> Result<String, ConfigError> {
+        let v = v.trim();
+        if v.is_empty() || v.len() > 200 || !v.chars().all(|c| c.is_ascii_graphic() || c == ' ') {
+            return Err(self.invalid(
+                key,
+                "must be one line of printable ASCII, at most 200 characters",
+            ));
+        }
+        Ok(v.to_owned())
+    }
+
+    /// RFC 2919: `[phrase] <list-label.namespace>`; a bare `label.domain` gets the brackets.
+    fn list_id(&self, v: &str) -> Result<String, ConfigError> {
+        let v = self.header_text("campaign.list_id", v)?;
+        let (phrase, id) = match (v.rfind('<'), v.strip_suffix('>')) {
+            (Some(lt), Some(_)) => (v[..lt].trim(), &v[lt + 1..v.len() - 1]),
+            _ => ("", v.as_str()),
+        };
+        let ok = id.contains('.')
+            && id
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '-' | '_'));
+        if !ok {
+            return Err(self.invalid(
+                "campaign.list_id",
+                "must be `Name <label.your-domain>` (RFC 2919), e.g. \"News <news.example.com>\"",
+            ));
+        }
+        Ok(if phrase.is_empty() {
+            format!("<{id}>")
+        } else {
+            format!("{phrase} <{id}>")
+        })
+    }
+
     /// A domain name in lowercase ASCII form, checked label by label.
     fn domain(&self, key: &'static str, value: &str) -> Result<String, ConfigError> {
         crate::address::domain_name(value).map_err(|m| self.invalid(key, m))
@@ -434,6 +476,18 @@ impl Resolver<'_> {
         if f.campaign.subject.trim().is_empty() {
             return Err(self.invalid("campaign.subject", "must not be empty"));
         }
+        let list_id = f
+            .campaign
+            .list_id
+            .as_deref()
+            .map(|v| self.list_id(v))
+            .transpose()?;
+        let feedback_id = f
+            .campaign
+            .feedback_id
+            .as_deref()
+            .map(|v| self.header_text("campaign.feedback_id", v))
+            .transpose()?;
 
         if f.templates.text.is_none() && f.templates.html.is_none() {
             return Err(self.invalid(
@@ -461,6 +515,8 @@ impl Resolver<'_> {
             reply_to,
             return_path,
             subject: f.campaign.subject,
+            list_id,
+            feedback_id,
             text_template: f.templates.text.as_deref().map(|p| self.file_path(p)),
             html_template: f.templates.html.as_deref().map(|p| self.file_path(p)),
             recipients: RecipientSource {

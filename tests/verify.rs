@@ -346,3 +346,52 @@ fn a_folder_of_messages_and_unreadable_input() {
     assert_eq!(out.status.code(), Some(2));
     assert!(crate::util::stderr(&out).contains("IMAP"));
 }
+
+#[test]
+fn list_id_and_feedback_id_are_set_signed_and_graded() {
+    let c = crate::util::CampaignDir::new(&crate::util::Spec::default());
+    let toml = std::fs::read_to_string(&c.toml).unwrap().replacen(
+        "[campaign]\n",
+        "[campaign]\nlist_id = \"Example News <news.news.example.com>\"\nfeedback_id = \"nov:news:mailshot\"\n",
+        1,
+    );
+    std::fs::write(&c.toml, toml).unwrap();
+    let check = run(&["check", "--format", "json", c.toml_str()], &[]);
+    let j: Value = serde_json::from_str(&stdout(&check)).unwrap();
+    let list = j["findings"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|f| f["id"] == "bulk.list-id")
+        .unwrap();
+    assert_eq!(list["severity"], "pass", "{j:#}");
+    assert_eq!(run(&["send", c.toml_str()], &[]).status.code(), Some(0));
+    let eml = &c.eml_files("outbox")[0];
+    let raw = std::fs::read_to_string(eml).unwrap();
+    assert!(
+        raw.contains("\r\nList-Id: Example News <news.news.example.com>\r\n"),
+        "{raw}"
+    );
+    assert!(
+        raw.contains("\r\nFeedback-ID: nov:news:mailshot\r\n"),
+        "{raw}"
+    );
+    // Signed, and dkimpy agrees the signatures still verify.
+    let dkim = verify_with_dkimpy(eml, &c.zone);
+    assert!(dkim.ok, "{}", dkim.output);
+    let head = raw
+        .split("\r\n\r\n")
+        .next()
+        .unwrap()
+        .replace("\r\n\t", " ")
+        .replace("\r\n ", " ");
+    let sig = head
+        .lines()
+        .find(|l| l.starts_with("DKIM-Signature:"))
+        .unwrap()
+        .to_ascii_lowercase();
+    assert!(
+        sig.contains("list-id") && sig.contains("feedback-id"),
+        "{sig}"
+    );
+}

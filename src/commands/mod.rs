@@ -130,6 +130,7 @@ pub async fn audit(
     let unsubscribe_url = loaded.assembler.unsubscribe_url(&first);
     let sample = loaded.assembler.assemble(first)?;
     let inputs = Inputs {
+        recipients: loaded.survey.valid,
         campaign: &loaded.campaign,
         keys: loaded.assembler.keys(),
         sample: &sample.bytes,

@@ -56,6 +56,8 @@ pub struct Composer {
     reply_to: Option<Mailbox>,
     campaign_id: String,
     id_domain: String,
+    list_id: Option<String>,
+    feedback_id: Option<String>,
 }
 
 impl Composer {
@@ -65,6 +67,8 @@ impl Composer {
             reply_to: campaign.reply_to.clone(),
             campaign_id: campaign.id.clone(),
             id_domain: campaign.sender_domain().to_ascii_lowercase(),
+            list_id: campaign.list_id.clone(),
+            feedback_id: campaign.feedback_id.clone(),
         }
     }
 
@@ -167,6 +171,13 @@ impl Composer {
             .date(date as i64)
             .message_id(self.message_id(&recipient.address))
             .header("MIME-Version", HeaderType::Raw(Raw::new("1.0")));
+        // Validated in config as one line of printable ASCII.
+        if let Some(v) = &self.list_id {
+            builder = builder.header("List-Id", HeaderType::Raw(Raw::new(v.as_str())));
+        }
+        if let Some(v) = &self.feedback_id {
+            builder = builder.header("Feedback-ID", HeaderType::Raw(Raw::new(v.as_str())));
+        }
         if let Some(links) = links
             && let Some(value) = links.header_value()
         {

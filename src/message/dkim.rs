@@ -39,6 +39,10 @@ pub const SIGNED_HEADERS: &[&str] = &[
     "List-Unsubscribe",
     "List-Unsubscribe-Post",
     "List-Unsubscribe-Post",
+    "List-Id",
+    "List-Id",
+    "Feedback-ID",
+    "Feedback-ID",
 ];
 
 #[derive(Debug, thiserror::Error)]

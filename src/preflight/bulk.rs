@@ -81,6 +81,15 @@ const UNSUBSCRIBE_SIGNED: Item = Item {
     no: "a DKIM signature does not cover the List-Unsubscribe headers; RFC 8058 requires it",
     fix: "sign List-Unsubscribe and List-Unsubscribe-Post",
 };
+/// Gmail's bulk-sender threshold: 5,000 messages a day to its users.
+const BULK_RECIPIENTS: u64 = 5_000;
+
+const LIST_ID: Item = Item {
+    check: Check::BulkListId,
+    yes: "the message carries List-Id (RFC 2919), covered by DKIM h=",
+    no: "no List-Id: providers group and rate bulk mail by it (RFC 2919)",
+    fix: "set [campaign] list_id = \"Name <label.your-domain>\"",
+};
 const VISIBLE_UNSUBSCRIBE: Item = Item {
     check: Check::BulkVisibleUnsubscribe,
     yes: "the body shows the unsubscribe link",
@@ -130,5 +139,32 @@ pub fn checklist(findings: &[Finding], input: &Inputs<'_>) -> Vec<Finding> {
     ]
     .iter()
     .map(|(item, state)| item.judge(*state, campaign))
+    .chain([list_id(input)])
     .collect()
+}
+
+/// List-Id: a pass when set; without it a warning for a bulk campaign (Gmail counts 5,000
+/// messages a day as bulk) and advice below that.
+fn list_id(input: &Inputs<'_>) -> Finding {
+    let id = input.campaign.id.as_str();
+    if input.campaign.list_id.is_some() {
+        return Finding::new(
+            Check::BulkListId,
+            Severity::Pass,
+            id,
+            LIST_ID.yes.to_owned(),
+        );
+    }
+    let (sev, scale) = if input.recipients >= BULK_RECIPIENTS {
+        (Severity::Warn, "a bulk campaign")
+    } else {
+        (Severity::Info, "not bulk at this size, but recommended")
+    };
+    Finding::new(
+        Check::BulkListId,
+        sev,
+        id,
+        format!("{} ({scale})", LIST_ID.no),
+    )
+    .fix(LIST_ID.fix.to_owned())
 }

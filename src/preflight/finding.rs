@@ -136,6 +136,7 @@ checks! {
     BulkOneClick => Bulk "bulk.one-click",
     BulkUnsubscribeSigned => Bulk "bulk.unsubscribe-signed",
     BulkVisibleUnsubscribe => Bulk "bulk.visible-unsubscribe",
+    BulkListId => Bulk "bulk.list-id",
 }
 
 impl Check {

@@ -30,6 +30,8 @@ pub use finding::{Audit, Check, Finding, Group, Severity};
 /// What the audit needs besides DNS.
 pub struct Inputs<'a> {
     pub campaign: &'a Campaign,
+    /// Valid recipients: from 5,000 a campaign is bulk by Gmail's definition.
+    pub recipients: u64,
     pub keys: &'a [DkimKeyPair],
     /// One message exactly as `send` would produce it, signed.
     pub sample: &'a [u8],
