@@ -117,7 +117,8 @@ impl App {
     }
 
     /// Reads the POST body (bounded in size and time) and checks it is the RFC 8058 one:
-    /// `List-Unsubscribe=One-Click`, form-encoded (the button's form sends the same).
+    /// `List-Unsubscribe=One-Click`, form-encoded (the button's form sends the same) or
+    /// as multipart/form-data, which RFC 8058 section 3.1 allows too.
     async fn one_click_body(&self, req: Request<Incoming>) -> Result<(), Refusal> {
         const TOO_LARGE: Refusal = (StatusCode::PAYLOAD_TOO_LARGE, "Request too large");
         let declared = req
@@ -127,17 +128,7 @@ impl App {
         if declared.is_some_and(|n| n > MAX_BODY as u64) {
             return Err(TOO_LARGE);
         }
-        let form = req
-            .headers()
-            .get(header::CONTENT_TYPE)
-            .and_then(|v| v.to_str().ok())
-            .is_none_or(|t| {
-                t.split(';')
-                    .next()
-                    .unwrap_or_default()
-                    .trim()
-                    .eq_ignore_ascii_case("application/x-www-form-urlencoded")
-            });
+        let kind = BodyKind::of(req.headers().get(header::CONTENT_TYPE));
         let body = Limited::new(req.into_body(), MAX_BODY);
         let bytes = match tokio::time::timeout(self.body_timeout, body.collect()).await {
             Err(_) => return Err((StatusCode::REQUEST_TIMEOUT, "Request timed out")),
@@ -145,15 +136,58 @@ impl App {
             Ok(Err(_)) => return Err((StatusCode::BAD_REQUEST, "Bad request")),
             Ok(Ok(c)) => c.to_bytes(),
         };
-        let one_click = form
-            && form_urlencoded::parse(&bytes)
-                .any(|(k, v)| k == "List-Unsubscribe" && v == "One-Click");
+        let one_click = kind.is_one_click(bytes).await;
         match one_click {
             true => Ok(()),
             false => Err((
                 StatusCode::BAD_REQUEST,
                 "The body must be List-Unsubscribe=One-Click (RFC 8058)",
             )),
+        }
+    }
+}
+
+/// How a POST body is encoded, from its Content-Type. No Content-Type is taken as a plain
+/// form: some clients send the 26 bytes bare.
+enum BodyKind {
+    Form,
+    Multipart(String),
+    Other,
+}
+
+impl BodyKind {
+    fn of(content_type: Option<&HeaderValue>) -> BodyKind {
+        let Some(t) = content_type.and_then(|v| v.to_str().ok()) else {
+            return BodyKind::Form;
+        };
+        let essence = t.split(';').next().unwrap_or_default().trim();
+        if essence.eq_ignore_ascii_case("application/x-www-form-urlencoded") {
+            BodyKind::Form
+        } else if essence.eq_ignore_ascii_case("multipart/form-data") {
+            multer::parse_boundary(t).map_or(BodyKind::Other, BodyKind::Multipart)
+        } else {
+            BodyKind::Other
+        }
+    }
+
+    /// Whether the body carries the field `List-Unsubscribe` with the value `One-Click`.
+    async fn is_one_click(self, bytes: Bytes) -> bool {
+        let wanted = |k: &str, v: &str| k == "List-Unsubscribe" && v == "One-Click";
+        match self {
+            BodyKind::Form => form_urlencoded::parse(&bytes).any(|(k, v)| wanted(&k, &v)),
+            BodyKind::Multipart(boundary) => {
+                // The body is already bounded (MAX_BODY) and in memory: parsing it is cheap.
+                let mut parts =
+                    multer::Multipart::with_reader(std::io::Cursor::new(bytes), boundary);
+                while let Ok(Some(field)) = parts.next_field().await {
+                    let name = field.name().unwrap_or_default().to_owned();
+                    if field.text().await.is_ok_and(|v| wanted(&name, &v)) {
+                        return true;
+                    }
+                }
+                false
+            }
+            BodyKind::Other => false,
         }
     }
 }
