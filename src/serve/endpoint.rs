@@ -136,7 +136,7 @@ impl App {
             Ok(Err(_)) => return Err((StatusCode::BAD_REQUEST, "Bad request")),
             Ok(Ok(c)) => c.to_bytes(),
         };
-        let one_click = kind.is_one_click(bytes).await;
+        let one_click = kind.carries_one_click(bytes).await;
         match one_click {
             true => Ok(()),
             false => Err((
@@ -171,7 +171,7 @@ impl BodyKind {
     }
 
     /// Whether the body carries the field `List-Unsubscribe` with the value `One-Click`.
-    async fn is_one_click(self, bytes: Bytes) -> bool {
+    async fn carries_one_click(self, bytes: Bytes) -> bool {
         let wanted = |k: &str, v: &str| k == "List-Unsubscribe" && v == "One-Click";
         match self {
             BodyKind::Form => form_urlencoded::parse(&bytes).any(|(k, v)| wanted(&k, &v)),
