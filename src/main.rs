@@ -15,6 +15,7 @@ mod dmarc_report;
 mod files;
 mod keygen;
 mod lint;
+mod mailbox;
 mod message;
 mod preflight;
 mod progress;
