@@ -29,3 +29,5 @@ pub mod returned;
 pub mod run;
 pub mod summary;
 pub mod verdict;
+#[cfg(test)]
+mod tests;
