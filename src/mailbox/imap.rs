@@ -254,9 +254,11 @@ impl Session {
     }
 
     pub fn close(mut self) {
+        let session = &mut self.session;
+        // The timer is made inside the runtime: tokio's timers need one to exist.
         let _ = self
             .rt
-            .block_on(tokio::time::timeout(STEP, self.session.logout()));
+            .block_on(async { tokio::time::timeout(STEP, session.logout()).await });
     }
 }
 

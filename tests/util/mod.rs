@@ -6,9 +6,11 @@
 
 pub mod dkim;
 pub mod dns;
+pub mod dovecot;
 pub mod hostile;
 pub mod http;
 pub mod interop;
+pub mod intake;
 pub mod journal;
 pub mod scenario;
 pub mod smtp;
