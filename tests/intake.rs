@@ -108,7 +108,9 @@ fn full_loop_bounced_and_complaining_recipients_are_suppressed_next_time() {
     // A dry run classifies the same and changes nothing.
     let dry = intake(&["--dry-run"]);
     assert_eq!(dry.status.code(), Some(0));
-    assert_eq!(json(&dry)["counts"]["hard_bounce"], 2);
+    let dry = json(&dry);
+    assert_eq!(dry["counts"]["hard_bounce"], 2);
+    assert_eq!(dry["suppressed_total"], 4, "{dry}");
     assert_eq!(std::fs::read_to_string(c.path().join("suppressed.txt")).unwrap(), "");
     assert!(dovecot.flags("INBOX").iter().all(|(_, f)| f.is_empty() || !f.contains(&"$MailshotProcessed".to_owned())));
 
@@ -233,8 +235,9 @@ fn hostile_messages_in_a_maildir_are_named_and_skipped_and_the_run_succeeds() {
     let again = run(&["intake", c.toml_str(), dir], &[]);
     assert_eq!(again.status.code(), Some(0));
     let text = stdout(&again);
-    assert!(text.contains("processed by an earlier run") && text.contains("skipped:"), "{text}");
-    assert!(!text.contains("suppressed:"), "{text}");
+    assert!(text.contains("messages read: 5 (4 processed by an earlier run)"), "{text}");
+    assert!(text.contains("skipped (1):\n") && text.contains("000001.test: larger than"), "{text}");
+    assert!(!text.contains("suppressed ("), "{text}");
     assert_eq!(std::fs::read_to_string(c.path().join("suppressed.txt")).unwrap(), list);
 }
 

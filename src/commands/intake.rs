@@ -70,7 +70,7 @@ pub fn run(args: &IntakeArgs, quiet: bool, clock: Arc<dyn Clock>) -> anyhow::Res
     let mut tally = Tally::default();
     for (path, e) in std::mem::take(&mut reader.unreadable) {
         tally.counts.skipped += 1;
-        tally.skipped.push(summary::Named {
+        tally.skipped(summary::Named {
             message: path,
             reason: e,
         });

@@ -96,7 +96,8 @@ impl Appender {
 /// `<state_dir>/<campaign>/bounces`. With `dry_run`, nothing is ever written.
 pub struct FileSink {
     existing: Suppression,
-    added: HashSet<String>,
+    /// Digests of the addresses added by this run (16 bytes each, not the strings).
+    added: HashSet<[u8; 16]>,
     suppression: Appender,
     soft: Appender,
     soft_counts: HashMap<String, HashSet<String>>,
@@ -153,7 +154,9 @@ fn field(s: &str) -> String {
 
 impl Sink for FileSink {
     fn suppress(&mut self, e: &Entry) -> io::Result<bool> {
-        if self.existing.check(&e.address).is_some() || !self.added.insert(e.address.clone()) {
+        if self.existing.check(&e.address).is_some()
+            || !self.added.insert(Ledger::key(e.address.as_bytes()))
+        {
             return Ok(false);
         }
         self.suppression.pending.push_str(&format!(

@@ -21,8 +21,9 @@ pub struct Known {
     /// `@<from domain>`, lowercase: the right-hand side of every Message-ID mailshot makes.
     id_suffix: String,
     by_address: HashMap<Box<str>, u64>,
-    /// Lowercase Message-ID (without brackets) -> lowercase address.
-    by_message_id: HashMap<Box<str>, Box<str>>,
+    /// The 96-bit hash in this campaign's Message-IDs -> lowercase address. Kept as bytes:
+    /// for 100,000 recipients the Message-ID strings alone would take several MB.
+    by_message_id: HashMap<[u8; 12], Box<str>>,
     /// Recipients the relay accepted (the complaint rate's denominator).
     pub sent: u64,
 }
@@ -52,11 +53,10 @@ impl Known {
                 continue;
             }
             known.sent += u64::from(state == State::Sent || state == State::Written);
-            if let Ok(parsed) = address.parse::<lettre::Address>() {
-                let id = composer.message_id(&parsed).to_lowercase();
-                known
-                    .by_message_id
-                    .insert(id.into_boxed_str(), address.clone());
+            if let Ok(parsed) = address.parse::<lettre::Address>()
+                && let Some(hash) = known.hash_of(&composer.message_id(&parsed))
+            {
+                known.by_message_id.insert(hash, address.clone());
             }
             known.by_address.insert(address, row);
         }
@@ -73,9 +73,26 @@ impl Known {
         }
     }
 
-    /// The recipient, if this campaign sent to the address.
+    /// The hash part of one of this campaign's Message-IDs (`<campaign>.<24 hex>@<domain>`).
+    fn hash_of(&self, id: &str) -> Option<[u8; 12]> {
+        let local = id.strip_suffix(&self.id_suffix)?;
+        let (campaign, hex) = local.rsplit_once('.')?;
+        if !campaign.eq_ignore_ascii_case(&self.campaign_id) || hex.len() != 24 {
+            return None;
+        }
+        let mut out = [0u8; 12];
+        for (i, b) in out.iter_mut().enumerate() {
+            *b = u8::from_str_radix(hex.get(i * 2..i * 2 + 2)?, 16).ok()?;
+        }
+        Some(out)
+    }
+
+    /// The recipient, if this campaign sent to the address. The address is normalized as
+    /// the recipient list's were (lowercase, the domain in punycode).
     pub fn recipient(&self, address: &str) -> Option<Recipient> {
-        let a = address.trim().to_lowercase();
+        let a = crate::address::parse(address)
+            .map(|(a, _)| a.to_string().to_lowercase())
+            .unwrap_or_else(|_| address.trim().to_lowercase());
         self.by_address.get(a.as_str()).map(|&row| Recipient {
             row,
             address: a,
@@ -89,7 +106,7 @@ impl Known {
             .trim_start_matches('<')
             .trim_end_matches('>')
             .to_lowercase();
-        if let Some(addr) = self.by_message_id.get(id.as_str()) {
+        if let Some(addr) = self.hash_of(&id).and_then(|h| self.by_message_id.get(&h)) {
             return self
                 .recipient(addr)
                 .map_or(IdMatch::Unknown, IdMatch::Ours);
@@ -110,9 +127,10 @@ impl Known {
     pub fn add(&mut self, campaign: &Campaign, row: u64, address: &str) {
         let composer = Composer::new(campaign);
         let a = address.to_lowercase();
-        let id = composer.message_id(&a.parse().unwrap()).to_lowercase();
-        self.by_message_id
-            .insert(id.into_boxed_str(), a.clone().into_boxed_str());
+        let hash = self
+            .hash_of(&composer.message_id(&a.parse().unwrap()).to_lowercase())
+            .unwrap();
+        self.by_message_id.insert(hash, a.clone().into_boxed_str());
         self.by_address.insert(a.into_boxed_str(), row);
         self.sent += 1;
     }

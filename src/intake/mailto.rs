@@ -51,9 +51,17 @@ pub fn classify(msg: &Message<'_>, unsub: &Unsubscriber) -> Verdict {
         };
     };
     // Mail clients decode the mailto URI's subject; a few leave it percent-encoded.
-    let address = percent_decode_str(address)
-        .decode_utf8_lossy()
-        .to_lowercase();
+    let typed = percent_decode_str(address).decode_utf8_lossy();
+    // Normalized as the recipient list was (the token is over that form).
+    let Ok((parsed, _)) = crate::address::parse(&typed) else {
+        return Verdict::Ignored {
+            why: format!(
+                "an unsubscribe request for {:?}, which is not an address",
+                clean_text(&typed)
+            ),
+        };
+    };
+    let address = parsed.to_string().to_lowercase();
     if unsub.verify(&address, token) {
         Verdict::Unsubscribe { address }
     } else {

@@ -49,7 +49,7 @@ impl Intake<'_> {
             let named = self.one(item, tally, &mut to_mark)?;
             tick(named.as_ref());
             if let Some(n) = named {
-                tally.skipped.push(n);
+                tally.skipped(n);
             }
             in_batch += 1;
             if in_batch >= BATCH {
@@ -151,7 +151,7 @@ impl Intake<'_> {
                     self.bounce(&b, tally, &entry)?;
                 }
                 for who in ignored {
-                    tally.ignored.push(Named {
+                    tally.ignored(Named {
                         message: evidence.to_owned(),
                         reason: format!("a recipient never sent this campaign ({who}): ignored"),
                     });
@@ -186,7 +186,7 @@ impl Intake<'_> {
             Verdict::Other => tally.counts.other += 1,
             Verdict::Ignored { why } => {
                 tally.counts.ignored += 1;
-                tally.ignored.push(Named {
+                tally.ignored(Named {
                     message: evidence.to_owned(),
                     reason: why,
                 });
@@ -230,7 +230,7 @@ impl Intake<'_> {
 
     fn suppress(&mut self, e: Entry, tally: &mut Tally) -> Result<(), RunError> {
         if self.sink.suppress(&e)? {
-            tally.suppressed.push(e);
+            tally.suppressed(e);
         }
         Ok(())
     }

@@ -14,6 +14,9 @@ pub const SCHEMA: &str = "mailshot.intake/1";
 pub const GMAIL_TARGET_PCT: f64 = 0.1;
 pub const GMAIL_LIMIT_PCT: f64 = 0.3;
 const TOP: usize = 10;
+/// Entries listed per list (suppressed, ignored, skipped): the counts are always complete,
+/// the suppression list has every address, and a summary of 75,000 lines helps nobody.
+pub const MAX_LISTED: usize = 1000;
 
 #[derive(Debug, Default, Serialize)]
 pub struct Counts {
@@ -73,7 +76,9 @@ pub struct Summary {
     pub campaign: String,
     pub dry_run: bool,
     pub counts: Counts,
-    /// Addresses newly suppressed by this run (already suppressed ones are not repeated).
+    /// Addresses newly suppressed by this run (already suppressed ones are not repeated):
+    /// how many, and the first MAX_LISTED of them.
+    pub suppressed_total: u64,
     pub suppressed: Vec<Entry>,
     pub bounce_statuses: Vec<Ranked>,
     pub bounce_domains: Vec<Ranked>,
@@ -89,6 +94,7 @@ pub struct Summary {
 #[derive(Default)]
 pub struct Tally {
     pub counts: Counts,
+    pub suppressed_total: u64,
     pub suppressed: Vec<Entry>,
     pub statuses: HashMap<String, u64>,
     pub domains: HashMap<String, u64>,
@@ -100,6 +106,25 @@ pub struct Tally {
 }
 
 impl Tally {
+    pub fn suppressed(&mut self, e: Entry) {
+        self.suppressed_total += 1;
+        if self.suppressed.len() < MAX_LISTED {
+            self.suppressed.push(e);
+        }
+    }
+
+    pub fn ignored(&mut self, n: Named) {
+        if self.ignored.len() < MAX_LISTED {
+            self.ignored.push(n);
+        }
+    }
+
+    pub fn skipped(&mut self, n: Named) {
+        if self.skipped.len() < MAX_LISTED {
+            self.skipped.push(n);
+        }
+    }
+
     pub fn bounce(&mut self, address: &str, status: &str) {
         let status = if status.is_empty() { "(none)" } else { status };
         *self.statuses.entry(status.to_owned()).or_default() += 1;
@@ -131,6 +156,7 @@ impl Tally {
                 dmarc_pass: totals.dmarc_pass,
             },
             counts: self.counts,
+            suppressed_total: self.suppressed_total,
             suppressed: self.suppressed,
             bounce_statuses: top(self.statuses),
             bounce_domains: top(self.domains),
@@ -189,8 +215,14 @@ pub fn human(s: &Summary) -> String {
     ));
     if !s.suppressed.is_empty() {
         out.push_str(&format!(
-            "suppressed{}:\n",
-            if s.dry_run { " (would be)" } else { "" }
+            "suppressed{} ({}{}):\n",
+            if s.dry_run { ", would be" } else { "" },
+            s.suppressed_total,
+            if s.suppressed_total > s.suppressed.len() as u64 {
+                format!(", the first {} listed", s.suppressed.len())
+            } else {
+                String::new()
+            }
         ));
         for e in &s.suppressed {
             out.push_str(&format!(
@@ -216,9 +248,12 @@ pub fn human(s: &Summary) -> String {
             s.dmarc.reports, s.dmarc.messages, s.dmarc.dmarc_pass
         ));
     }
-    for (title, list) in [("ignored", &s.ignored), ("skipped", &s.skipped)] {
+    for (title, list, total) in [
+        ("ignored", &s.ignored, c.ignored),
+        ("skipped", &s.skipped, c.skipped),
+    ] {
         if !list.is_empty() {
-            out.push_str(&format!("{title}:\n"));
+            out.push_str(&format!("{title} ({total}):\n"));
             for n in list {
                 out.push_str(&format!("  {}: {}\n", n.message, n.reason));
             }

@@ -46,30 +46,32 @@ impl Files {
     }
 
     fn walk(&mut self, dir: &Path) {
-        let entries = match fs::read_dir(dir).and_then(|rd| rd.collect::<Result<Vec<_>, _>>()) {
-            Ok(entries) => entries,
-            Err(e) => {
-                self.unreadable.push((dir.to_owned(), e));
-                return;
+        // Names only, sorted, then one path at a time: a 100,000-message folder would
+        // otherwise hold every DirEntry and a second copy of every name at once.
+        let mut names: Vec<std::ffi::OsString> = Vec::new();
+        let listed = fs::read_dir(dir).and_then(|rd| {
+            for e in rd {
+                names.push(e?.file_name());
             }
-        };
-        let mut entries: Vec<(String, PathBuf)> = entries
-            .into_iter()
-            .map(|e| (e.file_name().to_string_lossy().into_owned(), e.path()))
-            .collect();
-        // Name order, so the skipped list and any tie in the results read the same every run.
-        entries.sort();
-        let is_maildir = ["cur", "new"].iter().all(|sub| {
-            entries
-                .iter()
-                .any(|(name, path)| name == sub && path.is_dir())
+            Ok(())
         });
-        for (name, path) in entries {
+        if let Err(e) = listed {
+            self.unreadable.push((dir.to_owned(), e));
+            return;
+        }
+        // Name order, so the skipped list and any tie in the results read the same every run.
+        names.sort();
+        let is_maildir = ["cur", "new"].iter().all(|sub| {
+            names.iter().any(|n| n == *sub) && dir.join(sub).is_dir()
+        });
+        for name in names {
+            let path = dir.join(&name);
             // symlink_metadata: a symlinked folder is not followed, so a link back up the tree
             // cannot loop; a symlinked file is read.
             let Ok(meta) = fs::symlink_metadata(&path) else {
                 continue;
             };
+            let name = name.to_string_lossy();
             if meta.is_dir() {
                 if is_maildir && name == "tmp" {
                     continue;
