@@ -775,7 +775,9 @@ impl Resolver<'_> {
         file: Option<String>,
     ) -> Result<Option<SecretSource>, ConfigError> {
         match (env, file) {
-            (Some(_), Some(_)) => Err(self.invalid(key, "set password_env or password_file, not both")),
+            (Some(_), Some(_)) => {
+                Err(self.invalid(key, "set password_env or password_file, not both"))
+            }
             (Some(var), None) => Ok(Some(self.env_source(key, var)?)),
             (None, Some(file)) => Ok(Some(SecretSource::File(self.file_path(&file)))),
             (None, None) => Ok(None),

@@ -111,8 +111,16 @@ fn full_loop_bounced_and_complaining_recipients_are_suppressed_next_time() {
     let dry = json(&dry);
     assert_eq!(dry["counts"]["hard_bounce"], 2);
     assert_eq!(dry["suppressed_total"], 4, "{dry}");
-    assert_eq!(std::fs::read_to_string(c.path().join("suppressed.txt")).unwrap(), "");
-    assert!(dovecot.flags("INBOX").iter().all(|(_, f)| f.is_empty() || !f.contains(&"$MailshotProcessed".to_owned())));
+    assert_eq!(
+        std::fs::read_to_string(c.path().join("suppressed.txt")).unwrap(),
+        ""
+    );
+    assert!(
+        dovecot
+            .flags("INBOX")
+            .iter()
+            .all(|(_, f)| f.is_empty() || !f.contains(&"$MailshotProcessed".to_owned()))
+    );
 
     let out = intake(&[]);
     assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
@@ -135,7 +143,12 @@ fn full_loop_bounced_and_complaining_recipients_are_suppressed_next_time() {
             ("eve@example.org", "unsubscribe"),
         ])
     );
-    assert!(v["ignored"][0]["reason"].as_str().unwrap().contains("victim@example.com"));
+    assert!(
+        v["ignored"][0]["reason"]
+            .as_str()
+            .unwrap()
+            .contains("victim@example.com")
+    );
     assert_eq!(v["complaints"]["sent"], 6);
     assert_eq!(v["complaints"]["gmail"], "at-or-above-0.3");
     assert_eq!(v["bounce_statuses"][0]["key"], "5.1.1");
@@ -152,7 +165,11 @@ fn full_loop_bounced_and_complaining_recipients_are_suppressed_next_time() {
     // Late bounces in the first campaign's report; the complaint stays `sent`.
     let rows = report(&report_path);
     assert_eq!(rows["ann@example.com"].0, "bounced");
-    assert!(rows["ann@example.com"].1.contains("5.1.1"), "{:?}", rows["ann@example.com"]);
+    assert!(
+        rows["ann@example.com"].1.contains("5.1.1"),
+        "{:?}",
+        rows["ann@example.com"]
+    );
     assert_eq!(rows["bob@example.org"].0, "bounced");
     assert_eq!(rows["cat@example.net"].0, "sent");
 
@@ -164,11 +181,20 @@ fn full_loop_bounced_and_complaining_recipients_are_suppressed_next_time() {
 
     // The next campaign to the same list: the four are suppressed, the rest sent once.
     let toml = std::fs::read_to_string(&c.toml).unwrap();
-    std::fs::write(&c.toml, toml.replace("id = \"test-campaign\"", "id = \"test-campaign-2\"")).unwrap();
+    std::fs::write(
+        &c.toml,
+        toml.replace("id = \"test-campaign\"", "id = \"test-campaign-2\""),
+    )
+    .unwrap();
     let second = run(&["send", c.toml_str()], &[]);
     assert_eq!(second.status.code(), Some(0), "{}", stderr(&second));
     let rows = report(&c.path().join(".mailshot/test-campaign-2/report.csv"));
-    for a in ["ann@example.com", "bob@example.org", "cat@example.net", "eve@example.org"] {
+    for a in [
+        "ann@example.com",
+        "bob@example.org",
+        "cat@example.net",
+        "eve@example.org",
+    ] {
         assert_eq!(rows[a].0, "suppressed", "{a}");
     }
     for a in ["dan@example.com", "fay@example.net"] {
@@ -209,7 +235,12 @@ fn hostile_messages_in_a_maildir_are_named_and_skipped_and_the_run_succeeds() {
             nested(100),
             gzip_bomb_mail(200),
             fixture("forged-dsn.eml", "victim@example.com", "").into_bytes(),
-            fixture("gmail-failure.eml", "ann@example.com", &message_id(&c, "ann@example.com")).into_bytes(),
+            fixture(
+                "gmail-failure.eml",
+                "ann@example.com",
+                &message_id(&c, "ann@example.com"),
+            )
+            .into_bytes(),
         ],
     );
     let dir = box_dir.to_str().unwrap();
@@ -223,31 +254,64 @@ fn hostile_messages_in_a_maildir_are_named_and_skipped_and_the_run_succeeds() {
         .map(|s| format!("{}: {}", s["message"], s["reason"]))
         .collect();
     assert_eq!(skipped.len(), 3, "{skipped:?}");
-    assert!(skipped[0].contains("000001") && skipped[0].contains("larger than the 25 MiB limit"), "{skipped:?}");
-    assert!(skipped[1].contains("000002") && skipped[1].contains("nested more than"), "{skipped:?}");
-    assert!(skipped[2].contains("000003") && skipped[2].contains("larger than the 64 MiB limit"), "{skipped:?}");
+    assert!(
+        skipped[0].contains("000001") && skipped[0].contains("larger than the 25 MiB limit"),
+        "{skipped:?}"
+    );
+    assert!(
+        skipped[1].contains("000002") && skipped[1].contains("nested more than"),
+        "{skipped:?}"
+    );
+    assert!(
+        skipped[2].contains("000003") && skipped[2].contains("larger than the 64 MiB limit"),
+        "{skipped:?}"
+    );
     assert_eq!(v["counts"]["ignored"], 1);
     assert_eq!(suppressed(&v), set(&[("ann@example.com", "hard-bounce")]));
     let list = std::fs::read_to_string(c.path().join("suppressed.txt")).unwrap();
-    assert!(list.starts_with("ann@example.com # ") && list.contains("hard-bounce 5.1.1"), "{list}");
+    assert!(
+        list.starts_with("ann@example.com # ") && list.contains("hard-bounce 5.1.1"),
+        "{list}"
+    );
 
     // Human output names them too; a rerun suppresses nobody again.
     let again = run(&["intake", c.toml_str(), dir], &[]);
     assert_eq!(again.status.code(), Some(0));
     let text = stdout(&again);
-    assert!(text.contains("messages read: 5 (4 processed by an earlier run)"), "{text}");
-    assert!(text.contains("skipped (1):\n") && text.contains("000001.test: larger than"), "{text}");
+    assert!(
+        text.contains("messages read: 5 (4 processed by an earlier run)"),
+        "{text}"
+    );
+    assert!(
+        text.contains("skipped (1):\n") && text.contains("000001.test: larger than"),
+        "{text}"
+    );
     assert!(!text.contains("suppressed ("), "{text}");
-    assert_eq!(std::fs::read_to_string(c.path().join("suppressed.txt")).unwrap(), list);
+    assert_eq!(
+        std::fs::read_to_string(c.path().join("suppressed.txt")).unwrap(),
+        list
+    );
 }
 
 #[test]
 fn an_mbox_of_bounces_and_a_soft_bounce_limit_across_campaigns() {
     let c = outbox_campaign();
     let toml = std::fs::read_to_string(&c.toml).unwrap();
-    std::fs::write(&c.toml, format!("{toml}\n[intake]\nsoft_bounce_limit = 2\n")).unwrap();
-    let delayed = fixture("rfc3464-delayed.eml", "bob@example.org", &message_id(&c, "bob@example.org"));
-    let qmail = fixture("qmail-failure.eml", "cat@example.net", &message_id(&c, "cat@example.net"));
+    std::fs::write(
+        &c.toml,
+        format!("{toml}\n[intake]\nsoft_bounce_limit = 2\n"),
+    )
+    .unwrap();
+    let delayed = fixture(
+        "rfc3464-delayed.eml",
+        "bob@example.org",
+        &message_id(&c, "bob@example.org"),
+    );
+    let qmail = fixture(
+        "qmail-failure.eml",
+        "cat@example.net",
+        &message_id(&c, "cat@example.net"),
+    );
     // mboxrd: body lines starting with "From " are escaped with ">".
     let mbox = format!(
         "From MAILER-DAEMON Thu Jul 14 06:00:00 2026\n{}\nFrom MAILER-DAEMON Thu Jul 14 06:00:01 2026\n{}\n",
@@ -256,7 +320,16 @@ fn an_mbox_of_bounces_and_a_soft_bounce_limit_across_campaigns() {
     );
     let path = c.path().join("bounces.mbox");
     std::fs::write(&path, mbox).unwrap();
-    let out = run(&["intake", c.toml_str(), path.to_str().unwrap(), "--format", "json"], &[]);
+    let out = run(
+        &[
+            "intake",
+            c.toml_str(),
+            path.to_str().unwrap(),
+            "--format",
+            "json",
+        ],
+        &[],
+    );
     assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
     let v = json(&out);
     assert_eq!(v["counts"]["soft_bounce"], 1, "{v}");
@@ -265,14 +338,40 @@ fn an_mbox_of_bounces_and_a_soft_bounce_limit_across_campaigns() {
 
     // The same soft bounce in a second campaign reaches the limit of 2 campaigns.
     let toml = std::fs::read_to_string(&c.toml).unwrap();
-    std::fs::write(&c.toml, toml.replace("id = \"test-campaign\"", "id = \"other\"")).unwrap();
+    std::fs::write(
+        &c.toml,
+        toml.replace("id = \"test-campaign\"", "id = \"other\""),
+    )
+    .unwrap();
     assert_eq!(run(&["send", c.toml_str()], &[]).status.code(), Some(0));
     let report2 = report(&c.path().join(".mailshot/other/report.csv"));
-    let again = fixture("rfc3464-delayed.eml", "bob@example.org", &report2["bob@example.org"].2);
+    let again = fixture(
+        "rfc3464-delayed.eml",
+        "bob@example.org",
+        &report2["bob@example.org"].2,
+    );
     let m2 = maildir(&c.path().join("Maildir2"), &[again.into_bytes()]);
-    let v = json(&run(&["intake", c.toml_str(), m2.to_str().unwrap(), "--format", "json"], &[]));
-    assert_eq!(suppressed(&v), set(&[("bob@example.org", "hard-bounce")]), "{v}");
-    assert!(v["suppressed"][0]["detail"].as_str().unwrap().contains("soft bounces in 2 campaigns"));
+    let v = json(&run(
+        &[
+            "intake",
+            c.toml_str(),
+            m2.to_str().unwrap(),
+            "--format",
+            "json",
+        ],
+        &[],
+    ));
+    assert_eq!(
+        suppressed(&v),
+        set(&[("bob@example.org", "hard-bounce")]),
+        "{v}"
+    );
+    assert!(
+        v["suppressed"][0]["detail"]
+            .as_str()
+            .unwrap()
+            .contains("soft bounces in 2 campaigns")
+    );
 }
 
 #[test]
@@ -283,7 +382,10 @@ fn intake_needs_a_suppression_list_unless_dry_run() {
     let out = run(&["intake", c.toml_str(), m.to_str().unwrap()], &[]);
     assert_eq!(out.status.code(), Some(2));
     assert!(stderr(&out).contains("[suppression]"), "{}", stderr(&out));
-    let dry = run(&["intake", "--dry-run", c.toml_str(), m.to_str().unwrap()], &[]);
+    let dry = run(
+        &["intake", "--dry-run", c.toml_str(), m.to_str().unwrap()],
+        &[],
+    );
     assert_eq!(dry.status.code(), Some(0), "{}", stderr(&dry));
     let _ = Path::new("");
 }

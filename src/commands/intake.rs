@@ -14,9 +14,9 @@ use crate::config::Campaign;
 use crate::intake::classify::Context;
 use crate::intake::effects::{FileSink, Ledger};
 use crate::intake::known::Known;
+use crate::intake::late;
 use crate::intake::run::{Intake, Settings};
 use crate::intake::summary::{self, Tally};
-use crate::intake::late;
 use crate::mailbox::Reader;
 use crate::progress::Progress;
 use crate::unsubscribe::Unsubscriber;
@@ -92,7 +92,9 @@ pub fn run(args: &IntakeArgs, quiet: bool, clock: Arc<dyn Clock>) -> anyhow::Res
     progress.finish();
     reader.close();
     if let Err(e) = result {
-        eprintln!("mailshot: error: {e:#}\n  what was recorded before this is kept; run intake again to continue");
+        eprintln!(
+            "mailshot: error: {e:#}\n  what was recorded before this is kept; run intake again to continue"
+        );
         return Ok(Exit::Stopped);
     }
     if !args.dry_run {

@@ -70,7 +70,9 @@ pub fn classify(bytes: &[u8], cx: &Context<'_>) -> Verdict {
 fn report_type(msg: &Message<'_>) -> Option<String> {
     let ct = msg.root_part().content_type()?;
     (ct.ctype().eq_ignore_ascii_case("multipart")
-        && ct.subtype().is_some_and(|s| s.eq_ignore_ascii_case("report")))
+        && ct
+            .subtype()
+            .is_some_and(|s| s.eq_ignore_ascii_case("report")))
     .then(|| ct.attribute("report-type").map(str::to_ascii_lowercase))
     .flatten()
 }

@@ -44,7 +44,9 @@ pub fn classify(msg: &Message<'_>, known: &Known) -> Verdict {
     let mut ignored = Vec::new();
     let single = recipients.len() == 1;
     for block in recipients {
-        let action = get(block, "action").unwrap_or_default().to_ascii_lowercase();
+        let action = get(block, "action")
+            .unwrap_or_default()
+            .to_ascii_lowercase();
         if matches!(action.as_str(), "delivered" | "relayed" | "expanded") {
             continue;
         }

@@ -53,8 +53,13 @@ pub trait Sink {
     /// has soft-bounced.
     fn soft_bounce(&mut self, address: &str, campaign: &str, status: &str) -> io::Result<usize>;
     /// Records a late bounce for the campaign's report.
-    fn bounced(&mut self, row: u64, address: &str, status: &str, diagnostic: &str)
-    -> io::Result<()>;
+    fn bounced(
+        &mut self,
+        row: u64,
+        address: &str,
+        status: &str,
+        diagnostic: &str,
+    ) -> io::Result<()>;
     /// Writes and fsyncs everything queued.
     fn commit(&mut self) -> io::Result<()>;
 }

@@ -53,7 +53,11 @@ pub fn get<'a>(block: &'a Block, name: &str) -> Option<&'a str> {
 /// None when there is no address in it.
 pub fn typed_address(value: &str) -> Option<String> {
     let addr = value.split_once(';').map_or(value, |(_, a)| a);
-    let addr = addr.trim().trim_start_matches('<').trim_end_matches('>').trim();
+    let addr = addr
+        .trim()
+        .trim_start_matches('<')
+        .trim_end_matches('>')
+        .trim();
     (addr.contains('@') && !addr.contains(char::is_whitespace)).then(|| addr.to_lowercase())
 }
 
@@ -92,7 +96,10 @@ fn status_at(b: &[u8]) -> Option<usize> {
     }
     let end = 4 + detail;
     match b.get(end) {
-        Some(c) if c.is_ascii_digit() || *c == b'.' && b.get(end + 1).is_some_and(u8::is_ascii_digit) => {
+        Some(c)
+            if c.is_ascii_digit()
+                || *c == b'.' && b.get(end + 1).is_some_and(u8::is_ascii_digit) =>
+        {
             None
         }
         _ => Some(end),
@@ -122,9 +129,18 @@ mod tests {
 
     #[test]
     fn status_codes_in_text() {
-        assert_eq!(enhanced_status("550 5.1.1 <a@b>: no such user").as_deref(), Some("5.1.1"));
-        assert_eq!(enhanced_status("Sorry, no mailbox here by that name. (#5.1.1)").as_deref(), Some("5.1.1"));
-        assert_eq!(enhanced_status("host 192.0.2.1 said 452 4.2.2 over quota").as_deref(), Some("4.2.2"));
+        assert_eq!(
+            enhanced_status("550 5.1.1 <a@b>: no such user").as_deref(),
+            Some("5.1.1")
+        );
+        assert_eq!(
+            enhanced_status("Sorry, no mailbox here by that name. (#5.1.1)").as_deref(),
+            Some("5.1.1")
+        );
+        assert_eq!(
+            enhanced_status("host 192.0.2.1 said 452 4.2.2 over quota").as_deref(),
+            Some("4.2.2")
+        );
         assert_eq!(enhanced_status("Exim 4.96.1 at 10.4.5.6"), None);
         assert_eq!(enhanced_status("version 5.1.12.3"), None);
     }

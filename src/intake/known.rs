@@ -93,10 +93,9 @@ impl Known {
         let a = crate::address::parse(address)
             .map(|(a, _)| a.to_string().to_lowercase())
             .unwrap_or_else(|_| address.trim().to_lowercase());
-        self.by_address.get(a.as_str()).map(|&row| Recipient {
-            row,
-            address: a,
-        })
+        self.by_address
+            .get(a.as_str())
+            .map(|&row| Recipient { row, address: a })
     }
 
     /// Matches a Message-ID (with or without angle brackets).
@@ -107,9 +106,7 @@ impl Known {
             .trim_end_matches('>')
             .to_lowercase();
         if let Some(addr) = self.hash_of(&id).and_then(|h| self.by_message_id.get(&h)) {
-            return self
-                .recipient(addr)
-                .map_or(IdMatch::Unknown, IdMatch::Ours);
+            return self.recipient(addr).map_or(IdMatch::Unknown, IdMatch::Ours);
         }
         // `<campaign>.<24 hex>@<domain>`: the campaign id may contain dots, the hash does not.
         if let Some(local) = id.strip_suffix(&self.id_suffix)

@@ -20,13 +20,16 @@ pub fn mark_report(run_dir: &Path) -> anyhow::Result<usize> {
     if bounces.is_empty() {
         return Ok(0);
     }
-    let mut reader = csv::Reader::from_path(&path)
-        .with_context(|| format!("cannot read {}", path.display()))?;
+    let mut reader =
+        csv::Reader::from_path(&path).with_context(|| format!("cannot read {}", path.display()))?;
     let headers = reader.headers()?.clone();
     let col = |name: &str| headers.iter().position(|h| h == name);
-    let (Some(row_c), Some(status_c), Some(code_c), Some(text_c)) =
-        (col("row"), col("status"), col("smtp_code"), col("smtp_text"))
-    else {
+    let (Some(row_c), Some(status_c), Some(code_c), Some(text_c)) = (
+        col("row"),
+        col("status"),
+        col("smtp_code"),
+        col("smtp_text"),
+    ) else {
         anyhow::bail!("{} does not have mailshot's report columns", path.display());
     };
     let tmp = run_dir.join("report.csv.tmp");
@@ -43,13 +46,14 @@ pub fn mark_report(run_dir: &Path) -> anyhow::Result<usize> {
             changed += usize::from(fields[status_c] == "sent");
             fields[status_c] = "bounced".into();
             fields[code_c] = String::new();
-            fields[text_c] = format!("late bounce {status}: {diag}").trim_end().to_owned();
+            fields[text_c] = format!("late bounce {status}: {diag}")
+                .trim_end()
+                .to_owned();
         }
         writer.write_record(&fields)?;
     }
     writer.flush()?;
     drop(writer);
-    std::fs::rename(&tmp, &path)
-        .with_context(|| format!("cannot replace {}", path.display()))?;
+    std::fs::rename(&tmp, &path).with_context(|| format!("cannot replace {}", path.display()))?;
     Ok(changed)
 }

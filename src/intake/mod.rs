@@ -28,6 +28,6 @@ pub mod mailto;
 pub mod returned;
 pub mod run;
 pub mod summary;
-pub mod verdict;
 #[cfg(test)]
 mod tests;
+pub mod verdict;

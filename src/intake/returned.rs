@@ -126,9 +126,14 @@ pub fn classify(msg: &Message<'_>, known: &Known) -> Verdict {
     let status = enhanced_status(&text[..floor(&text, MAX_SCAN)]).unwrap_or_default();
     let delayed = msg.subject().is_some_and(|s| {
         let s = s.to_ascii_lowercase();
-        ["delay", "warning", "still being retried", "not yet been delivered"]
-            .iter()
-            .any(|w| s.contains(w))
+        [
+            "delay",
+            "warning",
+            "still being retried",
+            "not yet been delivered",
+        ]
+        .iter()
+        .any(|w| s.contains(w))
     });
     let diagnostic = text
         .lines()

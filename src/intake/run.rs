@@ -112,7 +112,9 @@ impl Intake<'_> {
             return Ok(None);
         }
         let evidence = item.origin.to_string();
-        let named = self.apply(verdict, &evidence, tally, &mut || to_mark.push(item.origin.clone()))?;
+        let named = self.apply(verdict, &evidence, tally, &mut || {
+            to_mark.push(item.origin.clone())
+        })?;
         self.ledger.add(key);
         Ok(named.map(skipped))
     }
@@ -213,7 +215,8 @@ impl Intake<'_> {
         }
         if b.hard {
             tally.counts.hard_bounce += 1;
-            self.sink.bounced(r.row, &r.address, &b.status, &b.diagnostic)?;
+            self.sink
+                .bounced(r.row, &r.address, &b.status, &b.diagnostic)?;
             let e = entry(&r.address, Reason::HardBounce, b.signal, detail);
             return self.suppress(e, tally);
         }

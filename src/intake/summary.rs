@@ -184,7 +184,11 @@ pub fn human(s: &Summary) -> String {
     let mut out = format!(
         "intake for campaign {}{}\n  messages read: {} ({} processed by an earlier run)\n",
         s.campaign,
-        if s.dry_run { " (dry run: nothing changed)" } else { "" },
+        if s.dry_run {
+            " (dry run: nothing changed)"
+        } else {
+            ""
+        },
         c.read,
         c.already_processed
     );
@@ -238,7 +242,10 @@ pub fn human(s: &Summary) -> String {
         ("top bounce domains", &s.bounce_domains),
     ] {
         if !list.is_empty() {
-            let items: Vec<String> = list.iter().map(|r| format!("{} ({})", r.key, r.count)).collect();
+            let items: Vec<String> = list
+                .iter()
+                .map(|r| format!("{} ({})", r.key, r.count))
+                .collect();
             out.push_str(&format!("{title}: {}\n", items.join(", ")));
         }
     }

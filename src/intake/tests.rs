@@ -32,14 +32,20 @@ fn campaign(id: &str) -> Campaign {
 fn known() -> (Campaign, Known) {
     let c = campaign("spring");
     let mut k = Known::empty(&c);
-    for (row, a) in [(2, "ann@example.com"), (3, "bob@example.org"), (4, "cat@example.net")] {
+    for (row, a) in [
+        (2, "ann@example.com"),
+        (3, "bob@example.org"),
+        (4, "cat@example.net"),
+    ] {
         k.add(&c, row, a);
     }
     (c, k)
 }
 
 fn fixture(name: &str, rcpt: &str, msgid: &str) -> Vec<u8> {
-    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/intake").join(name);
+    let path = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/fixtures/intake")
+        .join(name);
     std::fs::read_to_string(path)
         .unwrap()
         .replace("@@RCPT@@", rcpt)
@@ -69,7 +75,12 @@ const BOUNCES: &[(&str, BounceFormat, bool, &str)] = &[
     ("gmail-failure.eml", BounceFormat::Dsn, true, "5.1.1"),
     ("exchange-ndr.eml", BounceFormat::Dsn, true, "5.1.10"),
     ("exim-failed.eml", BounceFormat::NonStandard, true, "5.1.1"),
-    ("qmail-failure.eml", BounceFormat::NonStandard, true, "5.1.1"),
+    (
+        "qmail-failure.eml",
+        BounceFormat::NonStandard,
+        true,
+        "5.1.1",
+    ),
 ];
 
 #[test]
@@ -110,14 +121,20 @@ fn a_forged_dsn_for_someone_never_sent_is_ignored_and_said() {
     let Verdict::Ignored { why } = v else {
         panic!("{v:?}")
     };
-    assert!(why.contains("victim@example.com") && why.contains("never sent"), "{why}");
+    assert!(
+        why.contains("victim@example.com") && why.contains("never sent"),
+        "{why}"
+    );
 }
 
 #[test]
 fn plain_text_bounces_without_our_message_id_are_never_guessed() {
     let (_, k) = known();
     // The recipient's address is in the text, but the Message-ID is someone else's.
-    let v = run(&fixture("exim-failed.eml", "ann@example.com", "other@else.example"), &k);
+    let v = run(
+        &fixture("exim-failed.eml", "ann@example.com", "other@else.example"),
+        &k,
+    );
     assert!(matches!(v, Verdict::Other), "{v:?}");
 }
 
@@ -126,7 +143,11 @@ fn another_campaigns_bounce_is_left_for_it() {
     let (_, k) = known();
     let other = campaign("autumn");
     let v = run(
-        &fixture("qmail-failure.eml", "ann@example.com", &id_for(&other, "ann@example.com")),
+        &fixture(
+            "qmail-failure.eml",
+            "ann@example.com",
+            &id_for(&other, "ann@example.com"),
+        ),
         &k,
     );
     let Verdict::Ignored { why } = v else {
@@ -138,7 +159,10 @@ fn another_campaigns_bounce_is_left_for_it() {
 #[test]
 fn complaint_through_the_original_message_id_with_the_to_redacted() {
     let (c, k) = known();
-    let v = run(&fixture("arf-abuse.eml", "", &id_for(&c, "cat@example.net")), &k);
+    let v = run(
+        &fixture("arf-abuse.eml", "", &id_for(&c, "cat@example.net")),
+        &k,
+    );
     let Verdict::Complaint {
         recipient,
         feedback_type,
@@ -161,13 +185,25 @@ fn hostile_messages_are_named_not_fatal() {
         m = format!("Subject: level {i}\r\nContent-Type: message/rfc822\r\n\r\n{m}");
     }
     let v = run(m.as_bytes(), &k);
-    assert!(matches!(&v, Verdict::Skipped { why } if why.contains("nested")), "{v:?}");
+    assert!(
+        matches!(&v, Verdict::Skipped { why } if why.contains("nested")),
+        "{v:?}"
+    );
     // A DSN whose delivery-status part names no recipient.
     let no_rcpt = b"Content-Type: multipart/report; report-type=delivery-status; boundary=B\r\n\r\n--B\r\nContent-Type: message/delivery-status\r\n\r\nReporting-MTA: dns; x\r\n\r\nAction: failed\r\n--B--\r\n";
     let v = run(no_rcpt, &k);
-    assert!(matches!(&v, Verdict::Skipped { why } if why.contains("Final-Recipient")), "{v:?}");
+    assert!(
+        matches!(&v, Verdict::Skipped { why } if why.contains("Final-Recipient")),
+        "{v:?}"
+    );
     // Not a message at all, and garbage MIME.
     assert!(matches!(run(b"", &k), Verdict::Skipped { .. }));
-    let v = run(b"Content-Type: multipart/report; boundary=\"\r\n\r\n--\r\n--\r\n\x00\xff", &k);
-    assert!(!matches!(v, Verdict::Bounce { .. } | Verdict::Complaint { .. }), "{v:?}");
+    let v = run(
+        b"Content-Type: multipart/report; boundary=\"\r\n\r\n--\r\n--\r\n\x00\xff",
+        &k,
+    );
+    assert!(
+        !matches!(v, Verdict::Bounce { .. } | Verdict::Complaint { .. }),
+        "{v:?}"
+    );
 }

@@ -74,9 +74,13 @@ pub enum Verdict {
     /// Looks like a bounce or a report, but names nobody this campaign sent to: a forgery, or
     /// another campaign's. Said, acted on in no way, left unmarked for a person or that
     /// campaign's own intake.
-    Ignored { why: String },
+    Ignored {
+        why: String,
+    },
     /// Could not be read (malformed, too large, too deep, a decompression bomb): named, skipped.
-    Skipped { why: String },
+    Skipped {
+        why: String,
+    },
 }
 
 impl Verdict {

@@ -61,9 +61,9 @@ impl Files {
         }
         // Name order, so the skipped list and any tie in the results read the same every run.
         names.sort();
-        let is_maildir = ["cur", "new"].iter().all(|sub| {
-            names.iter().any(|n| n == *sub) && dir.join(sub).is_dir()
-        });
+        let is_maildir = ["cur", "new"]
+            .iter()
+            .all(|sub| names.iter().any(|n| n == *sub) && dir.join(sub).is_dir());
         for name in names {
             let path = dir.join(&name);
             // symlink_metadata: a symlinked folder is not followed, so a link back up the tree
@@ -77,8 +77,7 @@ impl Files {
                     continue;
                 }
                 self.walk(&path);
-            } else if (meta.is_file() || (meta.is_symlink() && path.is_file())) && !ignored(&name)
-            {
+            } else if (meta.is_file() || (meta.is_symlink() && path.is_file())) && !ignored(&name) {
                 self.files.push(path);
             }
         }
@@ -217,7 +216,10 @@ mod tests {
             items[1].bytes,
             Err(ItemError::TooLarge { size: 2048, .. })
         ));
-        assert_eq!(items[2].bytes.as_ref().unwrap(), b"Subject: 1\n\nFrom here\n");
+        assert_eq!(
+            items[2].bytes.as_ref().unwrap(),
+            b"Subject: 1\n\nFrom here\n"
+        );
         assert_eq!(
             items[3].origin.to_string(),
             format!("{} message 2", d.join("c.mbox").display())

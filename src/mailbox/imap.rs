@@ -105,7 +105,10 @@ impl Url {
         let (host, port) = match hostport.rsplit_once(':') {
             Some((h, p)) if !h.ends_with(']') || hostport.starts_with('[') => (
                 h,
-                Some(p.parse::<u16>().map_err(|_| bad("the port is not a number"))?),
+                Some(
+                    p.parse::<u16>()
+                        .map_err(|_| bad("the port is not a number"))?,
+                ),
             ),
             _ => (hostport, None),
         };
@@ -167,8 +170,8 @@ impl Session {
             .enable_all()
             .build()
             .map_err(|e| protocol(url, "runtime", e))?;
-        let connector = crate::tls::connector(opts.ca_file.as_deref())
-            .map_err(|detail| tls(url, detail))?;
+        let connector =
+            crate::tls::connector(opts.ca_file.as_deref()).map_err(|detail| tls(url, detail))?;
         let (session, can_move, queue) = rt.block_on(async {
             let client = connect(url, &connector).await?;
             let mut session = login(client, url, password.expose()).await?;
@@ -204,9 +207,12 @@ impl Session {
         let session = &mut self.session;
         self.rt
             .block_on(async {
-                let mut stream =
-                    step(url, "UID FETCH", session.uid_fetch(uid.to_string(), "BODY.PEEK[]"))
-                        .await?;
+                let mut stream = step(
+                    url,
+                    "UID FETCH",
+                    session.uid_fetch(uid.to_string(), "BODY.PEEK[]"),
+                )
+                .await?;
                 let mut body = None;
                 while let Some(f) = step(url, "UID FETCH", async {
                     Ok::<_, std::convert::Infallible>(stream.next().await)
@@ -315,8 +321,12 @@ async fn tls_wrap(
     connector: &tokio_rustls::TlsConnector,
     tcp: TcpStream,
 ) -> Result<Stream, ImapError> {
-    let name = rustls_pki_types::ServerName::try_from(url.host.clone())
-        .map_err(|e| tls(url, format!("{:?} is not a valid server name: {e}", url.host)))?;
+    let name = rustls_pki_types::ServerName::try_from(url.host.clone()).map_err(|e| {
+        tls(
+            url,
+            format!("{:?} is not a valid server name: {e}", url.host),
+        )
+    })?;
     match tokio::time::timeout(STEP, connector.connect(name, tcp)).await {
         Ok(r) => r.map_err(|e| tls(url, e)),
         Err(_) => Err(tls(url, "the handshake timed out")),
@@ -327,19 +337,23 @@ async fn connect(
     url: &Url,
     connector: &tokio_rustls::TlsConnector,
 ) -> Result<Client<Stream>, ImapError> {
-    let tcp = match tokio::time::timeout(STEP, TcpStream::connect((url.host.as_str(), url.port)))
-        .await
-    {
-        Ok(Ok(t)) => t,
-        Ok(Err(e)) => return Err(connect_error(url, e)),
-        Err(_) => return Err(connect_error(url, "timed out")),
-    };
+    let tcp =
+        match tokio::time::timeout(STEP, TcpStream::connect((url.host.as_str(), url.port))).await {
+            Ok(Ok(t)) => t,
+            Ok(Err(e)) => return Err(connect_error(url, e)),
+            Err(_) => return Err(connect_error(url, "timed out")),
+        };
     let stream = match url.security {
         Security::Implicit => tls_wrap(url, connector, tcp).await?,
         Security::StartTls => {
             let mut plain = Client::new(tcp);
             greeting(url, &mut plain).await?;
-            step(url, "STARTTLS", plain.run_command_and_check_ok("STARTTLS", None)).await?;
+            step(
+                url,
+                "STARTTLS",
+                plain.run_command_and_check_ok("STARTTLS", None),
+            )
+            .await?;
             tls_wrap(url, connector, plain.into_inner()).await?
         }
     };
@@ -455,8 +469,12 @@ async fn pending(
     for chunk in uids.chunks(CHUNK) {
         let mut sizes = Vec::with_capacity(chunk.len());
         {
-            let mut stream =
-                step(url, "UID FETCH", session.uid_fetch(uid_set(chunk), "RFC822.SIZE")).await?;
+            let mut stream = step(
+                url,
+                "UID FETCH",
+                session.uid_fetch(uid_set(chunk), "RFC822.SIZE"),
+            )
+            .await?;
             while let Some(f) = stream.next().await {
                 let f = f.map_err(|e| protocol(url, "UID FETCH", e))?;
                 if let (Some(uid), Some(size)) = (f.uid, f.size) {

@@ -45,8 +45,14 @@ impl Source {
 pub enum Origin {
     File(PathBuf),
     /// The n-th message (from 1) of an mbox file.
-    Mbox { path: PathBuf, index: u64 },
-    Imap { mailbox: String, uid: u32 },
+    Mbox {
+        path: PathBuf,
+        index: u64,
+    },
+    Imap {
+        mailbox: String,
+        uid: u32,
+    },
 }
 
 impl fmt::Display for Origin {
@@ -138,9 +144,7 @@ impl Reader {
                     }
                     Open::Files(f)
                 }
-                Source::Imap(url) => {
-                    Open::Imap(Box::new(imap::Session::open(url, &reader.opts)?))
-                }
+                Source::Imap(url) => Open::Imap(Box::new(imap::Session::open(url, &reader.opts)?)),
             };
             reader.opened.push(open);
         }

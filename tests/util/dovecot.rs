@@ -49,8 +49,11 @@ impl Dovecot {
         let password_file = d.join("password");
         std::fs::write(&password_file, format!("{PASSWORD}\n")).unwrap();
         let (imaps_port, starttls_port) = (free_port(), free_port());
-        std::fs::write(d.join("dovecot.conf"), config(d, &pki, imaps_port, starttls_port))
-            .unwrap();
+        std::fs::write(
+            d.join("dovecot.conf"),
+            config(d, &pki, imaps_port, starttls_port),
+        )
+        .unwrap();
         let child = Command::new("dovecot")
             .arg("-c")
             .arg(d.join("dovecot.conf"))
@@ -141,14 +144,18 @@ impl Dovecot {
 impl Drop for Dovecot {
     fn drop(&mut self) {
         // SIGTERM lets the master stop its login and imap processes too.
-        let _ = Command::new("kill").arg(self.child.id().to_string()).status();
+        let _ = Command::new("kill")
+            .arg(self.child.id().to_string())
+            .status();
         let _ = self.child.wait();
     }
 }
 
 /// As root, mail is stored as `nobody`; otherwise Dovecot runs entirely as this user.
 fn config(d: &Path, pki: &TestPki, imaps: u16, starttls: u16) -> String {
-    let me = std::fs::metadata("/proc/self").map(|m| m.uid()).unwrap_or(0);
+    let me = std::fs::metadata("/proc/self")
+        .map(|m| m.uid())
+        .unwrap_or(0);
     let (uid, users) = if me == 0 {
         let home = d.join("home");
         let _ = std::os::unix::fs::chown(&home, Some(65534), Some(65534));

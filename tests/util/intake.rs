@@ -59,7 +59,9 @@ pub fn report(path: &Path) -> HashMap<String, (String, String, String)> {
 pub fn nested(depth: usize) -> Vec<u8> {
     let mut m = String::from("Subject: core\r\n\r\nthe innermost body\r\n");
     for i in 0..depth {
-        m = format!("From: a@example.com\r\nSubject: level {i}\r\nContent-Type: message/rfc822\r\n\r\n{m}");
+        m = format!(
+            "From: a@example.com\r\nSubject: level {i}\r\nContent-Type: message/rfc822\r\n\r\n{m}"
+        );
     }
     m.into_bytes()
 }
@@ -68,7 +70,10 @@ pub fn nested(depth: usize) -> Vec<u8> {
 /// an independent compressor, and a few hundred KB on disk).
 pub fn gzip_bomb_mail(mib: usize) -> Vec<u8> {
     let mut child = Command::new("sh")
-        .args(["-c", &format!("head -c {mib}M /dev/zero | gzip -9 | base64 -w 76")])
+        .args([
+            "-c",
+            &format!("head -c {mib}M /dev/zero | gzip -9 | base64 -w 76"),
+        ])
         .stdout(Stdio::piped())
         .spawn()
         .unwrap();
