@@ -211,10 +211,19 @@ impl Iterator for Reader {
 }
 
 /// Reads a regular file of at most `max` bytes; a FIFO, device or oversized file is an error
-/// named for that message, never a hang or an unbounded read.
+/// named for that message, never a hang or an unbounded read. Opened non-blocking (a FIFO
+/// cannot hang the reader) and checked on the open handle (a file swapped for a device after
+/// the folder was listed is refused); the read stops one byte past the cap if the file grows.
 pub fn read_regular(path: &Path, max: u64) -> Result<Vec<u8>, ItemError> {
     use std::io::Read;
-    let meta = std::fs::metadata(path).map_err(|e| ItemError::Io(e.to_string()))?;
+    use std::os::unix::fs::OpenOptionsExt;
+    let io = |e: std::io::Error| ItemError::Io(e.to_string());
+    let file = std::fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_NONBLOCK)
+        .open(path)
+        .map_err(io)?;
+    let meta = file.metadata().map_err(io)?;
     if !meta.is_file() {
         return Err(ItemError::NotAFile);
     }
@@ -224,11 +233,8 @@ pub fn read_regular(path: &Path, max: u64) -> Result<Vec<u8>, ItemError> {
             limit: max,
         });
     }
-    let file = std::fs::File::open(path).map_err(|e| ItemError::Io(e.to_string()))?;
     let mut data = Vec::with_capacity(meta.len() as usize);
-    file.take(max + 1)
-        .read_to_end(&mut data)
-        .map_err(|e| ItemError::Io(e.to_string()))?;
+    file.take(max + 1).read_to_end(&mut data).map_err(io)?;
     if data.len() as u64 > max {
         return Err(ItemError::TooLarge {
             size: data.len() as u64,
