@@ -263,7 +263,9 @@ fn hostile_messages_in_a_maildir_are_named_and_skipped_and_the_run_succeeds() {
         "{skipped:?}"
     );
     assert!(
-        skipped[2].contains("000003") && skipped[2].contains("larger than the 64 MiB limit"),
+        skipped[2].contains("000003")
+            && skipped[2].contains("DMARC report")
+            && skipped[2].contains("64 MiB limit"),
         "{skipped:?}"
     );
     assert_eq!(v["counts"]["ignored"], 1);
