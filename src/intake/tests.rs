@@ -207,3 +207,43 @@ fn hostile_messages_are_named_not_fatal() {
         "{v:?}"
     );
 }
+
+#[test]
+fn mailto_unsubscribe_needs_the_right_token() {
+    let (_, k) = known();
+    let dir = tempfile::tempdir().unwrap();
+    let secret = dir.path().join("s");
+    std::fs::write(&secret, "k3y\n").unwrap();
+    let unsub = crate::unsubscribe::Unsubscriber::new(&crate::config::UnsubscribeConfig {
+        url: None,
+        mailto: Some("unsub@news.example.com".parse().unwrap()),
+        secret: crate::secret::SecretSource::File(secret),
+    })
+    .unwrap();
+    let token = unsub.token(&"Dan@Example.com".parse().unwrap());
+    let cx = Context {
+        known: &k,
+        unsubscribe: Some(&unsub),
+        mailto: Some("unsub@news.example.com".into()),
+    };
+    let mail = |subject: &str| {
+        format!("From: x@y.example\r\nTo: Unsub@News.Example.com\r\nSubject: {subject}\r\n\r\n")
+    };
+    // Not a recipient of this campaign: the token alone proves the request.
+    let v = classify(
+        mail(&format!("unsubscribe dan%40example.com {token}")).as_bytes(),
+        &cx,
+    );
+    assert!(
+        matches!(&v, Verdict::Unsubscribe { address } if address == "dan@example.com"),
+        "{v:?}"
+    );
+    for subject in [
+        format!("unsubscribe eve@example.com {token}"),
+        format!("unsubscribe dan@example.com {}", &token[1..]),
+        "please remove me".to_owned(),
+    ] {
+        let v = classify(mail(&subject).as_bytes(), &cx);
+        assert!(matches!(v, Verdict::Ignored { .. }), "{subject}: {v:?}");
+    }
+}

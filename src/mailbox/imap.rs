@@ -440,7 +440,10 @@ async fn select(
     }
     if let Mark::Move(folder) = &opts.mark {
         // The folder the user chose: created if it is not there yet (an error if it exists).
-        if session.status(folder, "(MESSAGES)").await.is_err() {
+        let exists = tokio::time::timeout(STEP, session.status(folder, "(MESSAGES)"))
+            .await
+            .is_ok_and(|r| r.is_ok());
+        if !exists {
             step(url, "CREATE", session.create(folder)).await?;
         }
     }
