@@ -272,7 +272,7 @@ fn hostile_messages_in_a_maildir_are_named_and_skipped_and_the_run_succeeds() {
     assert_eq!(suppressed(&v), set(&[("ann@example.com", "hard-bounce")]));
     let list = std::fs::read_to_string(c.path().join("suppressed.txt")).unwrap();
     assert!(
-        list.starts_with("ann@example.com # ") && list.contains("hard-bounce 5.1.1"),
+        list.starts_with("ann@example.com\t# ") && list.contains("\thard-bounce\ttest-campaign\t"),
         "{list}"
     );
 

@@ -81,6 +81,7 @@ pub fn run(args: &IntakeArgs, quiet: bool, clock: Arc<dyn Clock>) -> anyhow::Res
             known: &known,
             unsubscribe: unsubscribe.as_ref(),
             mailto,
+            now: clock.now(),
         },
         sink: &mut sink,
         ledger: &mut ledger,

@@ -22,6 +22,8 @@ pub struct Context<'a> {
     pub unsubscribe: Option<&'a Unsubscriber>,
     /// The `[unsubscribe] mailto` address, lowercase.
     pub mailto: Option<String>,
+    /// For the unsubscribe key's rotation: a previous key counts until its end date.
+    pub now: std::time::SystemTime,
 }
 
 pub fn classify(bytes: &[u8], cx: &Context<'_>) -> Verdict {
@@ -43,7 +45,7 @@ pub fn classify(bytes: &[u8], cx: &Context<'_>) -> Verdict {
     if let (Some(unsub), Some(to)) = (cx.unsubscribe, cx.mailto.as_deref())
         && mailto::addressed_to(&msg, to)
     {
-        return mailto::classify(&msg, unsub);
+        return mailto::classify(&msg, unsub, cx.now);
     }
     if looks_like_dmarc_report(&msg) {
         match container::reports_in(bytes) {

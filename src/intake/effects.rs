@@ -11,7 +11,7 @@ use std::path::{Path, PathBuf};
 use std::time::SystemTime;
 
 use crate::clock::rfc3339;
-use crate::suppression::Suppression;
+use crate::suppression::{self, Record, Store};
 
 /// Why an address is suppressed, in the words the shared suppression store uses.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
@@ -23,6 +23,15 @@ pub enum Reason {
 }
 
 impl Reason {
+    /// The store's own reason.
+    fn store(self) -> suppression::Reason {
+        match self {
+            Reason::Unsubscribe => suppression::Reason::Unsubscribe,
+            Reason::HardBounce => suppression::Reason::HardBounce,
+            Reason::Complaint => suppression::Reason::Complaint,
+        }
+    }
+
     pub fn as_str(self) -> &'static str {
         match self {
             Reason::Unsubscribe => "unsubscribe",
@@ -96,14 +105,15 @@ impl Appender {
     }
 }
 
-/// Files: the campaign's `[suppression] file` (the format `send` reads: `address # when
-/// why`), `<state_dir>/soft-bounces` (shared by every campaign in the state folder) and
+/// Files: the campaign's `[suppression] file` (through the shared store), `<state_dir>/soft-bounces` (shared by every campaign in the state folder) and
 /// `<state_dir>/<campaign>/bounces`. With `dry_run`, nothing is ever written.
 pub struct FileSink {
-    existing: Suppression,
-    /// Digests of the addresses added by this run (16 bytes each, not the strings).
+    /// The shared suppression store (`send`, the unsubscribe endpoint and `suppress` write to
+    /// it too): a batch is appended under its lock and fsynced by [`Store::record`].
+    store: Store,
+    /// Digests of the addresses queued by this run (16 bytes each, not the strings).
     added: HashSet<[u8; 16]>,
-    suppression: Appender,
+    pending: Vec<Record>,
     soft: Appender,
     soft_counts: HashMap<String, HashSet<String>>,
     bounces: Appender,
@@ -121,9 +131,15 @@ impl FileSink {
     ) -> anyhow::Result<FileSink> {
         let soft_path = state_dir.join("soft-bounces");
         Ok(FileSink {
-            existing: Suppression::load(suppression, true)?,
+            // A dry run only reads (a missing list is empty); a real run creates the list if
+            // need be, as the endpoint does.
+            store: if dry_run {
+                Store::open(suppression)?
+            } else {
+                Store::create(suppression)?
+            },
             added: HashSet::new(),
-            suppression: Appender::new(suppression.to_owned()),
+            pending: Vec::new(),
             soft_counts: read_soft(&soft_path)?,
             soft: Appender::new(soft_path),
             bounces: Appender::new(run_dir.join("bounces")),
@@ -159,20 +175,15 @@ fn field(s: &str) -> String {
 
 impl Sink for FileSink {
     fn suppress(&mut self, e: &Entry) -> io::Result<bool> {
-        if self.existing.check(&e.address).is_some()
+        if self.store.lookup(&e.address).is_some()
             || !self.added.insert(Ledger::key(e.address.as_bytes()))
         {
             return Ok(false);
         }
-        self.suppression.pending.push_str(&format!(
-            "{} # {} {} {} (campaign {}, {})\n",
-            field(&e.address),
-            rfc3339(self.now),
-            e.reason.as_str(),
-            field(&e.detail),
-            field(&e.campaign),
-            field(&e.evidence)
-        ));
+        let mut r = Record::add(&e.address, e.reason.store(), self.now);
+        r.campaign = e.campaign.clone();
+        r.note = field(&format!("{} ({})", e.detail, e.evidence));
+        self.pending.push(r);
         Ok(true)
     }
 
@@ -209,12 +220,18 @@ impl Sink for FileSink {
 
     fn commit(&mut self) -> io::Result<()> {
         if self.dry_run {
-            for a in [&mut self.suppression, &mut self.soft, &mut self.bounces] {
+            self.pending.clear();
+            for a in [&mut self.soft, &mut self.bounces] {
                 a.pending.clear();
             }
             return Ok(());
         }
-        self.suppression.commit()?;
+        if !self.pending.is_empty() {
+            self.store
+                .record(&self.pending)
+                .map_err(|e| io::Error::other(e.to_string()))?;
+            self.pending.clear();
+        }
         self.soft.commit()?;
         self.bounces.commit()
     }

@@ -31,7 +31,7 @@ pub fn addressed_to(msg: &Message<'_>, mailto: &str) -> bool {
         })
 }
 
-pub fn classify(msg: &Message<'_>, unsub: &Unsubscriber) -> Verdict {
+pub fn classify(msg: &Message<'_>, unsub: &Unsubscriber, now: std::time::SystemTime) -> Verdict {
     let subject = msg.subject().unwrap_or_default();
     let words: Vec<&str> = subject.split_whitespace().collect();
     let Some(at) = words
@@ -62,7 +62,7 @@ pub fn classify(msg: &Message<'_>, unsub: &Unsubscriber) -> Verdict {
         };
     };
     let address = parsed.to_string().to_lowercase();
-    if unsub.verify(&address, token) {
+    if unsub.verify(&parsed, token, now) {
         Verdict::Unsubscribe { address }
     } else {
         Verdict::Ignored {

@@ -64,6 +64,7 @@ fn run(bytes: &[u8], k: &Known) -> Verdict {
             known: k,
             unsubscribe: None,
             mailto: None,
+            now: std::time::SystemTime::UNIX_EPOCH,
         },
     )
 }
@@ -218,6 +219,7 @@ fn mailto_unsubscribe_needs_the_right_token() {
         url: None,
         mailto: Some("unsub@news.example.com".parse().unwrap()),
         secret: crate::secret::SecretSource::File(secret),
+        previous: None,
     })
     .unwrap();
     let token = unsub.token(&"Dan@Example.com".parse().unwrap());
@@ -225,6 +227,7 @@ fn mailto_unsubscribe_needs_the_right_token() {
         known: &k,
         unsubscribe: Some(&unsub),
         mailto: Some("unsub@news.example.com".into()),
+        now: std::time::SystemTime::UNIX_EPOCH,
     };
     let mail = |subject: &str| {
         format!("From: x@y.example\r\nTo: Unsub@News.Example.com\r\nSubject: {subject}\r\n\r\n")
