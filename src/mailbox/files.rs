@@ -84,7 +84,6 @@ impl Files {
     }
 
     /// The paths listed, for callers that only want the list.
-    #[cfg(test)]
     pub fn paths(&self) -> &[PathBuf] {
         &self.files
     }
