@@ -44,6 +44,9 @@ pub enum Command {
         #[command(subcommand)]
         command: DnsCommand,
     },
+    /// Read the mailbox bounces come back to (Maildir, mbox, imaps://): suppress hard
+    /// bounces, complainers and mailto unsubscribes; count the rest.
+    Intake(IntakeArgs),
     /// DMARC aggregate reports: who sends as your domain, and when the policy can tighten.
     Dmarc {
         #[command(subcommand)]
@@ -215,11 +218,50 @@ pub enum DmarcCommand {
 
 #[derive(Debug, Args)]
 pub struct DmarcReportArgs {
-    /// Files or folders (searched recursively; Maildirs included).
+    /// Files, folders (searched recursively; Maildirs included), mbox files, or IMAP
+    /// mailboxes (imaps://USER@HOST[:PORT]/MAILBOX, or imap:// for STARTTLS).
     #[arg(required = true)]
-    pub paths: Vec<PathBuf>,
+    pub paths: Vec<String>,
     #[arg(long, value_enum, default_value = "human")]
     pub format: Format,
+    #[command(flatten)]
+    pub imap: ImapArgs,
+}
+
+/// How to log in to an IMAP source: the password from the environment or a file, never the
+/// command line; a private CA for a server whose certificate it signed.
+#[derive(Debug, Args, Clone, Default)]
+pub struct ImapArgs {
+    /// The environment variable that holds the IMAP password.
+    #[arg(long, value_name = "VAR")]
+    pub password_env: Option<String>,
+    /// A file that holds the IMAP password.
+    #[arg(long, value_name = "FILE", conflicts_with = "password_env")]
+    pub password_file: Option<PathBuf>,
+    /// Trust this CA (PEM) for the IMAP server, besides the system's roots.
+    #[arg(long, value_name = "FILE")]
+    pub ca_file: Option<PathBuf>,
+}
+
+#[derive(Debug, Args)]
+pub struct IntakeArgs {
+    /// Path to campaign.toml.
+    pub campaign: PathBuf,
+    /// Maildirs, folders, mbox files or IMAP mailboxes (imaps://USER@HOST[:PORT]/MAILBOX;
+    /// imap:// requires STARTTLS). An @ in USER is written %40.
+    #[arg(required = true, value_name = "SOURCE")]
+    pub sources: Vec<String>,
+    #[arg(long, value_enum, default_value = "human")]
+    pub format: Format,
+    /// Classify and report; suppress nothing, record nothing, mark nothing.
+    #[arg(long)]
+    pub dry_run: bool,
+    /// Move processed IMAP messages to this folder (created if missing) instead of adding
+    /// the $MailshotProcessed keyword.
+    #[arg(long, value_name = "FOLDER")]
+    pub move_to: Option<String>,
+    #[command(flatten)]
+    pub imap: ImapArgs,
 }
 
 #[derive(Debug, Args)]

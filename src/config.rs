@@ -68,6 +68,18 @@ mod raw {
         pub retry: Retry,
         #[serde(default)]
         pub lint: Lint,
+        #[serde(default)]
+        pub intake: Intake,
+    }
+
+    #[derive(Debug, Deserialize, Default)]
+    #[serde(deny_unknown_fields)]
+    pub struct Intake {
+        pub soft_bounce_limit: Option<u32>,
+        pub password_env: Option<String>,
+        pub password_file: Option<String>,
+        pub ca_file: Option<String>,
+        pub move_to: Option<String>,
     }
 
     #[derive(Debug, Deserialize, Default)]
@@ -229,6 +241,19 @@ pub struct Campaign {
     pub suppression: Option<SuppressionConfig>,
     pub retry: RetryPolicy,
     pub lint: LintSettings,
+    pub intake: IntakeConfig,
+}
+
+/// `[intake]`: how `mailshot intake` reads the mailbox and when soft bounces suppress.
+#[derive(Debug, Clone)]
+pub struct IntakeConfig {
+    /// Soft bounces in this many distinct campaigns suppress the address.
+    pub soft_bounce_limit: usize,
+    /// The IMAP password, as `[smtp]`'s: an environment variable or a file.
+    pub password: Option<SecretSource>,
+    pub ca_file: Option<PathBuf>,
+    /// Move processed IMAP messages to this folder instead of flagging them.
+    pub move_to: Option<String>,
 }
 
 /// Content lint settings: an optional size limit, and the rule ids that should stop `send`
@@ -508,6 +533,7 @@ impl Resolver<'_> {
         });
         let lint = self.lint(f.lint)?;
 
+        let intake = self.intake(f.intake)?;
         Ok(Campaign {
             path: self.path.to_owned(),
             id,
@@ -534,6 +560,7 @@ impl Resolver<'_> {
             suppression,
             retry,
             lint,
+            intake,
         })
     }
 
@@ -723,22 +750,46 @@ impl Resolver<'_> {
         Ok(SecretSource::Env(var))
     }
 
+    fn intake(&self, i: raw::Intake) -> Result<IntakeConfig, ConfigError> {
+        let password = self.password("intake.password_env", i.password_env, i.password_file)?;
+        let soft_bounce_limit = i.soft_bounce_limit.unwrap_or(3);
+        if soft_bounce_limit == 0 {
+            return Err(self.invalid(
+                "intake.soft_bounce_limit",
+                "must be at least 1 (1 suppresses on the first soft bounce)",
+            ));
+        }
+        Ok(IntakeConfig {
+            soft_bounce_limit: soft_bounce_limit as usize,
+            password,
+            ca_file: i.ca_file.as_deref().map(|p| self.file_path(p)),
+            move_to: i.move_to.filter(|m| !m.trim().is_empty()),
+        })
+    }
+
+    /// `password_env` or `password_file`, not both: passwords are never written in the file.
+    fn password(
+        &self,
+        key: &'static str,
+        env: Option<String>,
+        file: Option<String>,
+    ) -> Result<Option<SecretSource>, ConfigError> {
+        match (env, file) {
+            (Some(_), Some(_)) => {
+                Err(self.invalid(key, "set password_env or password_file, not both"))
+            }
+            (Some(var), None) => Ok(Some(self.env_source(key, var)?)),
+            (None, Some(file)) => Ok(Some(SecretSource::File(self.file_path(&file)))),
+            (None, None) => Ok(None),
+        }
+    }
+
     fn smtp(&self, s: raw::Smtp, concurrency: usize) -> Result<SmtpConfig, ConfigError> {
         let host = s.host.trim().to_owned();
         if host.is_empty() {
             return Err(self.invalid("smtp.host", "must not be empty"));
         }
-        let password = match (s.password_env, s.password_file) {
-            (Some(_), Some(_)) => {
-                return Err(self.invalid(
-                    "smtp.password_env",
-                    "set password_env or password_file, not both",
-                ));
-            }
-            (Some(var), None) => Some(self.env_source("smtp.password_env", var)?),
-            (None, Some(file)) => Some(SecretSource::File(self.file_path(&file))),
-            (None, None) => None,
-        };
+        let password = self.password("smtp.password_env", s.password_env, s.password_file)?;
         if s.username.is_some() && password.is_none() {
             return Err(self.invalid(
                 "smtp.username",

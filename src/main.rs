@@ -13,8 +13,10 @@ mod config;
 mod dmarc;
 mod dmarc_report;
 mod files;
+mod intake;
 mod keygen;
 mod lint;
+mod mailbox;
 mod message;
 mod preflight;
 mod progress;
@@ -64,6 +66,7 @@ fn run(cli: &Cli) -> anyhow::Result<Exit> {
         Command::Check(args) => runtime()?.block_on(commands::check::run(args, clock)),
         Command::Verify(args) => runtime()?.block_on(commands::verify::run(args)),
         Command::Preview(args) => commands::preview::run(args, clock),
+        Command::Intake(args) => commands::intake::run(args, cli.quiet, clock),
         Command::Dmarc {
             command: cli::DmarcCommand::Report(args),
         } => commands::dmarc::run(args, cli.quiet),

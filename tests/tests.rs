@@ -16,6 +16,10 @@ mod faults;
 mod hostile;
 // Proves the test servers and the verifier are real and strict.
 mod harness_selftest;
+// `mailshot intake`: bounces, complaints and unsubscribes from Dovecot and Maildirs, acted on.
+mod intake;
+// The mailbox reader against a real Dovecot: TLS, wrong password, untrusted CA, marking.
+mod mailbox;
 // `mailshot preview`: same bytes as send, and a folder that renders in headless Chromium.
 mod preview;
 // `mailshot send` against real SMTP servers.

@@ -1,25 +1,31 @@
-//! `mailshot dmarc report`: summarize DMARC aggregate reports from files, folders and
-//! Maildirs, with a progress bar, the skipped files on stderr, and the exit code.
+//! `mailshot dmarc report`: summarize DMARC aggregate reports from files, folders, Maildirs,
+//! mbox files and IMAP mailboxes (through the shared mailbox reader), with a progress bar,
+//! the skipped items on stderr, and the exit code.
 
 use std::io::{IsTerminal, Write};
 
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 
 use crate::cli::{DmarcReportArgs, Format};
-use crate::commands::Exit;
-use crate::dmarc_report::{self, Event, Summary, render, walk};
+use crate::commands::{Exit, mailbox_options, sources};
+use crate::dmarc_report::container::MAX_BYTES;
+use crate::dmarc_report::{self, Event, Summary, render};
+use crate::mailbox::Reader;
 use crate::terminal::field;
 
 /// Parsing threads at most: past this the disk, not the CPU, is the limit.
 const MAX_THREADS: usize = 8;
 
 pub fn run(args: &DmarcReportArgs, quiet: bool) -> anyhow::Result<Exit> {
-    let found = walk::files(&args.paths);
-    let bar = progress_bar(found.files.len() as u64, quiet);
+    // Read-only: a report run never marks or moves anything on an IMAP server.
+    let opts = mailbox_options(&args.imap, None, MAX_BYTES, true, None);
+    let mut reader = Reader::open(&sources(&args.paths)?, opts)?;
+    let bar = progress_bar(reader.known(), quiet);
     let threads = std::thread::available_parallelism()
         .map_or(1, |n| n.get())
         .min(MAX_THREADS);
-    let scanned = dmarc_report::scan(found, threads, |event| match event {
+    let unreadable = std::mem::take(&mut reader.unreadable);
+    let scanned = dmarc_report::scan(&mut reader, unreadable, threads, |event| match event {
         Event::Read => bar.inc(1),
         Event::Skipped(s) => {
             // Named as it happens (above the bar), and again in the summary.
@@ -33,6 +39,7 @@ pub fn run(args: &DmarcReportArgs, quiet: bool) -> anyhow::Result<Exit> {
             bar.inc(1);
         }
     });
+    reader.close();
     bar.finish_and_clear();
 
     let summary = Summary::new(

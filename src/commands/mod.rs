@@ -7,6 +7,7 @@ pub mod dmarc;
 pub mod dns;
 pub mod gate;
 pub mod init;
+pub mod intake;
 pub mod preview;
 pub mod send;
 pub mod suppress;
@@ -18,7 +19,7 @@ use std::sync::Arc;
 
 use anyhow::Context;
 
-use crate::cli::DnsArgs;
+use crate::cli::{DnsArgs, ImapArgs};
 use crate::clock::Clock;
 use crate::config::Campaign;
 use crate::message::{Assembler, Signer};
@@ -141,4 +142,42 @@ pub async fn audit(
         now: clock.now(),
     };
     Ok(preflight::run(dns, &inputs).await)
+}
+
+/// The sources as typed: IMAP URLs checked now (a bad one is an error before anything runs).
+pub fn sources(typed: &[String]) -> anyhow::Result<Vec<crate::mailbox::Source>> {
+    typed
+        .iter()
+        .map(|s| crate::mailbox::Source::parse(s).map_err(anyhow::Error::from))
+        .collect()
+}
+
+/// The mailbox reader's options: flags first, then campaign.toml's `[intake]`.
+pub fn mailbox_options(
+    args: &ImapArgs,
+    cfg: Option<&crate::config::IntakeConfig>,
+    max_bytes: u64,
+    read_only: bool,
+    move_to: Option<String>,
+) -> crate::mailbox::Options {
+    use crate::secret::SecretSource;
+    let password = match (&args.password_env, &args.password_file) {
+        (Some(var), _) => Some(SecretSource::Env(var.clone())),
+        (None, Some(file)) => Some(SecretSource::File(file.clone())),
+        (None, None) => cfg.and_then(|c| c.password.clone()),
+    };
+    let mark = match move_to.or_else(|| cfg.and_then(|c| c.move_to.clone())) {
+        Some(folder) => crate::mailbox::Mark::Move(folder),
+        None => crate::mailbox::Mark::Keyword(crate::mailbox::DEFAULT_KEYWORD.into()),
+    };
+    crate::mailbox::Options {
+        max_bytes,
+        read_only,
+        mark,
+        password,
+        ca_file: args
+            .ca_file
+            .clone()
+            .or_else(|| cfg.and_then(|c| c.ca_file.clone())),
+    }
 }

@@ -216,7 +216,15 @@ async fn deliver(
         .run(&loaded.campaign.recipients, &mut report, &mut progress)
         .await;
     let report_path = match report.finish() {
-        Ok(p) => p,
+        Ok(p) => {
+            // Late bounces that intake recorded stay `bounced` when a resume rewrites the report.
+            if let Some(dir) = p.parent().filter(|_| p.ends_with("report.csv"))
+                && let Err(e) = crate::intake::late::mark_report(dir)
+            {
+                tracing::warn!("the report's late bounces: {e:#}");
+            }
+            p
+        }
         Err(e) => {
             result.stopped.get_or_insert(Stop::Report(e.to_string()));
             report_path

@@ -8,7 +8,7 @@ use anyhow::bail;
 
 use crate::cli::{Format, VerifyArgs};
 use crate::commands::{Exit, dns_from};
-use crate::dmarc_report::walk;
+use crate::mailbox::files::Files;
 use crate::verify::{self, grade};
 
 /// Larger inputs are not mail a receiver would have accepted; they are named and skipped.
@@ -26,14 +26,15 @@ pub async fn run(args: &VerifyArgs) -> anyhow::Result<Exit> {
         );
     }
     let dns = dns_from(args.dns.nameserver.as_deref(), args.dns.zone.as_deref())?;
-    let found = walk::files(&args.inputs);
+    // Listed by the shared mailbox reader's walk (Maildir rules, bookkeeping files left out).
+    let found = Files::list(&args.inputs, u64::MAX);
     let mut unreadable: Vec<(String, String)> = found
         .unreadable
         .iter()
         .map(|(p, e)| (p.display().to_string(), e.to_string()))
         .collect();
     let mut reports = Vec::new();
-    for path in &found.files {
+    for path in found.paths() {
         let name = path.display().to_string();
         match read(path) {
             Ok(raw) => reports.push(verify::verify(&dns, &name, &raw).await),

@@ -2,11 +2,11 @@
 //! archives and mail, totalling them per organization and source, and judging whether the
 //! domain's policy can tighten. `mailshot dmarc report` is the command over this.
 //!
-//! - [`walk`]: which files to read (folders, Maildirs).
+//! - Which files and messages to read is the mailbox reader's (`crate::mailbox`).
 //! - [`container`]: the reports inside one file, by content sniffing; corrupt or truncated
 //!   input is an error naming why.
 //! - [`digest`]: one parsed report reduced to counts.
-//! - [`scan`]: reading files on worker threads, folding digests into [`aggregate`] as they
+//! - [`scan`]: parsing what the reader yields on worker threads, folding digests into [`aggregate`] as they
 //!   arrive.
 //! - [`summary`]: the finished summary (the JSON schema), with [`recommend`]'s verdicts and
 //!   thresholds; [`render`] prints it for people.
@@ -18,7 +18,6 @@ pub mod recommend;
 pub mod render;
 pub mod scan;
 pub mod summary;
-pub mod walk;
 
 pub use scan::{Event, scan};
 pub use summary::Summary;

@@ -1,19 +1,19 @@
-//! Reading many files at once: worker threads read and parse files and reduce each report to
-//! a digest; the calling thread folds the digests into the totals as they arrive, so only the
-//! reports in flight (a few per thread, the channel is bounded) are ever held in memory.
+//! Reading many reports at once: the mailbox reader yields files and messages one at a time on
+//! the calling thread, worker threads parse them and reduce each report to a digest, and the
+//! calling thread folds the digests into the totals as they arrive, so only the items in
+//! flight (a few per thread, the channels are bounded) are ever held in memory.
 
-use std::fs;
-use std::path::Path;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::path::PathBuf;
 use std::sync::mpsc;
+use std::sync::{Arc, Mutex};
 
 use super::aggregate::Aggregate;
-use super::container::{self, MAX_BYTES, ReadError, SkipKind};
+use super::container::{self, ReadError, SkipKind};
 use super::digest::Digest;
 use super::summary::Skipped;
-use super::walk::Found;
+use crate::mailbox::{Item, ItemError};
 
-/// Progress, as each file is finished.
+/// Progress, as each item is finished.
 pub enum Event<'a> {
     Read,
     Skipped(&'a Skipped),
@@ -26,41 +26,56 @@ pub struct Scanned {
     pub skipped: Vec<Skipped>,
 }
 
-/// Reads every file found with up to `threads` threads. Results arrive in completion order;
-/// the totals do not depend on it (the only order-sensitive step, which copy of a duplicate
+/// Parses every item with up to `threads` threads. Results arrive in completion order; the
+/// totals do not depend on it (the only order-sensitive step, which copy of a duplicate
 /// report counts, matters only if a receiver sent two different reports under one id).
-pub fn scan(found: Found, threads: usize, mut observe: impl FnMut(Event<'_>)) -> Scanned {
-    let files = found.files;
+/// `unreadable` are sources that could not be listed, reported first.
+pub fn scan(
+    items: impl Iterator<Item = Item> + Send,
+    unreadable: Vec<(String, String)>,
+    threads: usize,
+    mut observe: impl FnMut(Event<'_>),
+) -> Scanned {
     let mut out = Scanned {
         aggregate: Aggregate::default(),
-        files_found: (files.len() + found.unreadable.len()) as u64,
+        files_found: unreadable.len() as u64,
         files_read: 0,
         skipped: Vec::new(),
     };
-    for (path, e) in found.unreadable {
-        let skipped = Skipped {
-            path,
-            kind: SkipKind::Broken,
-            reason: ReadError::Io(e).to_string(),
-        };
-        observe(Event::Skipped(&skipped));
-        out.skipped.push(skipped);
+    for (path, e) in unreadable {
+        out.skip(PathBuf::from(path), SkipKind::Broken, e, &mut observe);
     }
-
-    let threads = threads.clamp(1, files.len().max(1));
-    let next = AtomicUsize::new(0);
-    let (tx, rx) = mpsc::sync_channel::<(usize, Result<Vec<Digest>, ReadError>)>(threads * 4);
+    let threads = threads.max(1);
+    type Work = (PathBuf, Result<Vec<u8>, ItemError>);
+    type Done = (PathBuf, Result<Vec<Digest>, ReadError>);
+    let (work_tx, work_rx) = mpsc::sync_channel::<Work>(threads * 2);
+    let work_rx = Arc::new(Mutex::new(work_rx));
+    let (tx, rx) = mpsc::sync_channel::<Done>(threads * 4);
     std::thread::scope(|s| {
+        // The reader runs on its own thread and feeds the workers; the work channel is
+        // bounded, so it waits while they are busy.
+        s.spawn(move || {
+            for item in items {
+                if work_tx
+                    .send((PathBuf::from(item.origin.to_string()), item.bytes))
+                    .is_err()
+                {
+                    break;
+                }
+            }
+        });
         for _ in 0..threads {
-            let tx = tx.clone();
-            let (files, next) = (&files, &next);
+            let (tx, work_rx) = (tx.clone(), Arc::clone(&work_rx));
             s.spawn(move || {
                 loop {
-                    let i = next.fetch_add(1, Ordering::Relaxed);
-                    let Some(path) = files.get(i) else { break };
-                    let result = std::panic::catch_unwind(|| read_file(path))
-                        .unwrap_or(Err(ReadError::Crashed));
-                    if tx.send((i, result)).is_err() {
+                    let next = work_rx.lock().map(|rx| rx.recv());
+                    let Ok(Ok((path, data))) = next else { break };
+                    let result = match data {
+                        Ok(data) => std::panic::catch_unwind(|| parse(&data))
+                            .unwrap_or(Err(ReadError::Crashed)),
+                        Err(e) => Err(unread(e)),
+                    };
+                    if tx.send((path, result)).is_err() {
                         break;
                     }
                 }
@@ -68,7 +83,8 @@ pub fn scan(found: Found, threads: usize, mut observe: impl FnMut(Event<'_>)) ->
         }
         // The workers hold the only senders left, so the loop below ends when they do.
         drop(tx);
-        for (i, result) in rx {
+        for (path, result) in rx {
+            out.files_found += 1;
             match result {
                 Ok(digests) => {
                     out.files_read += 1;
@@ -77,52 +93,40 @@ pub fn scan(found: Found, threads: usize, mut observe: impl FnMut(Event<'_>)) ->
                     }
                     observe(Event::Read);
                 }
-                Err(e) => {
-                    let skipped = Skipped {
-                        path: files[i].clone(),
-                        kind: e.kind(),
-                        reason: e.to_string(),
-                    };
-                    observe(Event::Skipped(&skipped));
-                    out.skipped.push(skipped);
-                }
+                Err(e) => out.skip(path, e.kind(), e.to_string(), &mut observe),
             }
         }
     });
     out
 }
 
-fn read_file(path: &Path) -> Result<Vec<Digest>, ReadError> {
-    let data = read_regular(path)?;
-    let reports = container::reports_in(&data)?;
+impl Scanned {
+    fn skip(
+        &mut self,
+        path: PathBuf,
+        kind: SkipKind,
+        reason: String,
+        observe: &mut impl FnMut(Event<'_>),
+    ) {
+        let skipped = Skipped { path, kind, reason };
+        observe(Event::Skipped(&skipped));
+        self.skipped.push(skipped);
+    }
+}
+
+/// A message the reader could not read, in the report reader's terms.
+fn unread(e: ItemError) -> ReadError {
+    match e {
+        ItemError::TooLarge { .. } => ReadError::TooLarge,
+        ItemError::NotAFile => ReadError::NotAFile,
+        other => ReadError::Io(std::io::Error::other(other.to_string())),
+    }
+}
+
+fn parse(data: &[u8]) -> Result<Vec<Digest>, ReadError> {
+    let reports = container::reports_in(data)?;
     Ok(reports
         .iter()
         .map(|p| Digest::of(&p.report).with_format(p.rfc9990))
         .collect())
-}
-
-/// The file's bytes, if it is a regular file of at most [`MAX_BYTES`]. Opened non-blocking, so
-/// a FIFO cannot hang the worker, and checked on the open handle, so `/dev/zero` or a file
-/// swapped for a device after the folder was listed is refused rather than read forever; the
-/// read itself stops one byte past the cap in case the file grows.
-fn read_regular(path: &Path) -> Result<Vec<u8>, ReadError> {
-    use std::io::Read;
-    use std::os::unix::fs::OpenOptionsExt;
-    let file = fs::OpenOptions::new()
-        .read(true)
-        .custom_flags(libc::O_NONBLOCK)
-        .open(path)?;
-    let meta = file.metadata()?;
-    if !meta.is_file() {
-        return Err(ReadError::NotAFile);
-    }
-    if meta.len() > MAX_BYTES {
-        return Err(ReadError::TooLarge);
-    }
-    let mut data = Vec::with_capacity(meta.len() as usize);
-    file.take(MAX_BYTES + 1).read_to_end(&mut data)?;
-    if data.len() as u64 > MAX_BYTES {
-        return Err(ReadError::TooLarge);
-    }
-    Ok(data)
 }

@@ -6,8 +6,10 @@
 
 pub mod dkim;
 pub mod dns;
+pub mod dovecot;
 pub mod hostile;
 pub mod http;
+pub mod intake;
 pub mod interop;
 pub mod journal;
 pub mod scenario;

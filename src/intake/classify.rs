@@ -1,0 +1,168 @@
+//! Sorting one message into a [`Verdict`]: by its MIME report type first (RFC 3464 DSN,
+//! RFC 5965 complaint), then by its address (the `[unsubscribe] mailto`), then by content (a
+//! DMARC aggregate report), then by the shape of a bounce carrying mailshot's Message-ID.
+
+use mail_parser::{Message, MessageParser, MimeHeaders, PartType};
+
+use super::known::Known;
+use super::verdict::Verdict;
+use super::{arf, dsn, mailto, returned};
+use crate::dmarc_report::container::{self, SkipKind};
+use crate::dmarc_report::digest::Digest;
+use crate::unsubscribe::Unsubscriber;
+
+/// message/rfc822 parts nested deeper than this are not looked into, and a message that goes
+/// deeper is skipped as hostile: a real bounce or complaint carries its original one level
+/// down, a forwarded one two or three.
+pub const MAX_DEPTH: usize = 8;
+
+/// What the classifier needs besides the message.
+pub struct Context<'a> {
+    pub known: &'a Known,
+    pub unsubscribe: Option<&'a Unsubscriber>,
+    /// The `[unsubscribe] mailto` address, lowercase.
+    pub mailto: Option<String>,
+    /// For the unsubscribe key's rotation: a previous key counts until its end date.
+    pub now: std::time::SystemTime,
+}
+
+pub fn classify(bytes: &[u8], cx: &Context<'_>) -> Verdict {
+    let Some(msg) = MessageParser::new().parse(bytes) else {
+        return Verdict::Skipped {
+            why: "not a parsable message (no header fields)".into(),
+        };
+    };
+    if let Some(depth) = too_deep(&msg, 0) {
+        return Verdict::Skipped {
+            why: format!("attached messages nested more than {depth} deep"),
+        };
+    }
+    match report_type(&msg).as_deref() {
+        Some("delivery-status") => return dsn::classify(&msg, cx.known),
+        Some("feedback-report") => return arf::classify(&msg, cx.known),
+        _ => {}
+    }
+    if let (Some(unsub), Some(to)) = (cx.unsubscribe, cx.mailto.as_deref())
+        && mailto::addressed_to(&msg, to)
+    {
+        return mailto::classify(&msg, unsub, cx.now);
+    }
+    if looks_like_dmarc_report(&msg) {
+        match container::reports_in(bytes) {
+            Ok(reports) => {
+                return Verdict::DmarcReport {
+                    digests: reports
+                        .iter()
+                        .map(|p| Digest::of(&p.report).with_format(p.rfc9990))
+                        .collect(),
+                };
+            }
+            Err(e) if e.kind() == SkipKind::Broken => {
+                return Verdict::Skipped {
+                    why: format!("a DMARC report that cannot be read: {e}"),
+                };
+            }
+            Err(_) => {}
+        }
+    }
+    returned::classify(&msg, cx.known)
+}
+
+/// `multipart/report; report-type=...`, lowercase.
+fn report_type(msg: &Message<'_>) -> Option<String> {
+    let ct = msg.root_part().content_type()?;
+    (ct.ctype().eq_ignore_ascii_case("multipart")
+        && ct
+            .subtype()
+            .is_some_and(|s| s.eq_ignore_ascii_case("report")))
+    .then(|| ct.attribute("report-type").map(str::to_ascii_lowercase))
+    .flatten()
+}
+
+/// The depth limit, if the message goes past it.
+fn too_deep(msg: &Message<'_>, depth: usize) -> Option<usize> {
+    if depth > MAX_DEPTH {
+        return Some(MAX_DEPTH);
+    }
+    msg.parts.iter().find_map(|p| match &p.body {
+        PartType::Message(m) => too_deep(m, depth + 1),
+        _ => None,
+    })
+}
+
+/// Receivers attach aggregate reports as zip, gzip or XML (often labelled
+/// application/octet-stream), with a subject that starts `Report Domain:` (RFC 7489 7.2.1.1).
+fn looks_like_dmarc_report(msg: &Message<'_>) -> bool {
+    if msg
+        .subject()
+        .is_some_and(|s| s.to_ascii_lowercase().contains("report domain:"))
+    {
+        return true;
+    }
+    msg.attachments().any(|p| {
+        let ct = p
+            .content_type()
+            .map(|c| {
+                format!(
+                    "{}/{}",
+                    c.ctype().to_ascii_lowercase(),
+                    c.subtype().unwrap_or_default().to_ascii_lowercase()
+                )
+            })
+            .unwrap_or_default();
+        let name = p.attachment_name().unwrap_or_default().to_ascii_lowercase();
+        matches!(
+            ct.as_str(),
+            "application/zip"
+                | "application/gzip"
+                | "application/x-gzip"
+                | "application/x-zip-compressed"
+                | "application/xml"
+                | "text/xml"
+        ) || [".xml", ".xml.gz", ".zip", ".gz"]
+            .iter()
+            .any(|ext| name.ends_with(ext))
+    })
+}
+
+/// The first part whose Content-Type is one of `types` (lowercase `type/subtype`), searched
+/// in the message and the parts it nests, to the depth limit.
+pub fn part_of_type<'m>(
+    msg: &'m Message<'m>,
+    types: &[&str],
+) -> Option<&'m mail_parser::MessagePart<'m>> {
+    msg.parts.iter().find(|p| {
+        p.content_type().is_some_and(|c| {
+            let t = format!(
+                "{}/{}",
+                c.ctype().to_ascii_lowercase(),
+                c.subtype().unwrap_or_default().to_ascii_lowercase()
+            );
+            types.contains(&t.as_str())
+        })
+    })
+}
+
+/// At most this much of a remote server's text goes into the summary and the suppression list.
+const MAX_TEXT: usize = 300;
+
+/// One line, bounded, without control characters: remote text is shown to people and written
+/// into files, and must not forge lines there.
+pub fn clean_text(s: &str) -> String {
+    let mut out: String = s
+        .chars()
+        .map(|c| if c.is_control() { ' ' } else { c })
+        .collect::<String>()
+        .split_whitespace()
+        .collect::<Vec<_>>()
+        .join(" ");
+    if out.len() > MAX_TEXT {
+        let mut end = MAX_TEXT;
+        while !out.is_char_boundary(end) {
+            end -= 1;
+        }
+        out.truncate(end);
+        out.push('…');
+    }
+    out
+}

@@ -1,0 +1,330 @@
+//! What intake changes, behind one boundary ([`Sink`]) so the store it writes to can change
+//! without touching the classifier or the run: suppressions (the campaign's suppression
+//! list), soft-bounce counts across campaigns, and the late-bounce record the report reads.
+//! Everything queued is made durable by [`Sink::commit`] (written and fsynced), which the run
+//! calls before it marks any message processed.
+
+use std::collections::{HashMap, HashSet};
+use std::fs::{File, OpenOptions};
+use std::io::{self, BufRead, BufReader, Write};
+use std::path::{Path, PathBuf};
+use std::time::SystemTime;
+
+use crate::clock::rfc3339;
+use crate::suppression::{self, Record, Store};
+
+/// Why an address is suppressed, in the words the shared suppression store uses.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Reason {
+    Unsubscribe,
+    HardBounce,
+    Complaint,
+}
+
+impl Reason {
+    /// The store's own reason.
+    fn store(self) -> suppression::Reason {
+        match self {
+            Reason::Unsubscribe => suppression::Reason::Unsubscribe,
+            Reason::HardBounce => suppression::Reason::HardBounce,
+            Reason::Complaint => suppression::Reason::Complaint,
+        }
+    }
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Reason::Unsubscribe => "unsubscribe",
+            Reason::HardBounce => "hard-bounce",
+            Reason::Complaint => "complaint",
+        }
+    }
+}
+
+/// One suppression: the address, why, and where the evidence came from.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct Entry {
+    pub address: String,
+    pub reason: Reason,
+    /// What tied the evidence to this address.
+    pub signal: super::verdict::Signal,
+    /// The status and diagnostic, the feedback type, or the soft-bounce count.
+    pub detail: String,
+    pub campaign: String,
+    /// Where the evidence is: the bounce or complaint message (path, mbox index, IMAP UID).
+    pub evidence: String,
+}
+
+pub trait Sink {
+    /// Queues a suppression. Returns false when the address was already suppressed.
+    fn suppress(&mut self, e: &Entry) -> io::Result<bool>;
+    /// Records a soft bounce; returns in how many campaigns (this one included) the address
+    /// has soft-bounced.
+    fn soft_bounce(&mut self, address: &str, campaign: &str, status: &str) -> io::Result<usize>;
+    /// Records a late bounce for the campaign's report.
+    fn bounced(
+        &mut self,
+        row: u64,
+        address: &str,
+        status: &str,
+        diagnostic: &str,
+    ) -> io::Result<()>;
+    /// Writes and fsyncs everything queued.
+    fn commit(&mut self) -> io::Result<()>;
+}
+
+/// An append-only text file: lines queue in memory and reach the disk, synced, on commit.
+struct Appender {
+    path: PathBuf,
+    pending: String,
+}
+
+impl Appender {
+    fn new(path: PathBuf) -> Appender {
+        Appender {
+            path,
+            pending: String::new(),
+        }
+    }
+
+    fn commit(&mut self) -> io::Result<()> {
+        if self.pending.is_empty() {
+            return Ok(());
+        }
+        if let Some(dir) = self.path.parent() {
+            std::fs::create_dir_all(dir)?;
+        }
+        let mut f = OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&self.path)?;
+        f.write_all(self.pending.as_bytes())?;
+        f.sync_data()?;
+        self.pending.clear();
+        Ok(())
+    }
+}
+
+/// Files: the campaign's `[suppression] file` (through the shared store), `<state_dir>/soft-bounces` (shared by every campaign in the state folder) and
+/// `<state_dir>/<campaign>/bounces`. With `dry_run`, nothing is ever written.
+pub struct FileSink {
+    /// The shared suppression store (`send`, the unsubscribe endpoint and `suppress` write to
+    /// it too): a batch is appended under its lock and fsynced by [`Store::record`].
+    store: Store,
+    /// Digests of the addresses queued by this run (16 bytes each, not the strings).
+    added: HashSet<[u8; 16]>,
+    pending: Vec<Record>,
+    soft: Appender,
+    soft_counts: HashMap<String, HashSet<String>>,
+    bounces: Appender,
+    now: SystemTime,
+    dry_run: bool,
+}
+
+impl FileSink {
+    pub fn open(
+        suppression: &Path,
+        state_dir: &Path,
+        run_dir: &Path,
+        now: SystemTime,
+        dry_run: bool,
+    ) -> anyhow::Result<FileSink> {
+        let soft_path = state_dir.join("soft-bounces");
+        Ok(FileSink {
+            // A dry run only reads (a missing list is empty); a real run creates the list if
+            // need be, as the endpoint does.
+            store: if dry_run {
+                Store::open(suppression)?
+            } else {
+                Store::create(suppression)?
+            },
+            added: HashSet::new(),
+            pending: Vec::new(),
+            soft_counts: read_soft(&soft_path)?,
+            soft: Appender::new(soft_path),
+            bounces: Appender::new(run_dir.join("bounces")),
+            now,
+            dry_run,
+        })
+    }
+}
+
+/// `address TAB campaign TAB time TAB status` lines -> the campaigns each address bounced in.
+fn read_soft(path: &Path) -> io::Result<HashMap<String, HashSet<String>>> {
+    let mut map: HashMap<String, HashSet<String>> = HashMap::new();
+    let file = match File::open(path) {
+        Ok(f) => f,
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(map),
+        Err(e) => return Err(e),
+    };
+    for line in BufReader::new(file).lines() {
+        let line = line?;
+        let mut f = line.split('\t');
+        if let (Some(a), Some(c)) = (f.next(), f.next()) {
+            map.entry(a.to_owned()).or_default().insert(c.to_owned());
+        }
+    }
+    Ok(map)
+}
+
+/// Tabs, newlines and `#` would break the line formats (and `#` starts a comment in the
+/// suppression list); remote text can hold any of them.
+fn field(s: &str) -> String {
+    s.replace(['\t', '\r', '\n', '#'], " ")
+}
+
+impl Sink for FileSink {
+    fn suppress(&mut self, e: &Entry) -> io::Result<bool> {
+        if self.store.lookup(&e.address).is_some()
+            || !self.added.insert(Ledger::key(e.address.as_bytes()))
+        {
+            return Ok(false);
+        }
+        let mut r = Record::add(&e.address, e.reason.store(), self.now);
+        r.campaign = e.campaign.clone();
+        r.note = field(&format!("{} ({})", e.detail, e.evidence));
+        self.pending.push(r);
+        Ok(true)
+    }
+
+    fn soft_bounce(&mut self, address: &str, campaign: &str, status: &str) -> io::Result<usize> {
+        let set = self.soft_counts.entry(address.to_owned()).or_default();
+        if set.insert(campaign.to_owned()) {
+            self.soft.pending.push_str(&format!(
+                "{}\t{}\t{}\t{}\n",
+                field(address),
+                field(campaign),
+                rfc3339(self.now),
+                field(status)
+            ));
+        }
+        Ok(set.len())
+    }
+
+    fn bounced(
+        &mut self,
+        row: u64,
+        address: &str,
+        status: &str,
+        diagnostic: &str,
+    ) -> io::Result<()> {
+        self.bounces.pending.push_str(&format!(
+            "{row}\t{}\t{}\t{}\t{}\n",
+            field(address),
+            field(status),
+            field(diagnostic),
+            rfc3339(self.now)
+        ));
+        Ok(())
+    }
+
+    fn commit(&mut self) -> io::Result<()> {
+        if self.dry_run {
+            self.pending.clear();
+            for a in [&mut self.soft, &mut self.bounces] {
+                a.pending.clear();
+            }
+            return Ok(());
+        }
+        if !self.pending.is_empty() {
+            self.store
+                .record(&self.pending)
+                .map_err(|e| io::Error::other(e.to_string()))?;
+            self.pending.clear();
+        }
+        self.soft.commit()?;
+        self.bounces.commit()
+    }
+}
+
+/// Late bounces recorded for a campaign: row -> (status, diagnostic).
+pub fn read_bounces(run_dir: &Path) -> io::Result<HashMap<u64, (String, String)>> {
+    let mut map = HashMap::new();
+    let file = match File::open(run_dir.join("bounces")) {
+        Ok(f) => f,
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(map),
+        Err(e) => return Err(e),
+    };
+    for line in BufReader::new(file).lines() {
+        let line = line?;
+        let f: Vec<&str> = line.split('\t').collect();
+        if let [row, _addr, status, diag, _time] = f[..]
+            && let Ok(row) = row.parse()
+        {
+            map.insert(row, (status.to_owned(), diag.to_owned()));
+        }
+    }
+    Ok(map)
+}
+
+/// The messages a campaign's intake has processed, by a digest of their bytes, so a rerun
+/// (or a message also present in a second source) is never counted twice, whatever the
+/// source; IMAP marks are a convenience on top of this.
+pub struct Ledger {
+    seen: HashSet<[u8; 16]>,
+    file: Appender,
+    dry_run: bool,
+}
+
+impl Ledger {
+    pub fn open(run_dir: &Path, dry_run: bool) -> io::Result<Ledger> {
+        let path = run_dir.join("intake-seen");
+        let mut seen = HashSet::new();
+        match File::open(&path) {
+            Ok(f) => {
+                for line in BufReader::new(f).lines() {
+                    if let Some(k) = parse_key(&line?) {
+                        seen.insert(k);
+                    }
+                }
+            }
+            Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+            Err(e) => return Err(e),
+        }
+        Ok(Ledger {
+            seen,
+            file: Appender::new(path),
+            dry_run,
+        })
+    }
+
+    pub fn key(bytes: &[u8]) -> [u8; 16] {
+        let d = aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, bytes);
+        let mut k = [0u8; 16];
+        k.copy_from_slice(&d.as_ref()[..16]);
+        k
+    }
+
+    pub fn contains(&self, key: &[u8; 16]) -> bool {
+        self.seen.contains(key)
+    }
+
+    pub fn add(&mut self, key: [u8; 16]) {
+        if self.seen.insert(key) {
+            for b in key {
+                self.file.pending.push_str(&format!("{b:02x}"));
+            }
+            self.file.pending.push('\n');
+        }
+    }
+
+    pub fn commit(&mut self) -> io::Result<()> {
+        if self.dry_run {
+            self.file.pending.clear();
+            return Ok(());
+        }
+        self.file.commit()
+    }
+}
+
+fn parse_key(line: &str) -> Option<[u8; 16]> {
+    let line = line.trim();
+    if line.len() != 32 {
+        return None;
+    }
+    let mut k = [0u8; 16];
+    for (i, b) in k.iter_mut().enumerate() {
+        *b = u8::from_str_radix(&line[i * 2..i * 2 + 2], 16).ok()?;
+    }
+    Some(k)
+}
