@@ -6,9 +6,13 @@
 //! Memory stays flat: the queues are bounded and rows are streamed from the file.
 
 pub mod journal;
+pub mod limits;
+pub mod queue;
 pub mod rate;
+pub mod relays;
 pub mod resume;
 pub mod seed;
+pub mod shard;
 pub mod transport;
 
 use std::sync::atomic::{AtomicBool, Ordering};
