@@ -10,6 +10,8 @@ mod dmarc;
 mod dmarcbis;
 // Proves the DNS harness is real: knotd serves the zones, broken zones SERVFAIL, checkdmarc reads them.
 mod dns_selftest;
+// The delivery engine: the retry queue, several relays, limits, shards.
+mod engine;
 // Faulty relays: dropped DATA, 421 greetings, 451s, 550s, idle timeouts, the circuit breaker.
 mod faults;
 // Hostile input from the security review: bombs, special files, terminal escapes, huge rows.

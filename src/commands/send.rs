@@ -13,6 +13,7 @@ use crate::preflight::dkim::DkimVerifier;
 use crate::progress::Progress;
 use crate::report::{ReportWriter, Tally};
 use crate::send::journal::Journal;
+use crate::send::limits::DomainLimits;
 use crate::send::resume::{self, ResumeError, Resumed};
 use crate::send::seed;
 use crate::send::transport::Cause;
@@ -186,6 +187,11 @@ fn pipeline(
             Pacer::new(limits)
         } else {
             Pacer::none()
+        }),
+        domains: Arc::new(if paced {
+            DomainLimits::new(&limits.domains)
+        } else {
+            DomainLimits::new(&[])
         }),
         envelope_from: campaign.return_path.clone(),
         concurrency,

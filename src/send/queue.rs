@@ -21,11 +21,11 @@ use tokio::time::Instant;
 
 /// What a sender gets from [`Scheduler::next`].
 #[derive(Debug)]
-pub enum Next<T> {
+pub enum Next<F, R> {
     /// A waiting entry whose time has come (or any waiting entry, once the run is stopping).
-    Retry(T),
+    Retry(R),
     /// A batch of fresh messages from the preparers.
-    Fresh(Vec<T>),
+    Fresh(Vec<F>),
     /// Nothing is left: the preparers are done, nothing waits and nothing is out.
     Done,
 }
@@ -62,8 +62,8 @@ impl<T> Ord for Entry<T> {
     }
 }
 
-struct State<T> {
-    heap: BinaryHeap<Entry<T>>,
+struct State<R> {
+    heap: BinaryHeap<Entry<R>>,
     seq: u64,
     /// Items handed to senders and not yet settled or put back: while any is out, a retry
     /// may still come, so an idle sender must not leave.
@@ -72,19 +72,21 @@ struct State<T> {
     fresh_done: bool,
     /// The run is stopping: waiting entries are handed out at once, whatever their time.
     stopping: bool,
+    /// The run is gone (nobody takes outcomes any more): every sender leaves.
+    closed: bool,
 }
 
-pub struct Scheduler<T> {
-    fresh: tokio::sync::Mutex<mpsc::Receiver<Vec<T>>>,
+pub struct Scheduler<F, R> {
+    fresh: tokio::sync::Mutex<mpsc::Receiver<Vec<F>>>,
     /// At most this many entries wait: past it, senders take no fresh work until some are
     /// done, so memory stays flat even when one provider's limit holds many messages back.
     cap: usize,
-    state: Mutex<State<T>>,
+    state: Mutex<State<R>>,
     changed: Notify,
 }
 
-impl<T> Scheduler<T> {
-    pub fn new(fresh: mpsc::Receiver<Vec<T>>, cap: usize) -> Scheduler<T> {
+impl<F, R> Scheduler<F, R> {
+    pub fn new(fresh: mpsc::Receiver<Vec<F>>, cap: usize) -> Scheduler<F, R> {
         Scheduler {
             fresh: tokio::sync::Mutex::new(fresh),
             cap: cap.max(1),
@@ -94,17 +96,18 @@ impl<T> Scheduler<T> {
                 out: 0,
                 fresh_done: false,
                 stopping: false,
+                closed: false,
             }),
             changed: Notify::new(),
         }
     }
 
-    fn lock(&self) -> std::sync::MutexGuard<'_, State<T>> {
+    fn lock(&self) -> std::sync::MutexGuard<'_, State<R>> {
         self.state.lock().unwrap_or_else(|e| e.into_inner())
     }
 
     /// An item taken from [`next`](Self::next) waits again until `due`.
-    pub fn retry_at(&self, item: T, due: Instant) {
+    pub fn retry_at(&self, item: R, due: Instant) {
         {
             let mut s = self.lock();
             s.seq += 1;
@@ -134,6 +137,12 @@ impl<T> Scheduler<T> {
         self.changed.notify_waiters();
     }
 
+    /// Nobody takes outcomes any more: every sender leaves at once.
+    pub fn close(&self) {
+        self.lock().closed = true;
+        self.changed.notify_waiters();
+    }
+
     pub fn waiting(&self) -> Waiting {
         let s = self.lock();
         Waiting {
@@ -144,8 +153,11 @@ impl<T> Scheduler<T> {
 
     /// A due entry, or what to wait for: `Err(Some(due))` the earliest due time,
     /// `Err(None)` nothing waits. `Ok(None)` means the run is over for this sender.
-    fn poll_ready(&self, now: Instant) -> Result<Option<T>, Option<Instant>> {
+    fn poll_ready(&self, now: Instant) -> Result<Option<R>, Option<Instant>> {
         let mut s = self.lock();
+        if s.closed {
+            return Ok(None);
+        }
         let ready = s.heap.peek().is_some_and(|e| s.stopping || e.due <= now);
         if ready && let Some(e) = s.heap.pop() {
             s.out += 1;
@@ -160,7 +172,7 @@ impl<T> Scheduler<T> {
     /// The next piece of work: a due retry before any fresh message. A sender waits here
     /// only when there is nothing to do yet; it never sleeps through one recipient's
     /// back-off while others are ready.
-    pub async fn next(&self) -> Next<T> {
+    pub async fn next(&self) -> Next<F, R> {
         loop {
             let changed = self.changed.notified();
             tokio::pin!(changed);
@@ -215,7 +227,7 @@ mod tests {
     use std::sync::Arc;
     use std::time::Duration;
 
-    fn scheduler() -> (mpsc::Sender<Vec<u32>>, Arc<Scheduler<u32>>) {
+    fn scheduler() -> (mpsc::Sender<Vec<u32>>, Arc<Scheduler<u32, u32>>) {
         let (tx, rx) = mpsc::channel(4);
         (tx, Arc::new(Scheduler::new(rx, 100)))
     }
@@ -306,7 +318,7 @@ mod tests {
     #[tokio::test]
     async fn a_full_queue_holds_fresh_work_back() {
         let (tx, rx) = mpsc::channel(4);
-        let q = Scheduler::new(rx, 1);
+        let q = Scheduler::<u32, u32>::new(rx, 1);
         tx.send(vec![1]).await.unwrap();
         tx.send(vec![2]).await.unwrap();
         assert!(matches!(q.next().await, Next::Fresh(_)));

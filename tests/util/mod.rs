@@ -4,6 +4,7 @@
 //! here only, never from each other.
 #![allow(dead_code)]
 
+pub mod background;
 pub mod dkim;
 pub mod dns;
 pub mod hostile;
