@@ -221,8 +221,7 @@ mod raw {
 mod relays;
 
 pub(crate) use raw::Tls;
-#[allow(unused_imports)] // RelayLimits: used by the pipeline once relays carry their pace.
-pub use relays::{RelayConfig, RelayLimits};
+pub use relays::RelayConfig;
 
 /// A campaign, resolved: what `send`, `preview` and `check` act on.
 #[derive(Debug, Clone)]
@@ -301,6 +300,9 @@ pub struct RecipientSource {
     pub name_column: Option<String>,
     /// A CSV cell longer than this makes its row invalid (`limits.max_field_kb`).
     pub max_field_bytes: usize,
+    /// `send --shard K/N`: every reader of the file sees only the shard's rows. Not in
+    /// campaign.toml: it is chosen per run (per machine).
+    pub shard: Option<crate::send::shard::Shard>,
 }
 
 /// The caps on numbers a campaign file sets (the README's "Limits" table). Each keeps a typo
@@ -561,6 +563,7 @@ impl Resolver<'_> {
                 address_column: f.recipients.address_column,
                 name_column: f.recipients.name_column,
                 max_field_bytes: self.max_field_bytes(&f.limits)?,
+                shard: None,
             },
             dkim,
             transport,

@@ -64,6 +64,7 @@ fn run(cli: &Cli) -> anyhow::Result<Exit> {
         Command::Check(args) => runtime()?.block_on(commands::check::run(args, clock)),
         Command::Verify(args) => runtime()?.block_on(commands::verify::run(args)),
         Command::Preview(args) => commands::preview::run(args, clock),
+        Command::Report(args) => commands::report::run(args),
         Command::Dmarc {
             command: cli::DmarcCommand::Report(args),
         } => commands::dmarc::run(args, cli.quiet),

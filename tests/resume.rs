@@ -7,7 +7,7 @@ use crate::util::background::Background;
 use crate::util::journal::read_journal;
 use crate::util::scenario::Scenario;
 use crate::util::smtp::{Faults, Mode, SmtpServer};
-use crate::util::{CampaignDir, csv_of, mailshot, message_id, report_counts, run, stderr, stdout};
+use crate::util::{csv_of, message_id, report_counts, run, stderr, stdout};
 
 /// From the resume summary "journal: X sent earlier, Y refused earlier, Z deferred (retried
 /// now), N in doubt ...": (X, N).

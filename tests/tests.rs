@@ -22,6 +22,8 @@ mod harness_selftest;
 mod preview;
 // `mailshot send` against real SMTP servers.
 mod send;
+// `send --shard K/N` processes at once, a killed shard's resume, and `mailshot report`.
+mod shards;
 // `mailshot check` and the audit before `send`, against knot serving one zone set per case.
 mod preflight;
 // `dkim keygen` keys verify with dkimpy; `dns records` fragments audit clean through the overlay.

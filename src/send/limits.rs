@@ -114,10 +114,6 @@ impl<C: GovClock + Clone> DomainLimits<C> {
         DomainLimits { by_group, clock }
     }
 
-    pub fn is_empty(&self) -> bool {
-        self.by_group.is_empty()
-    }
-
     /// Takes the slot for one message to `domain` if its provider is ready; otherwise says
     /// how long until it is (and takes nothing).
     pub fn check(&self, domain: &str) -> Result<(), Duration> {

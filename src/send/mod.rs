@@ -56,6 +56,11 @@ pub enum Stop {
     Journal(String),
     /// Ctrl-C (or SIGTERM): in-flight messages finished, nothing new started.
     Interrupted,
+    /// `limits.per_day` is reached for today (UTC); the next allowance starts at `resets_at`.
+    DayCap {
+        cap: u64,
+        resets_at: std::time::SystemTime,
+    },
     Internal(String),
 }
 
@@ -73,6 +78,10 @@ impl std::fmt::Display for Stop {
                 f.write_str(e)
             }
             Stop::Interrupted => f.write_str("interrupted"),
+            Stop::DayCap { cap, .. } => write!(
+                f,
+                "today's cap of {cap} messages (limits.per_day) is reached"
+            ),
         }
     }
 }
@@ -123,6 +132,8 @@ pub struct Pipeline {
     pub pacer: Arc<Pacer>,
     /// Per-provider paces, across relays.
     pub domains: Arc<DomainLimits>,
+    /// `limits.per_day`: what today still allows.
+    pub day_cap: Option<Arc<Mutex<limits::DayCap>>>,
     pub envelope_from: Address,
     pub concurrency: usize,
     pub clock: Arc<dyn Clock>,
@@ -209,6 +220,7 @@ impl Pipeline {
                 transport: self.transport.clone(),
                 pacer: self.pacer.clone(),
                 domains: self.domains.clone(),
+                day_cap: self.day_cap.clone(),
                 from: self.envelope_from.clone(),
                 abort: abort.clone(),
                 clock: self.clock.clone(),
@@ -508,6 +520,7 @@ fn unsent(
         message_id: None,
         time,
         earlier: false,
+        relay: None,
     }
 }
 
@@ -540,6 +553,7 @@ impl Preparer {
             message_id: Some(self.assembler.message_id(&r.address)),
             time: now,
             earlier: s.earlier(),
+            relay: None,
         }
     }
 }

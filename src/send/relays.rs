@@ -106,16 +106,11 @@ impl Board {
         }
     }
 
-    pub fn name(&self, i: usize) -> &str {
-        &self.slots[i].spec.name
-    }
-
-    pub fn len(&self) -> usize {
-        self.slots.len()
-    }
-
-    pub fn is_empty(&self) -> bool {
-        self.slots.is_empty()
+    /// Some relay is not retired (it may be benched for now).
+    pub fn any_left(&self) -> bool {
+        self.slots
+            .iter()
+            .any(|s| s.retired.is_none() && s.spec.weight > 0)
     }
 
     fn usable(s: &Slot, now: Instant) -> bool {

@@ -10,7 +10,7 @@ use lettre::Address;
 use tokio::sync::mpsc;
 use tokio::time::Instant;
 
-use super::limits::DomainLimits;
+use super::limits::{DayCap, DomainLimits};
 use super::queue::{Next, Scheduler};
 use super::{Abort, NOT_ATTEMPTED, Pacer, Stop};
 use crate::clock::Clock;
@@ -43,6 +43,7 @@ pub(super) struct Sender {
     pub transport: Arc<Transport>,
     pub pacer: Arc<Pacer>,
     pub domains: Arc<DomainLimits>,
+    pub day_cap: Option<Arc<std::sync::Mutex<DayCap>>>,
     pub from: Address,
     pub abort: Arc<Abort>,
     pub clock: Arc<dyn Clock>,
@@ -106,6 +107,9 @@ impl Sender {
             self.work.retry_at(w, Instant::now() + wait);
             return true;
         }
+        if w.attempts == 0 && !self.abort.is_set() {
+            self.take_day_slot();
+        }
         match self.attempt(&w).await {
             Attempt::Settled(o) => {
                 self.work.settled();
@@ -127,6 +131,19 @@ impl Sender {
                 self.work.retry_at(w, Instant::now() + wait);
                 true
             }
+        }
+    }
+
+    /// A fresh recipient takes one of today's `per_day` slots (its retries do not); with
+    /// none left the run stops cleanly, and this recipient is reported not attempted.
+    fn take_day_slot(&self) {
+        let Some(cap) = &self.day_cap else { return };
+        let mut cap = cap.lock().unwrap_or_else(|e| e.into_inner());
+        if !cap.take(self.clock.now()) {
+            self.abort.trip(Stop::DayCap {
+                cap: cap.cap,
+                resets_at: cap.resets_at(),
+            });
         }
     }
 
@@ -183,7 +200,9 @@ impl Sender {
                 if let Some((state, _)) = self.transport.journal() {
                     self.journal_record(state, row, &address, ok.code, &ok.text);
                 }
-                Attempt::Settled(self.outcome(msg, self.transport.delivered(), ok.code, ok.text))
+                let mut o = self.outcome(msg, self.transport.delivered(), ok.code, ok.text);
+                o.relay = ok.relay;
+                Attempt::Settled(o)
             }
             Err(e) => self.failed(w, e),
         }
@@ -253,6 +272,7 @@ impl Sender {
             message_id: Some(msg.message_id.clone()),
             time: self.clock.now(),
             earlier: false,
+            relay: None,
         }
     }
 }

@@ -287,6 +287,13 @@ impl SmtpServer {
             .unwrap_or(0)
     }
 
+    /// Kills the server (SIGKILL, mid-transaction if it is in one) and keeps what it stored,
+    /// for tests of a relay that dies during a run.
+    pub fn kill(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+
     /// Every event line so far, each as its kind and its words, in the order they happened:
     /// what a test reads to tell what came between two events.
     pub fn all_events(&self) -> Vec<(String, Vec<String>)> {
