@@ -120,12 +120,14 @@ impl<F, R> Scheduler<F, R> {
 
     /// An item taken from [`next`](Self::next) is settled: it will not come back.
     pub fn settled(&self) {
-        let idle = {
+        let last = {
             let mut s = self.lock();
             s.out = s.out.saturating_sub(1);
-            s.out == 0
+            // Only then can an idle sender's wait end (the run is over); waking every sender
+            // each time the others run dry would only make them contend for the channel.
+            s.out == 0 && s.fresh_done
         };
-        if idle {
+        if last {
             self.changed.notify_waiters();
         }
     }
