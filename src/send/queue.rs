@@ -24,8 +24,8 @@ use tokio::time::Instant;
 pub enum Next<F, R> {
     /// A waiting entry whose time has come (or any waiting entry, once the run is stopping).
     Retry(R),
-    /// A batch of fresh messages from the preparers.
-    Fresh(Vec<F>),
+    /// A fresh message from the preparers.
+    Fresh(F),
     /// Nothing is left: the preparers are done, nothing waits and nothing is out.
     Done,
 }
@@ -62,8 +62,11 @@ impl<T> Ord for Entry<T> {
     }
 }
 
-struct State<R> {
+struct State<F, R> {
     heap: BinaryHeap<Entry<R>>,
+    /// Fresh messages taken from the preparers' channel (a batch at a time) and not yet
+    /// handed out: one at a time, so a retry that comes due meanwhile goes first.
+    fresh: std::collections::VecDeque<F>,
     seq: u64,
     /// Items handed to senders and not yet settled or put back: while any is out, a retry
     /// may still come, so an idle sender must not leave.
@@ -81,7 +84,7 @@ pub struct Scheduler<F, R> {
     /// At most this many entries wait: past it, senders take no fresh work until some are
     /// done, so memory stays flat even when one provider's limit holds many messages back.
     cap: usize,
-    state: Mutex<State<R>>,
+    state: Mutex<State<F, R>>,
     changed: Notify,
 }
 
@@ -92,6 +95,7 @@ impl<F, R> Scheduler<F, R> {
             cap: cap.max(1),
             state: Mutex::new(State {
                 heap: BinaryHeap::new(),
+                fresh: std::collections::VecDeque::new(),
                 seq: 0,
                 out: 0,
                 fresh_done: false,
@@ -102,7 +106,7 @@ impl<F, R> Scheduler<F, R> {
         }
     }
 
-    fn lock(&self) -> std::sync::MutexGuard<'_, State<R>> {
+    fn lock(&self) -> std::sync::MutexGuard<'_, State<F, R>> {
         self.state.lock().unwrap_or_else(|e| e.into_inner())
     }
 
@@ -155,18 +159,22 @@ impl<F, R> Scheduler<F, R> {
 
     /// A due entry, or what to wait for: `Err(Some(due))` the earliest due time,
     /// `Err(None)` nothing waits. `Ok(None)` means the run is over for this sender.
-    fn poll_ready(&self, now: Instant) -> Result<Option<R>, Option<Instant>> {
+    fn poll_ready(&self, now: Instant) -> Result<Next<F, R>, Option<Instant>> {
         let mut s = self.lock();
         if s.closed {
-            return Ok(None);
+            return Ok(Next::Done);
         }
         let ready = s.heap.peek().is_some_and(|e| s.stopping || e.due <= now);
         if ready && let Some(e) = s.heap.pop() {
             s.out += 1;
-            return Ok(Some(e.item));
+            return Ok(Next::Retry(e.item));
+        }
+        if let Some(f) = s.fresh.pop_front() {
+            s.out += 1;
+            return Ok(Next::Fresh(f));
         }
         if s.fresh_done && s.heap.is_empty() && s.out == 0 {
-            return Ok(None);
+            return Ok(Next::Done);
         }
         Err(s.heap.peek().map(|e| e.due))
     }
@@ -181,8 +189,7 @@ impl<F, R> Scheduler<F, R> {
             // Registered before looking, so a change between the look and the wait wakes us.
             changed.as_mut().enable();
             let due = match self.poll_ready(Instant::now()) {
-                Ok(Some(item)) => return Next::Retry(item),
-                Ok(None) => return Next::Done,
+                Ok(next) => return next,
                 Err(due) => due,
             };
             let hold_fresh = {
@@ -209,10 +216,8 @@ impl<F, R> Scheduler<F, R> {
                 () = timer => {}
                 () = &mut changed => {}
                 batch = fresh => match batch {
-                    Some(b) => {
-                        self.lock().out += b.len();
-                        return Next::Fresh(b);
-                    }
+                    // Handed out one at a time by the next look, retries first.
+                    Some(b) => self.lock().fresh.extend(b),
                     None => {
                         self.lock().fresh_done = true;
                         self.changed.notify_waiters();
@@ -228,6 +233,14 @@ mod tests {
     use super::*;
     use std::sync::Arc;
     use std::time::Duration;
+
+    /// The due retry `poll_ready` hands out at `now`, if any.
+    fn retry(q: &Scheduler<u32, u32>, now: Instant) -> Option<u32> {
+        match q.poll_ready(now) {
+            Ok(Next::Retry(r)) => Some(r),
+            _ => None,
+        }
+    }
 
     fn scheduler() -> (mpsc::Sender<Vec<u32>>, Arc<Scheduler<u32, u32>>) {
         let (tx, rx) = mpsc::channel(4);
@@ -249,7 +262,7 @@ mod tests {
         // Nothing is due before its time.
         assert_eq!(q.poll_ready(t0).err(), Some(w.next_due));
         let later = t0 + Duration::from_secs(10);
-        let order: Vec<u32> = std::iter::from_fn(|| q.poll_ready(later).ok().flatten()).collect();
+        let order: Vec<u32> = std::iter::from_fn(|| retry(&q, later)).collect();
         assert_eq!(order, [2, 3, 4, 1]);
     }
 
@@ -261,8 +274,8 @@ mod tests {
         q.retry_at(7, t0 + Duration::from_secs(3600));
         q.retry_at(8, t0 + Duration::from_secs(7200));
         q.stop();
-        assert_eq!(q.poll_ready(t0).ok().flatten(), Some(7));
-        assert_eq!(q.poll_ready(t0).ok().flatten(), Some(8));
+        assert_eq!(retry(&q, t0), Some(7));
+        assert_eq!(retry(&q, t0), Some(8));
         assert_eq!(q.waiting().count, 0);
     }
 
@@ -270,16 +283,14 @@ mod tests {
     async fn a_due_retry_goes_before_fresh_work() {
         let (tx, q) = scheduler();
         tx.send(vec![10, 11]).await.unwrap();
-        let Next::Fresh(b) = q.next().await else {
-            panic!("fresh work expected")
-        };
-        assert_eq!(b, [10, 11]);
+        assert!(matches!(q.next().await, Next::Fresh(10)));
+        // 10 fails at once: its retry goes before 11, which came in the same batch.
         q.retry_at(10, Instant::now());
-        q.settled();
         tx.send(vec![12]).await.unwrap();
-        // Fresh work is queued, but the due retry comes first.
         assert!(matches!(q.next().await, Next::Retry(10)));
-        assert!(matches!(q.next().await, Next::Fresh(ref b) if b == &[12]));
+        q.settled();
+        assert!(matches!(q.next().await, Next::Fresh(11)));
+        assert!(matches!(q.next().await, Next::Fresh(12)));
     }
 
     /// The run ends only when the preparers are done, nothing waits and nothing is out: a
@@ -326,7 +337,7 @@ mod tests {
         assert!(matches!(q.next().await, Next::Fresh(_)));
         q.retry_at(1, Instant::now() + Duration::from_millis(10));
         assert!(matches!(q.next().await, Next::Retry(1)));
-        assert!(matches!(q.next().await, Next::Fresh(ref b) if b == &[2]));
+        assert!(matches!(q.next().await, Next::Fresh(2)));
     }
 
     #[tokio::test]

@@ -77,17 +77,7 @@ impl Sender {
             let carry_on = match next {
                 Next::Done => break,
                 Next::Retry(w) => self.step(w).await,
-                Next::Fresh(batch) => {
-                    let mut carry_on = true;
-                    for msg in batch {
-                        if carry_on {
-                            carry_on = self.step(Work::fresh(msg)).await;
-                        } else {
-                            self.work.settled();
-                        }
-                    }
-                    carry_on
-                }
+                Next::Fresh(msg) => self.step(Work::fresh(msg)).await,
             };
             if !carry_on {
                 // Nobody takes outcomes any more: the run is gone.
