@@ -40,7 +40,7 @@ use sender::{MAX_WAITING, Queue, Rng, Sender};
 
 pub use rate::Pacer;
 pub use resume::InDoubt;
-pub use transport::{DeliveryError, FailureClass, Transport};
+pub use transport::{DeliveryError, Transport};
 
 /// Why the pipeline stopped early. Recipients not yet tried are reported as not attempted.
 #[derive(Debug, Clone)]

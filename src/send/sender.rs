@@ -94,7 +94,7 @@ impl Sender {
             && let Err(wait) = self.domains.check(w.msg.recipient.address.domain())
         {
             // The provider's pace: not an attempt, so the count stays.
-            self.work.retry_at(w, Instant::now() + wait);
+            self.work.retry_at(w, later(wait));
             return true;
         }
         if w.attempts == 0 && !self.abort.is_set() {
@@ -111,14 +111,14 @@ impl Sender {
                 tracing::info!(
                     "{}: {} ({}); retry {} of {} in {:.1} s",
                     w.msg.recipient.address,
-                    e.text,
+                    crate::terminal::field(&e.text),
                     e.code.map(|c| c.to_string()).unwrap_or_default(),
                     w.attempts,
                     self.retry.attempts - 1,
                     wait.as_secs_f64()
                 );
                 w.last = Some(e);
-                self.work.retry_at(w, Instant::now() + wait);
+                self.work.retry_at(w, later(wait));
                 true
             }
         }
@@ -138,13 +138,9 @@ impl Sender {
     }
 
     /// `first_delay * 2^(n-1)`, capped at `max_delay`, with jitter so that recipients
-    /// deferred together do not come back together.
+    /// deferred together do not come back together (saturating: see [`super::backoff`]).
     fn back_off(&mut self, attempts: u32) -> Duration {
-        self.retry
-            .first_delay
-            .saturating_mul(1 << (attempts.saturating_sub(1)).min(16))
-            .min(self.retry.max_delay)
-            .mul_f64(self.rng.jitter())
+        super::backoff(&self.retry, attempts, self.rng.jitter())
     }
 
     /// Pace, journal, send.
@@ -167,6 +163,12 @@ impl Sender {
             });
         }
         let (row, address) = (msg.recipient.row, msg.recipient.address.to_string());
+        // The last look at the suppression store before the message starts: an unsubscribe
+        // recorded while it waited (in the channel or the retry queue) stops it. Not
+        // journaled: the recipient stays unsettled, so a later run checks the list again.
+        if let Some(why) = self.suppression.check(&address) {
+            return Attempt::Settled(self.outcome(msg, Status::Suppressed, None, why));
+        }
         // Queued now; synced when the transport asks, after DATA: see Transport::send.
         let recorded = self.journal.as_ref().map(|j| j.in_flight(row, &address));
         let recorded = async move {
@@ -220,8 +222,9 @@ impl Sender {
             FailureClass::Permanent => {
                 self.journal_record(State::Failed, row, &address, e.code, &e.text);
                 if e.hard_bounce {
-                    let when = crate::clock::rfc3339(self.clock.now());
-                    self.suppression.add(&address, &e.text, &when);
+                    let when = self.clock.now();
+                    self.suppression
+                        .add(&address, &e.text, when, &msg.message_id);
                 }
                 settled(Status::Failed, e.text.clone())
             }
@@ -275,6 +278,14 @@ impl Work {
             last: None,
         }
     }
+}
+
+/// `wait` from now; a wait too long for the clock's range is a year (the config caps delays
+/// at a day, so this is only a guard against a panic that would lose the row).
+fn later(wait: Duration) -> Instant {
+    let now = Instant::now();
+    now.checked_add(wait)
+        .unwrap_or(now + Duration::from_secs(365 * 86_400))
 }
 
 /// Small xorshift generator for retry jitter; seeded by the caller, so tests can fix it.
