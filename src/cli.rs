@@ -34,6 +34,8 @@ pub enum Command {
     /// Grade received messages as the receiver saw them: authentication recomputed through
     /// DNS, format and content, with the blocking items of Gmail, Yahoo and Microsoft.
     Verify(VerifyArgs),
+    /// Merge the reports of a campaign sent in shards into one, checking every row is there once.
+    Report(ReportArgs),
     /// DKIM keys: generate one and print the record to publish.
     Dkim {
         #[command(subcommand)]
@@ -360,6 +362,17 @@ pub struct SendArgs {
     /// suppressed.
     #[arg(long = "seed", value_name = "ADDR")]
     pub seeds: Vec<String>,
+    /// Send only shard K of N (1-based): the rows whose address hashes there. Run every shard,
+    /// on one machine or several; each keeps its journal, lock and report in
+    /// <state_dir>/<id>/shard-K-of-N/, and `mailshot report` merges them.
+    #[arg(long, value_name = "K/N")]
+    pub shard: Option<crate::send::shard::Shard>,
+}
+
+#[derive(Debug, Args)]
+pub struct ReportArgs {
+    /// Path to campaign.toml.
+    pub campaign: PathBuf,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]

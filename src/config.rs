@@ -56,7 +56,9 @@ mod raw {
         pub recipients: Recipients,
         #[serde(default)]
         pub dkim: Vec<Dkim>,
-        pub smtp: Option<Smtp>,
+        /// One `[smtp]` table or several `[[smtp]]` tables.
+        #[serde(default, deserialize_with = "super::relays::one_or_many")]
+        pub smtp: Vec<Spanned<Smtp>>,
         pub outbox: Option<Outbox>,
         #[serde(default)]
         pub limits: Limits,
@@ -168,6 +170,14 @@ mod raw {
     #[derive(Debug, Deserialize)]
     #[serde(deny_unknown_fields)]
     pub struct Smtp {
+        /// Names the relay in the report and in messages; the host when left out.
+        pub name: Option<Spanned<String>>,
+        /// Share of the messages among relays of the same priority (default 1).
+        pub weight: Option<Spanned<u32>>,
+        /// Lower first: a higher priority is used only while every lower one is benched.
+        pub priority: Option<u32>,
+        pub per_second: Option<u32>,
+        pub per_hour: Option<u32>,
         pub host: String,
         pub port: Option<u16>,
         pub tls: Tls,
@@ -191,8 +201,20 @@ mod raw {
     pub struct Limits {
         pub per_second: Option<u32>,
         pub per_hour: Option<u32>,
+        pub per_day: Option<u32>,
         pub concurrency: Option<u32>,
         pub max_field_kb: Option<u64>,
+        /// Per destination domain (and its provider group): `"gmail.com" = { per_hour = 500 }`.
+        #[serde(default)]
+        pub domains: std::collections::BTreeMap<Spanned<String>, DomainLimit>,
+    }
+
+    #[derive(Debug, Deserialize)]
+    #[serde(deny_unknown_fields)]
+    pub struct DomainLimit {
+        pub per_second: Option<u32>,
+        pub per_hour: Option<u32>,
+        pub per_day: Option<u32>,
     }
 
     #[derive(Debug, Deserialize)]
@@ -208,7 +230,10 @@ mod raw {
     }
 }
 
+mod relays;
+
 pub(crate) use raw::Tls;
+pub use relays::RelayConfig;
 
 /// A campaign, resolved: what `send`, `preview` and `check` act on.
 #[derive(Debug, Clone)]
@@ -233,6 +258,8 @@ pub struct Campaign {
     pub recipients: RecipientSource,
     pub dkim: Vec<DkimKeyConfig>,
     pub transport: TransportConfig,
+    /// Every relay, in file order; the first is also `transport`'s (empty for an outbox).
+    pub relays: Vec<RelayConfig>,
     pub limits: Limits,
     pub unsubscribe: Option<UnsubscribeConfig>,
     /// Where reports (and later the journal) live: `<state_dir>/<id>/`.
@@ -298,6 +325,9 @@ pub struct RecipientSource {
     pub name_column: Option<String>,
     /// A CSV cell longer than this makes its row invalid (`limits.max_field_kb`).
     pub max_field_bytes: usize,
+    /// `send --shard K/N`: every reader of the file sees only the shard's rows. Not in
+    /// campaign.toml: it is chosen per run (per machine).
+    pub shard: Option<crate::send::shard::Shard>,
 }
 
 /// The caps on numbers a campaign file sets (the README's "Limits" table). Each keeps a typo
@@ -351,7 +381,11 @@ pub struct SmtpConfig {
 pub struct Limits {
     pub per_second: Option<NonZeroU32>,
     pub per_hour: Option<NonZeroU32>,
+    /// The warm-up cap: messages per UTC day, across runs (counted from the journal).
+    pub per_day: Option<NonZeroU32>,
     pub concurrency: usize,
+    /// Per provider group, across relays.
+    pub domains: Vec<crate::send::limits::DomainLimit>,
 }
 
 #[derive(Debug, Clone)]
@@ -407,6 +441,17 @@ struct Resolver<'a> {
 }
 
 impl Resolver<'_> {
+    /// An error at the line holding byte `at` of the file.
+    fn invalid_at(&self, key: &'static str, at: usize, message: impl Into<String>) -> ConfigError {
+        let before = self.text.get(..at).unwrap_or_default();
+        ConfigError::InvalidAt {
+            path: self.path.to_owned(),
+            line: before.matches('\n').count() + 1,
+            key,
+            message: message.into(),
+        }
+    }
+
     fn invalid(&self, key: &'static str, message: impl Into<String>) -> ConfigError {
         ConfigError::Invalid {
             path: self.path.to_owned(),
@@ -432,15 +477,8 @@ impl Resolver<'_> {
         key: &'static str,
         value: &toml::Spanned<String>,
     ) -> Result<Mailbox, ConfigError> {
-        let (email, name) = crate::address::parse(value.get_ref()).map_err(|why| {
-            let before = self.text.get(..value.span().start).unwrap_or_default();
-            ConfigError::InvalidAt {
-                path: self.path.to_owned(),
-                line: before.matches('\n').count() + 1,
-                key,
-                message: why,
-            }
-        })?;
+        let (email, name) = crate::address::parse(value.get_ref())
+            .map_err(|why| self.invalid_at(key, value.span().start, why))?;
         Ok(Mailbox::new(name, email))
     }
 
@@ -523,7 +561,8 @@ impl Resolver<'_> {
 
         let dkim = self.dkim(f.dkim)?;
         let limits = self.limits(&f.limits)?;
-        let transport = self.transport(f.smtp, f.outbox, limits.concurrency)?;
+        let relays = self.relays(f.smtp, limits.concurrency)?;
+        let transport = self.transport(relays.first(), f.outbox)?;
         let unsubscribe = f.unsubscribe.map(|u| self.unsubscribe(u)).transpose()?;
         let preflight = self.preflight(f.preflight)?;
         let retry = self.retry(&f.retry)?;
@@ -550,9 +589,11 @@ impl Resolver<'_> {
                 address_column: f.recipients.address_column,
                 name_column: f.recipients.name_column,
                 max_field_bytes: self.max_field_bytes(&f.limits)?,
+                shard: None,
             },
             dkim,
             transport,
+            relays,
             limits,
             unsubscribe,
             state_dir: self.file_path(f.campaign.state_dir.as_deref().unwrap_or(".mailshot")),
@@ -626,7 +667,9 @@ impl Resolver<'_> {
         Ok(Limits {
             per_second: nonzero(self, "limits.per_second", l.per_second)?,
             per_hour: nonzero(self, "limits.per_hour", l.per_hour)?,
+            per_day: nonzero(self, "limits.per_day", l.per_day)?,
             concurrency: concurrency as usize,
+            domains: self.domain_limits(&l.domains)?,
         })
     }
 
@@ -670,9 +713,8 @@ impl Resolver<'_> {
 
     fn transport(
         &self,
-        smtp: Option<raw::Smtp>,
+        smtp: Option<&RelayConfig>,
         outbox: Option<raw::Outbox>,
-        concurrency: usize,
     ) -> Result<TransportConfig, ConfigError> {
         match (smtp, outbox) {
             (Some(_), Some(_)) => Err(self.invalid(
@@ -686,7 +728,7 @@ impl Resolver<'_> {
             (None, Some(o)) => Ok(TransportConfig::Outbox {
                 dir: self.file_path(&o.dir),
             }),
-            (Some(s), None) => Ok(TransportConfig::Smtp(self.smtp(s, concurrency)?)),
+            (Some(r), None) => Ok(TransportConfig::Smtp(r.smtp.clone())),
         }
     }
 

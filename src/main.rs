@@ -67,6 +67,7 @@ fn run(cli: &Cli) -> anyhow::Result<Exit> {
         Command::Verify(args) => runtime()?.block_on(commands::verify::run(args)),
         Command::Preview(args) => commands::preview::run(args, clock),
         Command::Intake(args) => commands::intake::run(args, cli.quiet, clock),
+        Command::Report(args) => commands::report::run(args),
         Command::Dmarc {
             command: cli::DmarcCommand::Report(args),
         } => commands::dmarc::run(args, cli.quiet),

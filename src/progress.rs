@@ -6,7 +6,21 @@ use std::time::{Duration, Instant};
 
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 
+use crate::send::queue::Waiting;
+
 const LINE_EVERY: Duration = Duration::from_secs(5);
+
+fn waiting_text(w: &Waiting) -> String {
+    match w.next_due {
+        Some(due) if w.count > 0 => {
+            let secs = due
+                .saturating_duration_since(tokio::time::Instant::now())
+                .as_secs_f64();
+            format!(", {} waiting for a retry, next in {secs:.0} s", w.count)
+        }
+        _ => String::new(),
+    }
+}
 
 pub enum Progress {
     Bar(ProgressBar),
@@ -15,6 +29,8 @@ pub enum Progress {
         done: u64,
         start: Instant,
         last: Instant,
+        /// Recipients waiting for a retry, and when the first is due.
+        waiting: Waiting,
     },
     Hidden,
 }
@@ -40,6 +56,10 @@ impl Progress {
                 done: 0,
                 start: now,
                 last: now,
+                waiting: Waiting {
+                    count: 0,
+                    next_due: None,
+                },
             }
         }
     }
@@ -52,6 +72,7 @@ impl Progress {
                 done,
                 start,
                 last,
+                waiting,
             } => {
                 *done += 1;
                 if last.elapsed() >= LINE_EVERY {
@@ -64,9 +85,32 @@ impl Progress {
                         0.0
                     };
                     eprintln!(
-                        "progress: {done}/{total} ({:.0}%), {rate:.1} msg/s, ETA {eta:.0} s",
-                        *done as f64 * 100.0 / (*total).max(1) as f64
+                        "progress: {done}/{total} ({:.0}%), {rate:.1} msg/s, ETA {eta:.0} s{}",
+                        *done as f64 * 100.0 / (*total).max(1) as f64,
+                        waiting_text(waiting)
                     );
+                }
+            }
+            Progress::Hidden => {}
+        }
+    }
+
+    /// How many recipients wait for a retry and when the next is due: refreshed while the
+    /// run is quiet, so a run with only retries left does not look stuck.
+    pub fn waiting(&mut self, w: Waiting) {
+        match self {
+            Progress::Bar(b) => b.set_message(waiting_text(&w)),
+            Progress::Lines {
+                total,
+                done,
+                last,
+                waiting,
+                ..
+            } => {
+                *waiting = w;
+                if w.count > 0 && last.elapsed() >= LINE_EVERY {
+                    *last = Instant::now();
+                    eprintln!("progress: {done}/{total}{}", waiting_text(waiting));
                 }
             }
             Progress::Hidden => {}

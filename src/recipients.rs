@@ -112,6 +112,15 @@ pub enum Row {
 }
 
 impl Row {
+    /// The address the row is filed under: the parsed one (lowercase ASCII form) when the
+    /// row has one, else the cell as written.
+    pub fn address(&self) -> &str {
+        match self {
+            Row::Valid(r) => r.address.as_ref(),
+            Row::Invalid { address, .. } | Row::Duplicate { address, .. } => address,
+        }
+    }
+
     pub fn row(&self) -> u64 {
         match self {
             Row::Valid(r) => r.row,
@@ -137,6 +146,7 @@ pub struct RecipientReader {
     seen: HashMap<Box<str>, u64>,
     candidates: Option<Arc<Candidates>>,
     record: csv::ByteRecord,
+    shard: Option<crate::send::shard::Shard>,
 }
 
 /// The addresses that may occur more than once in a recipient file: every real duplicate,
@@ -311,6 +321,7 @@ impl RecipientReader {
             seen: HashMap::new(),
             candidates: None,
             record: csv::ByteRecord::new(),
+            shard: source.shard,
         })
     }
 
@@ -327,6 +338,18 @@ impl RecipientReader {
     /// The next row, or `None` at the end of the file. An `Err` is an I/O failure: the file
     /// cannot be read further.
     pub fn next_row(&mut self) -> Option<Result<Row, RecipientsError>> {
+        loop {
+            let row = self.next_any_row()?;
+            // Another shard's row is skipped here, so the survey, the pipeline and the
+            // report see the shard only. Duplicates of one address share its shard.
+            match (&row, self.shard) {
+                (Ok(r), Some(shard)) if !shard.holds(r.address()) => continue,
+                _ => return Some(row),
+            }
+        }
+    }
+
+    fn next_any_row(&mut self) -> Option<Result<Row, RecipientsError>> {
         // Read before asking for the position: afterwards it points past this record.
         let result = self.reader.read_byte_record(&mut self.record);
         self.since_row.store(0, Ordering::Relaxed);
@@ -466,6 +489,7 @@ mod tests {
             address_column: "email".into(),
             name_column: None,
             max_field_bytes: 64 << 10,
+            shard: None,
         })
         .unwrap();
         (dir, r)
@@ -510,6 +534,7 @@ mod tests {
             address_column: "email".into(),
             name_column: None,
             max_field_bytes: 64 << 10,
+            shard: None,
         };
         let c = Arc::new(duplicate_candidates(&source).unwrap());
         assert!(c.len() >= 2 && c.len() < 200, "{} candidates", c.len());
@@ -543,6 +568,7 @@ mod tests {
             address_column: "email".into(),
             name_column: None,
             max_field_bytes: 64 << 10,
+            shard: None,
         })
         .err()
         .unwrap()

@@ -64,6 +64,8 @@ pub struct Outcome {
     pub time: SystemTime,
     /// Settled by an earlier run of the campaign (from the journal), not by this one.
     pub earlier: bool,
+    /// Which relay took the message, when the campaign has several.
+    pub relay: Option<std::sync::Arc<str>>,
 }
 
 #[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
@@ -163,6 +165,7 @@ impl ReportWriter {
                 "smtp_text",
                 "message_id",
                 "time",
+                "relay",
             ])
             .map_err(err)?;
         Ok(ReportWriter {
@@ -190,6 +193,7 @@ impl ReportWriter {
                 &defuse(&o.text),
                 &message_id,
                 &rfc3339(o.time),
+                o.relay.as_deref().unwrap_or_default(),
             ])
             .map_err(|source| ReportError {
                 path: self.path.clone(),

@@ -2,89 +2,12 @@
 //! nobody lost, duplicates only among recipients the journal declared in doubt.
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::fs::File;
-use std::path::PathBuf;
-use std::process::{Child, Command, ExitStatus, Stdio};
-use std::thread;
-use std::time::{Duration, Instant};
 
+use crate::util::background::Background;
 use crate::util::journal::read_journal;
 use crate::util::scenario::Scenario;
 use crate::util::smtp::{Faults, Mode, SmtpServer};
-use crate::util::{CampaignDir, csv_of, mailshot, message_id, report_counts, run, stderr, stdout};
-
-/// `mailshot send` running in the background, its output going to files (nobody drains a
-/// pipe while the test watches the server). Killed on drop if still running.
-struct Background {
-    child: Option<Child>,
-    out: PathBuf,
-    err: PathBuf,
-}
-
-impl Background {
-    fn start(c: &CampaignDir, extra: &[&str], tag: &str) -> Background {
-        let out = c.path().join(format!("{tag}.stdout"));
-        let err = c.path().join(format!("{tag}.stderr"));
-        let child = mailshot()
-            .arg("send")
-            .arg("--quiet")
-            .args(extra)
-            .arg(c.toml_str())
-            .stdin(Stdio::null())
-            .stdout(File::create(&out).unwrap())
-            .stderr(File::create(&err).unwrap())
-            .spawn()
-            .expect("spawn mailshot");
-        Background {
-            child: Some(child),
-            out,
-            err,
-        }
-    }
-
-    /// Sends a signal with kill(1): no libc needed.
-    fn signal(&self, sig: &str) {
-        let pid = self.child.as_ref().unwrap().id().to_string();
-        let ok = Command::new("kill").args([sig, &pid]).status().unwrap();
-        assert!(ok.success(), "kill {sig} {pid}");
-    }
-
-    /// Polls `cond` until it holds; fails if mailshot exits first.
-    fn wait_until(&mut self, what: &str, mut cond: impl FnMut() -> bool) {
-        let deadline = Instant::now() + Duration::from_secs(120);
-        loop {
-            if cond() {
-                return;
-            }
-            if let Some(st) = self.child.as_mut().unwrap().try_wait().unwrap() {
-                let err = std::fs::read_to_string(&self.err).unwrap_or_default();
-                panic!("mailshot exited ({st}) before {what}\n{err}");
-            }
-            assert!(Instant::now() < deadline, "timed out waiting for {what}");
-            // Each poll lists a directory of up to a few thousand files: not too often.
-            thread::sleep(Duration::from_millis(20));
-        }
-    }
-
-    /// Waits for the exit and returns it with stdout and stderr (also printed, so a failing
-    /// test shows them).
-    fn finish(mut self) -> (ExitStatus, String, String) {
-        let status = self.child.take().unwrap().wait().unwrap();
-        let out = std::fs::read_to_string(&self.out).unwrap_or_default();
-        let err = std::fs::read_to_string(&self.err).unwrap_or_default();
-        eprintln!("--- background mailshot: {status}\n--- stdout\n{out}--- stderr\n{err}");
-        (status, out, err)
-    }
-}
-
-impl Drop for Background {
-    fn drop(&mut self) {
-        if let Some(mut c) = self.child.take() {
-            let _ = c.kill();
-            let _ = c.wait();
-        }
-    }
-}
+use crate::util::{csv_of, message_id, report_counts, run, stderr, stdout};
 
 /// From the resume summary "journal: X sent earlier, Y refused earlier, Z deferred (retried
 /// now), N in doubt ...": (X, N).

@@ -10,6 +10,8 @@ mod dmarc;
 mod dmarcbis;
 // Proves the DNS harness is real: knotd serves the zones, broken zones SERVFAIL, checkdmarc reads them.
 mod dns_selftest;
+// The delivery engine: the retry queue, several relays, limits, shards.
+mod engine;
 // Faulty relays: dropped DATA, 421 greetings, 451s, 550s, idle timeouts, the circuit breaker.
 mod faults;
 // Hostile input from the security review: bombs, special files, terminal escapes, huge rows.
@@ -24,6 +26,8 @@ mod mailbox;
 mod preview;
 // `mailshot send` against real SMTP servers.
 mod send;
+// `send --shard K/N` processes at once, a killed shard's resume, and `mailshot report`.
+mod shards;
 // `mailshot check` and the audit before `send`, against knot serving one zone set per case.
 mod preflight;
 // `dkim keygen` keys verify with dkimpy; `dns records` fragments audit clean through the overlay.

@@ -9,6 +9,7 @@ pub mod gate;
 pub mod init;
 pub mod intake;
 pub mod preview;
+pub mod report;
 pub mod send;
 pub mod suppress;
 pub mod unsubscribe;
@@ -56,7 +57,17 @@ pub struct Loaded {
 }
 
 pub fn load(path: &Path, clock: Arc<dyn Clock>) -> anyhow::Result<Loaded> {
-    let campaign = Campaign::load(path)?;
+    load_shard(path, clock, None)
+}
+
+/// [`load`], seeing only the rows of `shard` (`send --shard`).
+pub fn load_shard(
+    path: &Path,
+    clock: Arc<dyn Clock>,
+    shard: Option<crate::send::shard::Shard>,
+) -> anyhow::Result<Loaded> {
+    let mut campaign = Campaign::load(path)?;
+    campaign.recipients.shard = shard;
     let columns = RecipientReader::open(&campaign.recipients)?
         .headers()
         .clone();

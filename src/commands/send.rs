@@ -1,18 +1,21 @@
 //! `mailshot send`: the gate, the resume, the transport, the pipeline, and the summary.
 
 use std::path::{Path, PathBuf};
+
+use anyhow::Context;
 use std::sync::Arc;
 use std::time::Instant;
 
 use crate::cli::{InDoubtArg, SendArgs};
 use crate::clock::Clock;
 use crate::commands::gate::{Show, gate};
-use crate::commands::{Exit, Loaded, load};
+use crate::commands::{Exit, Loaded, load_shard};
 use crate::config::{Campaign, TransportConfig};
 use crate::preflight::dkim::DkimVerifier;
 use crate::progress::Progress;
 use crate::report::{ReportWriter, Tally};
 use crate::send::journal::Journal;
+use crate::send::limits::{DayCap, DomainLimits};
 use crate::send::resume::{self, ResumeError, Resumed};
 use crate::send::seed;
 use crate::send::transport::Cause;
@@ -20,14 +23,16 @@ use crate::send::{Abort, DeliveryError, InDoubt, Pacer, Pipeline, RunResult, Sto
 use crate::suppression::Suppression;
 
 pub async fn run(args: &SendArgs, quiet: bool, clock: Arc<dyn Clock>) -> anyhow::Result<Exit> {
-    let loaded = load(&args.campaign, clock.clone())?;
+    let loaded = load_shard(&args.campaign, clock.clone(), args.shard)?;
     let campaign = &loaded.campaign;
     if campaign.unsubscribe.is_none() {
         tracing::warn!(
             "no [unsubscribe] table: Gmail and Yahoo require one-click unsubscribe (RFC 8058) for bulk mail"
         );
     }
-    let run_dir = campaign.run_dir();
+    let Some(run_dir) = state_folder(campaign, args.shard)? else {
+        return Ok(Exit::CouldNotStart);
+    };
     let prefix = if args.dry_run { "dry-run-" } else { "" };
     let audit_file = run_dir.join(format!("{prefix}preflight.json"));
     // The lock first: a run refused by it must not touch the running one's files.
@@ -68,7 +73,11 @@ pub async fn run(args: &SendArgs, quiet: bool, clock: Arc<dyn Clock>) -> anyhow:
     }
     let suppression = suppression(campaign)?;
     let dry_run_dir = run_dir.join("dry-run");
-    let transport = Transport::new(&campaign.transport, args.dry_run.then_some(&*dry_run_dir))?;
+    let transport = Transport::new(
+        &campaign.transport,
+        &campaign.relays,
+        args.dry_run.then_some(&*dry_run_dir),
+    )?;
     if let Err(e) = transport.check().await {
         let (what, fix) = (transport.describe(), hint(&e, campaign));
         eprintln!(
@@ -120,7 +129,77 @@ pub async fn run(args: &SendArgs, quiet: bool, clock: Arc<dyn Clock>) -> anyhow:
         &report_path,
         dry_run_dir,
     );
-    Ok(finish(&result, campaign, &args.campaign))
+    Ok(finish(&result, campaign, &resume_args(args)))
+}
+
+/// Where this run keeps its journal, lock and report: the campaign's folder, or its shard's.
+/// A campaign is sharded one way for good: a different count (or none after some) would move
+/// rows between journals, and rows would be sent twice. `None`: refused (said why).
+fn state_folder(
+    campaign: &Campaign,
+    shard: Option<crate::send::shard::Shard>,
+) -> anyhow::Result<Option<PathBuf>> {
+    let run_dir = campaign.run_dir();
+    let recorded = crate::send::shard::recorded(&run_dir)
+        .with_context(|| format!("cannot read {}", run_dir.join("shards").display()))?;
+    match (shard, recorded) {
+        (None, None) => Ok(Some(run_dir)),
+        (None, Some(n)) => {
+            eprintln!(
+                "mailshot: campaign {} is sent in {n} shards ({}); run each with --shard K/{n}",
+                campaign.id,
+                run_dir.join("shards").display()
+            );
+            Ok(None)
+        }
+        (Some(s), _) if run_dir.join("journal").exists() => {
+            eprintln!(
+                "mailshot: --shard {s}: campaign {} was started without shards ({} exists); resume it without --shard, or give the campaign a new id",
+                campaign.id,
+                run_dir.join("journal").display()
+            );
+            Ok(None)
+        }
+        (Some(s), _) => match s.check_count(&run_dir, &campaign.id) {
+            Ok(()) => {
+                let dir = s.dir(&run_dir);
+                std::fs::create_dir_all(&dir)
+                    .with_context(|| format!("cannot create {}", dir.display()))?;
+                Ok(Some(dir))
+            }
+            Err(e @ crate::send::shard::ShardError::CountChanged { .. }) => {
+                eprintln!("mailshot: {e}");
+                Ok(None)
+            }
+            Err(e) => Err(e.into()),
+        },
+    }
+}
+
+/// Today's allowance under `limits.per_day` (a shard's share of it), less what the journal
+/// says was sent today; `None` without a cap or for an unpaced transport.
+fn day_cap(
+    campaign: &Campaign,
+    resumed: &Resumed,
+    paced: bool,
+    clock: &dyn Clock,
+) -> Option<Arc<std::sync::Mutex<DayCap>>> {
+    let cap = campaign.limits.per_day.filter(|_| paced)?;
+    let shard = campaign.recipients.shard.map(|s| (s.k, s.n));
+    let day = crate::send::limits::utc_day(clock.now());
+    Some(Arc::new(std::sync::Mutex::new(DayCap {
+        cap: DayCap::share(u64::from(cap.get()), shard),
+        used: resumed.prior.sent_per_day.get(&day).copied().unwrap_or(0),
+        day,
+    })))
+}
+
+/// The arguments that resume this run: the campaign file, and the shard if there is one.
+fn resume_args(args: &SendArgs) -> String {
+    match args.shard {
+        Some(s) => format!("--shard {s} {}", args.campaign.display()),
+        None => args.campaign.display().to_string(),
+    }
 }
 
 /// The suppression list, if campaign.toml names one.
@@ -186,6 +265,12 @@ fn pipeline(
             Pacer::new(limits)
         } else {
             Pacer::none()
+        }),
+        day_cap: day_cap(campaign, &resumed, paced, clock.as_ref()),
+        domains: Arc::new(if paced {
+            DomainLimits::new(&limits.domains)
+        } else {
+            DomainLimits::new(&[])
         }),
         envelope_from: campaign.return_path.clone(),
         concurrency,
@@ -274,18 +359,25 @@ fn summarize(
 }
 
 /// The exit code, and for a run that stopped, why and what to do.
-fn finish(result: &RunResult, campaign: &Campaign, campaign_file: &Path) -> Exit {
+fn finish(result: &RunResult, campaign: &Campaign, resume: &str) -> Exit {
     let fix = match &result.stopped {
         None if result.tally.undelivered() > 0 => return Exit::SomeFailed,
         None => return Exit::Success,
         Some(Stop::Interrupted) => {
             eprintln!(
-                "mailshot: interrupted; the journal is synced. Resume with:\n  mailshot send {}",
-                campaign_file.display()
+                "mailshot: interrupted; the journal is synced. Resume with:\n  mailshot send {resume}"
             );
             return Exit::Stopped;
         }
         Some(Stop::Delivery(e)) => hint(e, campaign),
+        Some(Stop::DayCap { resets_at, .. }) => {
+            eprintln!(
+                "mailshot: {}; the next run after {} continues where this one stopped:\n  mailshot send {resume}",
+                result.stopped.as_ref().map(ToString::to_string).unwrap_or_default(),
+                crate::clock::rfc3339(*resets_at)
+            );
+            return Exit::Stopped;
+        }
         Some(Stop::Refusals { .. }) => "the relay answered but refused a run of recipients: check the envelope sender (campaign.return_path), the account's sending rights and limits at the relay, and the replies in the report; then run the same command to resume".into(),
         Some(Stop::Recipients(_)) => "fix the recipient file".into(),
         Some(Stop::Report(_)) => "free disk space or fix the state folder's permissions; the report lists every recipient it could record".into(),
@@ -293,7 +385,9 @@ fn finish(result: &RunResult, campaign: &Campaign, campaign_file: &Path) -> Exit
         Some(Stop::Journal(_)) => JOURNAL_FIX.into(),
     };
     if let Some(stop) = &result.stopped {
-        eprintln!("mailshot: stopped: {stop}\n  fix: {fix}");
+        eprintln!(
+            "mailshot: stopped: {stop}\n  fix: {fix}\n  then resume with: mailshot send {resume}"
+        );
     }
     Exit::Stopped
 }

@@ -62,6 +62,14 @@ pub async fn run(dns: &Dns, input: &Inputs<'_>) -> Audit {
         dmarcbis::audit(dns, &from_domain),
         async {
             match &c.transport {
+                // Every relay of several `[[smtp]]` tables gets its own probe.
+                TransportConfig::Smtp(_) if input.probe_tls && c.relays.len() > 1 => {
+                    let mut all = Vec::new();
+                    for r in &c.relays {
+                        all.extend(tls::audit(&r.smtp, input.now).await);
+                    }
+                    all
+                }
                 TransportConfig::Smtp(s) if input.probe_tls => tls::audit(s, input.now).await,
                 TransportConfig::Smtp(s) => vec![Finding::new(
                     Check::TlsRelay,

@@ -104,6 +104,10 @@ pub struct Prior {
     pub fingerprint: Option<String>,
     /// Lines that could not be read (a line cut by a crash is expected at most once).
     pub damaged_lines: usize,
+    /// `S` lines per UTC day (days since 1970) of the run that wrote them, for `per_day`.
+    /// A run's day is the date on its `R` line: one that crosses midnight counts on the day
+    /// it started (its own cap starts afresh at midnight).
+    pub sent_per_day: HashMap<u64, u64>,
 }
 
 impl Prior {
@@ -165,13 +169,19 @@ pub fn read(path: &Path) -> Result<Prior, JournalError> {
         });
     }
     prior.fingerprint = head.next().map(str::to_owned);
+    let mut day: Option<u64> = None;
     for line in lines {
         let Ok(line) = line else {
             prior.damaged_lines += 1;
             continue;
         };
-        if line.starts_with("R\t") {
-            // A run marker.
+        if let Some(marker) = line.strip_prefix("R\t") {
+            // A run marker: "run <RFC 3339 time> <transport>".
+            day = marker
+                .split(' ')
+                .nth(1)
+                .and_then(|t| humantime::parse_rfc3339(t).ok())
+                .map(crate::send::limits::utc_day);
             continue;
         }
         if let Some(fp) = line.strip_prefix("P\t") {
@@ -192,6 +202,9 @@ pub fn read(path: &Path) -> Result<Prior, JournalError> {
             prior.damaged_lines += 1;
             continue;
         };
+        if let (State::Sent, Some(d)) = (state, day) {
+            *prior.sent_per_day.entry(d).or_insert(0) += 1;
+        }
         prior
             .states
             .insert(addr.to_lowercase().into_boxed_str(), (row, state));

@@ -6,9 +6,14 @@
 //! Memory stays flat: the queues are bounded and rows are streamed from the file.
 
 pub mod journal;
+pub mod limits;
+pub mod queue;
 pub mod rate;
+pub mod relays;
 pub mod resume;
 pub mod seed;
+mod sender;
+pub mod shard;
 pub mod transport;
 
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -28,11 +33,14 @@ use crate::recipients::{RecipientReader, RecipientsError, Row};
 use crate::report::{Outcome, ReportWriter, Status, Tally};
 use crate::suppression::Suppression;
 use journal::{Journal, Prior, State};
+use limits::DomainLimits;
+use queue::Scheduler;
 use resume::{Plan, Settled};
+use sender::{MAX_WAITING, Queue, Rng, Sender};
 
 pub use rate::Pacer;
 pub use resume::InDoubt;
-pub use transport::{DeliveryError, FailureClass, Transport};
+pub use transport::{DeliveryError, Transport};
 
 /// Why the pipeline stopped early. Recipients not yet tried are reported as not attempted.
 #[derive(Debug, Clone)]
@@ -48,6 +56,11 @@ pub enum Stop {
     Journal(String),
     /// Ctrl-C (or SIGTERM): in-flight messages finished, nothing new started.
     Interrupted,
+    /// `limits.per_day` is reached for today (UTC); the next allowance starts at `resets_at`.
+    DayCap {
+        cap: u64,
+        resets_at: std::time::SystemTime,
+    },
     Internal(String),
 }
 
@@ -65,6 +78,10 @@ impl std::fmt::Display for Stop {
                 f.write_str(e)
             }
             Stop::Interrupted => f.write_str("interrupted"),
+            Stop::DayCap { cap, .. } => write!(
+                f,
+                "today's cap of {cap} messages (limits.per_day) is reached"
+            ),
         }
     }
 }
@@ -107,24 +124,16 @@ impl Abort {
             woken.await;
         }
     }
-
-    /// Sleeps for `d`, or less if the run is stopped meanwhile.
-    async fn sleep(&self, d: std::time::Duration) {
-        let woken = self.wake.notified();
-        if self.is_set() {
-            return;
-        }
-        tokio::select! {
-            () = tokio::time::sleep(d) => {}
-            () = woken => {}
-        }
-    }
 }
 
 pub struct Pipeline {
     pub assembler: Arc<Assembler>,
     pub transport: Arc<Transport>,
     pub pacer: Arc<Pacer>,
+    /// Per-provider paces, across relays.
+    pub domains: Arc<DomainLimits>,
+    /// `limits.per_day`: what today still allows.
+    pub day_cap: Option<Arc<Mutex<limits::DayCap>>>,
     pub envelope_from: Address,
     pub concurrency: usize,
     pub clock: Arc<dyn Clock>,
@@ -143,6 +152,9 @@ pub struct Pipeline {
     pub verifier: Option<Arc<DkimVerifier>>,
     pub candidates: Arc<crate::recipients::Candidates>,
 }
+
+/// How often the progress line is refreshed while no outcome comes (recipients waiting).
+const WAITING_TICK: std::time::Duration = std::time::Duration::from_secs(1);
 
 /// How often the report's buffered lines are handed to the file during a run.
 const REPORT_FLUSH: std::time::Duration = std::time::Duration::from_millis(100);
@@ -167,7 +179,8 @@ impl Pipeline {
         // Messages travel in batches of up to BATCH: one wake-up of a sender (and of a
         // preparer waiting for room) per batch instead of per message.
         let (job_tx, job_rx) = mpsc::channel::<Vec<Prepared>>(self.concurrency);
-        let job_rx = Arc::new(tokio::sync::Mutex::new(job_rx));
+        // Every sender takes from one scheduler: retries that are due, then fresh messages.
+        let work: Arc<Queue> = Arc::new(Scheduler::new(job_rx, MAX_WAITING));
 
         let reader = RecipientReader::open(source)
             .map(|r| r.with_candidates(self.candidates.clone()))
@@ -202,10 +215,12 @@ impl Pipeline {
         let mut senders = Vec::new();
         for i in 0..self.concurrency {
             let s = Sender {
-                jobs: job_rx.clone(),
+                work: work.clone(),
                 outcomes: outcome_tx.clone(),
                 transport: self.transport.clone(),
                 pacer: self.pacer.clone(),
+                domains: self.domains.clone(),
+                day_cap: self.day_cap.clone(),
                 from: self.envelope_from.clone(),
                 abort: abort.clone(),
                 clock: self.clock.clone(),
@@ -217,12 +232,12 @@ impl Pipeline {
             };
             senders.push(tokio::spawn(s.run()));
         }
-        // Only the senders hold the queue now: if they all die, the preparers' sends fail
-        // instead of blocking forever.
-        drop(job_rx);
         drop(outcome_tx);
 
-        let tally = self.collect(outcome_rx, report, progress).await;
+        let tally = self.collect(outcome_rx, &work, report, progress).await;
+        // The senders are gone: if the preparers still wait for room, their sends fail now
+        // instead of blocking forever.
+        drop(work);
         for s in senders {
             if let Err(e) = s.await {
                 abort.trip(Stop::Internal(format!("a sender task failed: {e}")));
@@ -259,6 +274,7 @@ impl Pipeline {
     async fn collect(
         &self,
         mut outcome_rx: mpsc::Receiver<Outcome>,
+        work: &Queue,
         report: &mut ReportWriter,
         progress: &mut Progress,
     ) -> Tally {
@@ -288,7 +304,16 @@ impl Pipeline {
                         }
                     }
                 }
-                Err(mpsc::error::TryRecvError::Empty) => outcome_rx.recv().await,
+                Err(mpsc::error::TryRecvError::Empty) => {
+                    match tokio::time::timeout(WAITING_TICK, outcome_rx.recv()).await {
+                        Ok(o) => o,
+                        Err(_) => {
+                            // Quiet: only retries may be left. Say how many and when.
+                            progress.waiting(work.waiting());
+                            continue;
+                        }
+                    }
+                }
             };
             let Some(o) = next else { break };
             tally.add(o.status);
@@ -495,10 +520,11 @@ fn unsent(
         message_id: None,
         time,
         earlier: false,
+        relay: None,
     }
 }
 
-const NOT_ATTEMPTED: &str = "the run stopped before this recipient";
+pub(crate) const NOT_ATTEMPTED: &str = "the run stopped before this recipient";
 
 /// Messages per hand-over from a preparer to a sender, at most.
 const BATCH: usize = 4;
@@ -527,27 +553,10 @@ impl Preparer {
             message_id: Some(self.assembler.message_id(&r.address)),
             time: now,
             earlier: s.earlier(),
+            relay: None,
         }
     }
 }
-
-/// Small xorshift generator for retry jitter; seeded by the caller, so tests can fix it.
-struct Rng(u64);
-
-impl Rng {
-    fn new(seed: u64) -> Rng {
-        Rng(seed | 1)
-    }
-
-    /// A factor in [0.5, 1.5).
-    fn jitter(&mut self) -> f64 {
-        self.0 ^= self.0 << 13;
-        self.0 ^= self.0 >> 7;
-        self.0 ^= self.0 << 17;
-        0.5 + (self.0 >> 11) as f64 / (1u64 << 53) as f64
-    }
-}
-
 /// The wait before retry `attempt` (1-based): the first delay doubled per attempt, at most
 /// the maximum, times `jitter` (0.5 to 1.5). Saturating and checked throughout: the config caps
 /// the delays, but a wait must never be a panic that loses the row from the report.
@@ -557,183 +566,6 @@ fn backoff(retry: &crate::config::RetryPolicy, attempt: u32, jitter: f64) -> std
         .saturating_mul(1 << attempt.saturating_sub(1).min(16))
         .min(retry.max_delay);
     std::time::Duration::try_from_secs_f64(base.as_secs_f64() * jitter).unwrap_or(base)
-}
-
-/// Replies that mean "you are sending too fast" rather than "this message is unwelcome".
-fn is_throttle(e: &DeliveryError) -> bool {
-    match e.code {
-        Some(421) => true,
-        Some(450..=452) => e.text.contains("4.7."),
-        _ => false,
-    }
-}
-
-struct Sender {
-    jobs: Arc<tokio::sync::Mutex<mpsc::Receiver<Vec<Prepared>>>>,
-    outcomes: mpsc::Sender<Outcome>,
-    transport: Arc<Transport>,
-    pacer: Arc<Pacer>,
-    from: Address,
-    abort: Arc<Abort>,
-    clock: Arc<dyn Clock>,
-    journal: Option<Journal>,
-    suppression: Arc<Suppression>,
-    retry: RetryPolicy,
-    verifier: Option<Arc<DkimVerifier>>,
-    rng: Rng,
-}
-
-impl Sender {
-    async fn run(mut self) {
-        loop {
-            let job = { self.jobs.lock().await.recv().await };
-            let Some(batch) = job else {
-                self.transport.close().await;
-                return;
-            };
-            for msg in &batch {
-                let outcome = self.deliver(msg).await;
-                if self.outcomes.send(outcome).await.is_err() {
-                    return;
-                }
-            }
-        }
-    }
-
-    /// One recipient: pace, journal, send, and retry transient failures.
-    async fn deliver(&mut self, msg: &Prepared) -> Outcome {
-        let (row, address) = (msg.recipient.row, msg.recipient.address.to_string());
-        let mut last: Option<DeliveryError> = None;
-        for attempt in 1..=self.retry.attempts {
-            if !self.abort.is_set() {
-                // A stop (Ctrl-C, a fatal error) must not wait for a long pacing slot.
-                tokio::select! {
-                    () = self.pacer.wait() => {}
-                    () = self.abort.stopped() => {}
-                }
-            }
-            // Checked after the wait too: a fatal error may have come in meanwhile, and one
-            // more attempt with a refused password could lock the account.
-            if self.abort.is_set() {
-                return match last {
-                    // Tried and failed transiently before the stop: deferred, not untouched.
-                    Some(e) => self.outcome(msg, Status::Deferred, e.code, e.text),
-                    None => self.outcome(msg, Status::NotAttempted, None, NOT_ATTEMPTED.into()),
-                };
-            }
-            // The last look at the suppression store before the message starts: an
-            // unsubscribe recorded while it waited in the queue stops it. Not journaled: the
-            // recipient stays unsettled, so a later run checks the list again.
-            if let Some(why) = self.suppression.check(&address) {
-                return self.outcome(msg, Status::Suppressed, None, why);
-            }
-            // Queued now; synced when the transport asks, after DATA: see Transport::send.
-            let recorded = self.journal.as_ref().map(|j| j.in_flight(row, &address));
-            let recorded = async move {
-                match recorded {
-                    Some(r) => r.await,
-                    None => Ok(()),
-                }
-            };
-            let result = self.transport.send(&self.from, msg, recorded).await;
-            let e = match result {
-                Ok(ok) => {
-                    if let Some(v) = &self.verifier
-                        && let Err(why) = v.verify(&msg.bytes).await
-                    {
-                        return self.outcome(
-                            msg,
-                            Status::Failed,
-                            None,
-                            format!("written, but its DKIM signature does not verify against the published key: {why}"),
-                        );
-                    }
-                    if let Some((state, _)) = self.transport.journal() {
-                        self.journal_record(state, row, &address, ok.code, &ok.text);
-                    }
-                    return self.outcome(msg, self.transport.delivered(), ok.code, ok.text);
-                }
-                Err(e) => e,
-            };
-            match e.class {
-                FailureClass::Unrecorded => {
-                    // Not handed over: without a record a crash could send it twice.
-                    self.abort.trip(Stop::Journal(e.text.clone()));
-                    let text = format!("journal: {}", e.text);
-                    return self.outcome(msg, Status::NotAttempted, None, text);
-                }
-                FailureClass::InDoubt => {
-                    // The `I` line stays the last word: the next run lists this recipient as
-                    // in doubt and asks. No retry, which could deliver it twice.
-                    self.warn_in_doubt();
-                    return self.outcome(msg, Status::InDoubt, e.code, e.text);
-                }
-                FailureClass::Permanent => {
-                    self.journal_record(State::Failed, row, &address, e.code, &e.text);
-                    if e.hard_bounce {
-                        let when = self.clock.now();
-                        self.suppression
-                            .add(&address, &e.text, when, &msg.message_id);
-                    }
-                    return self.outcome(msg, Status::Failed, e.code, e.text);
-                }
-                FailureClass::Fatal => {
-                    self.journal_record(State::Deferred, row, &address, e.code, &e.text);
-                    self.abort.trip(Stop::Delivery(e.clone()));
-                    return self.outcome(msg, Status::Deferred, e.code, e.text);
-                }
-                FailureClass::Transient => {
-                    // Recorded at once: a crash during the back-off must not leave this
-                    // recipient looking in flight (in doubt) when it was refused.
-                    self.journal_record(State::Deferred, row, &address, e.code, &e.text);
-                    if is_throttle(&e) {
-                        self.pacer.slow_down();
-                    }
-                    if attempt < self.retry.attempts {
-                        let wait = backoff(&self.retry, attempt, self.rng.jitter());
-                        tracing::info!(
-                            "{address}: {} ({}); retry {} of {} in {:.1} s",
-                            crate::terminal::field(&e.text),
-                            e.code.map(|c| c.to_string()).unwrap_or_default(),
-                            attempt,
-                            self.retry.attempts - 1,
-                            wait.as_secs_f64()
-                        );
-                        self.abort.sleep(wait).await;
-                    }
-                    last = Some(e);
-                }
-            }
-        }
-        let e = last.unwrap_or_else(|| DeliveryError::unreachable("not attempted"));
-        let text = format!("{} (after {} attempts)", e.text, self.retry.attempts);
-        self.outcome(msg, Status::Deferred, e.code, text)
-    }
-
-    fn warn_in_doubt(&self) {
-        tracing::warn!(
-            "a message's outcome is unknown (no reply after it was sent); it is reported in doubt"
-        );
-    }
-
-    fn journal_record(&self, state: State, row: u64, address: &str, code: Option<u16>, text: &str) {
-        if let Some(j) = &self.journal {
-            j.record(state, row, address, code, text);
-        }
-    }
-
-    fn outcome(&self, msg: &Prepared, status: Status, code: Option<u16>, text: String) -> Outcome {
-        Outcome {
-            row: msg.recipient.row,
-            address: msg.recipient.address.to_string(),
-            status,
-            code,
-            text,
-            message_id: Some(msg.message_id.clone()),
-            time: self.clock.now(),
-            earlier: false,
-        }
-    }
 }
 
 #[cfg(test)]

@@ -123,7 +123,9 @@ mod tests {
         Limits {
             per_second: per_second.and_then(NonZeroU32::new),
             per_hour: per_hour.and_then(NonZeroU32::new),
+            per_day: None,
             concurrency: 8,
+            domains: Vec::new(),
         }
     }
 

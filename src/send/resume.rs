@@ -350,6 +350,7 @@ mod tests {
                 .collect(),
             fingerprint: Some(FP.into()),
             damaged_lines: 0,
+            ..Prior::default()
         }
     }
 

@@ -4,6 +4,7 @@
 //! here only, never from each other.
 #![allow(dead_code)]
 
+pub mod background;
 pub mod dkim;
 pub mod dns;
 pub mod dovecot;
@@ -212,6 +213,7 @@ secret_file = "unsub.secret"
                 code: f[3].clone(),
                 text: f[4].clone(),
                 message_id: f[5].clone(),
+                relay: f.get(7).cloned().unwrap_or_default(),
             })
             .collect();
         rows.sort_by_key(|r| r.row);
@@ -240,6 +242,8 @@ pub struct ReportRow {
     pub code: String,
     pub text: String,
     pub message_id: String,
+    /// The relay that took it, when the campaign has several.
+    pub relay: String,
 }
 
 /// A minimal RFC 4180 reader for the report (quoted fields, doubled quotes, newlines).

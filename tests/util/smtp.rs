@@ -287,6 +287,27 @@ impl SmtpServer {
             .unwrap_or(0)
     }
 
+    /// Kills the server (SIGKILL, mid-transaction if it is in one) and keeps what it stored,
+    /// for tests of a relay that dies during a run.
+    pub fn kill(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+
+    /// Every event line so far, each as its kind and its words, in the order they happened:
+    /// what a test reads to tell what came between two events.
+    pub fn all_events(&self) -> Vec<(String, Vec<String>)> {
+        let text = fs::read_to_string(&self.events_path).unwrap_or_default();
+        text.lines()
+            .take(text.matches('\n').count())
+            .filter_map(|l| {
+                let mut words = l.split(' ');
+                let kind = words.next()?.to_owned();
+                Some((kind, words.map(str::to_owned).collect()))
+            })
+            .collect()
+    }
+
     /// The server's event lines of one kind (`rcpt-refused`, `data-stall`, `data-refused`,
     /// `stored`), each split into its words after the kind, in the order they happened.
     pub fn events(&self, kind: &str) -> Vec<Vec<String>> {

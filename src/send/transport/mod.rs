@@ -15,6 +15,7 @@
 //!   `config::TransportConfig`. The commands never match on a transport kind: they ask.
 
 mod error;
+mod fleet;
 mod outbox;
 mod smtp;
 mod stream;
@@ -24,10 +25,11 @@ use std::path::Path;
 use lettre::Address;
 
 pub use error::{Cause, DeliveryError, FailureClass, TransportSetupError};
+pub use fleet::Fleet;
 pub use outbox::{Outbox, file_stem};
 pub use smtp::SmtpRelay;
 
-use crate::config::TransportConfig;
+use crate::config::{RelayConfig, TransportConfig};
 use crate::message::Prepared;
 use crate::report::Status;
 use crate::send::journal::State;
@@ -37,23 +39,32 @@ use crate::send::journal::State;
 pub struct Accepted {
     pub code: Option<u16>,
     pub text: String,
+    /// Which of several relays took it (`None` with a single relay or an outbox).
+    pub relay: Option<std::sync::Arc<str>>,
 }
 
 pub enum Transport {
     Smtp(Box<SmtpRelay>),
+    /// Several `[[smtp]]` relays, by weight, with a bench for failing ones.
+    Fleet(Box<Fleet>),
     Outbox(Outbox),
     /// `--dry-run`: every message written to a folder, never sent, never journaled.
     DryRun(Outbox),
 }
 
 impl Transport {
-    /// The transport campaign.toml names, or the dry run's folder `dry_run` instead.
+    /// The transport campaign.toml names (`relays`: every `[[smtp]]` table), or the dry
+    /// run's folder `dry_run` instead.
     pub fn new(
         cfg: &TransportConfig,
+        relays: &[RelayConfig],
         dry_run: Option<&Path>,
     ) -> Result<Transport, TransportSetupError> {
         Ok(match (dry_run, cfg) {
             (Some(dir), _) => Transport::DryRun(Outbox::new(dir)?),
+            (None, TransportConfig::Smtp(_)) if relays.len() > 1 => {
+                Transport::Fleet(Box::new(Fleet::new(relays)?))
+            }
             (None, TransportConfig::Smtp(smtp)) => Transport::Smtp(Box::new(SmtpRelay::new(smtp)?)),
             (None, TransportConfig::Outbox { dir }) => Transport::Outbox(Outbox::new(dir)?),
         })
@@ -64,6 +75,7 @@ impl Transport {
     pub async fn check(&self) -> Result<(), DeliveryError> {
         match self {
             Transport::Smtp(s) => s.check().await,
+            Transport::Fleet(f) => f.check().await,
             Transport::Outbox(_) | Transport::DryRun(_) => Ok(()),
         }
     }
@@ -80,6 +92,7 @@ impl Transport {
     ) -> Result<Accepted, DeliveryError> {
         match self {
             Transport::Smtp(s) => s.send(from, msg, recorded).await,
+            Transport::Fleet(f) => f.send(from, msg, recorded).await,
             Transport::Outbox(o) | Transport::DryRun(o) => {
                 recorded
                     .await
@@ -91,14 +104,17 @@ impl Transport {
 
     /// Says goodbye on open connections when a sender is done.
     pub async fn close(&self) {
-        if let Transport::Smtp(s) = self {
-            s.close().await;
+        match self {
+            Transport::Smtp(s) => s.close().await,
+            Transport::Fleet(f) => f.close().await,
+            Transport::Outbox(_) | Transport::DryRun(_) => {}
         }
     }
 
     pub fn describe(&self) -> String {
         match self {
             Transport::Smtp(s) => s.describe.clone(),
+            Transport::Fleet(f) => f.describe.clone(),
             Transport::Outbox(o) | Transport::DryRun(o) => format!("outbox {}", o.dir.display()),
         }
     }
@@ -106,7 +122,7 @@ impl Transport {
     /// The report's status for a delivered message.
     pub fn delivered(&self) -> Status {
         match self {
-            Transport::Smtp(_) => Status::Sent,
+            Transport::Smtp(_) | Transport::Fleet(_) => Status::Sent,
             Transport::Outbox(_) => Status::Written,
             Transport::DryRun(_) => Status::DryRun,
         }
@@ -115,7 +131,7 @@ impl Transport {
     /// What the run's summary says of the delivered messages.
     pub fn delivered_word(&self) -> &'static str {
         match self {
-            Transport::Smtp(_) => "sent",
+            Transport::Smtp(_) | Transport::Fleet(_) => "sent",
             Transport::Outbox(_) => "written to the outbox",
             Transport::DryRun(_) => {
                 "rendered, signed and DKIM-verified against the published keys (dry run, nothing sent)"
@@ -128,7 +144,7 @@ impl Transport {
     /// "written" must not count as sent if the campaign later switches to a relay.
     pub fn journal(&self) -> Option<(State, &'static str)> {
         match self {
-            Transport::Smtp(_) => Some((State::Sent, "Smtp")),
+            Transport::Smtp(_) | Transport::Fleet(_) => Some((State::Sent, "Smtp")),
             Transport::Outbox(_) => Some((State::Written, "Outbox")),
             Transport::DryRun(_) => None,
         }
@@ -136,7 +152,7 @@ impl Transport {
 
     /// Whether the campaign's rate limits apply: only a relay is paced.
     pub fn paced(&self) -> bool {
-        matches!(self, Transport::Smtp(_))
+        matches!(self, Transport::Smtp(_) | Transport::Fleet(_))
     }
 
     /// Whether every message is checked against the published DKIM keys after it is written
@@ -150,6 +166,7 @@ impl Transport {
     pub fn max_senders(&self) -> Option<usize> {
         match self {
             Transport::Smtp(s) => Some(s.pool_size),
+            Transport::Fleet(f) => Some(f.pool_size()),
             Transport::Outbox(_) | Transport::DryRun(_) => None,
         }
     }

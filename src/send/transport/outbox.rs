@@ -36,6 +36,7 @@ impl Outbox {
         Ok(Accepted {
             code: None,
             text: path.display().to_string(),
+            relay: None,
         })
     }
 }

@@ -515,6 +515,7 @@ impl SmtpRelay {
             Ok(Ok(resp)) => Ok(Accepted {
                 code: Some(u16::from(resp.code())),
                 text: resp.message().collect::<Vec<_>>().join(" "),
+                relay: None,
             }),
             // A reply: the relay decided, and it did not take the message.
             Ok(Err(e)) if e.status().is_some() => {

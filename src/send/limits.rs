@@ -1,0 +1,262 @@
+//! Warm-up and destination limits: the daily cap (`per_day`) and the per-provider pace
+//! (`[limits.domains]`), beside the relay-wide pace in [`super::rate`].
+//!
+//! **Providers.** Mailbox providers throttle by who they are, not by domain name: Gmail sees
+//! gmail.com and googlemail.com as one receiver. A limit written for any domain of a group in
+//! [`PROVIDERS`] applies to the whole group, across every relay; a domain in no group is its
+//! own group.
+//!
+//! **Even pacing.** Each limit is a governor quota with a burst of one (one message every
+//! `window / n`), as in `rate.rs`: `per_hour = 500` is one message every 7.2 s, never 500 at
+//! the top of the hour. A message whose provider is not ready is not waited for by its
+//! sender: [`DomainLimits::check`] says how long until its slot, and the pipeline puts the
+//! message in the retry queue until then.
+//!
+//! **The day.** `per_day` counts what the journal says was sent in the current UTC day (by
+//! the injected clock), so a run that reaches the cap stops cleanly and the next day's run
+//! carries on where it stopped.
+
+use std::collections::HashMap;
+use std::num::NonZeroU32;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use governor::clock::{Clock as GovClock, DefaultClock};
+use governor::middleware::NoOpMiddleware;
+use governor::state::{InMemoryState, NotKeyed};
+use governor::{Quota, RateLimiter};
+
+/// Domains that one mailbox provider receives for, as one throttle. The first domain names
+/// the group in messages. Kept to domains whose MX is the provider's own.
+pub const PROVIDERS: &[&[&str]] = &[
+    &["gmail.com", "googlemail.com"],
+    &[
+        "outlook.com",
+        "hotmail.com",
+        "live.com",
+        "msn.com",
+        "hotmail.co.uk",
+        "live.co.uk",
+    ],
+    &[
+        "yahoo.com",
+        "ymail.com",
+        "rocketmail.com",
+        "yahoo.co.uk",
+        "yahoo.fr",
+        "yahoo.de",
+    ],
+    &["aol.com", "aim.com"],
+    &["icloud.com", "me.com", "mac.com"],
+    &["gmx.de", "gmx.net", "gmx.com", "web.de"],
+    &["yandex.ru", "yandex.com", "ya.ru"],
+    &["mail.ru", "bk.ru", "inbox.ru", "list.ru"],
+];
+
+/// The group a (lowercase ASCII) domain belongs to: the first domain of its provider's entry
+/// in [`PROVIDERS`], or the domain itself.
+pub fn provider(domain: &str) -> &str {
+    PROVIDERS
+        .iter()
+        .find(|g| g.contains(&domain))
+        .map_or(domain, |g| g[0])
+}
+
+/// One domain limit as campaign.toml gives it (already checked by the config).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DomainLimit {
+    pub domain: String,
+    pub per_second: Option<NonZeroU32>,
+    pub per_hour: Option<NonZeroU32>,
+    pub per_day: Option<NonZeroU32>,
+}
+
+impl DomainLimit {
+    /// The even interval between two messages to this provider.
+    pub fn interval(&self) -> Option<Duration> {
+        let per = |window: u64, n: Option<NonZeroU32>| {
+            n.map(|n| Duration::from_nanos((window * 1_000_000_000).div_ceil(n.get() as u64)))
+        };
+        [
+            per(1, self.per_second),
+            per(3600, self.per_hour),
+            per(86_400, self.per_day),
+        ]
+        .into_iter()
+        .flatten()
+        .max()
+    }
+}
+
+type Limiter<C> = RateLimiter<NotKeyed, InMemoryState, C, NoOpMiddleware<<C as GovClock>::Instant>>;
+
+/// One even pace per provider group that has a limit.
+pub struct DomainLimits<C: GovClock = DefaultClock> {
+    by_group: HashMap<String, Limiter<C>>,
+    clock: C,
+}
+
+impl DomainLimits<DefaultClock> {
+    pub fn new(limits: &[DomainLimit]) -> DomainLimits<DefaultClock> {
+        DomainLimits::with_clock(limits, DefaultClock::default())
+    }
+}
+
+impl<C: GovClock + Clone> DomainLimits<C> {
+    pub fn with_clock(limits: &[DomainLimit], clock: C) -> DomainLimits<C> {
+        let by_group = limits
+            .iter()
+            .filter_map(|l| {
+                let q = Quota::with_period(l.interval()?)?;
+                let limiter = RateLimiter::direct_with_clock(q, clock.clone());
+                Some((provider(&l.domain).to_owned(), limiter))
+            })
+            .collect();
+        DomainLimits { by_group, clock }
+    }
+
+    /// Takes the slot for one message to `domain` if its provider is ready; otherwise says
+    /// how long until it is (and takes nothing).
+    pub fn check(&self, domain: &str) -> Result<(), Duration> {
+        let Some(l) = self.by_group.get(provider(domain)) else {
+            return Ok(());
+        };
+        l.check()
+            .map_err(|not_until| not_until.wait_time_from(self.clock.now()))
+    }
+}
+
+/// Days since 1970-01-01, UTC.
+pub fn utc_day(t: SystemTime) -> u64 {
+    t.duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs() / 86_400)
+}
+
+/// The daily cap for this run: how many more messages today allows.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct DayCap {
+    pub cap: u64,
+    pub used: u64,
+    pub day: u64,
+}
+
+impl DayCap {
+    /// A shard's share of a campaign's cap: shards run at once and cannot see each other's
+    /// journals as they are written, so each gets `cap / n` and the first `cap % n` one more.
+    pub fn share(cap: u64, shard: Option<(u32, u32)>) -> u64 {
+        match shard {
+            None => cap,
+            Some((k, n)) => cap / u64::from(n) + u64::from(u64::from(k) <= cap % u64::from(n)),
+        }
+    }
+
+    /// Takes one message from today's allowance; false when the cap is reached. A new UTC
+    /// day starts a new allowance.
+    pub fn take(&mut self, now: SystemTime) -> bool {
+        let today = utc_day(now);
+        if today != self.day {
+            self.day = today;
+            self.used = 0;
+        }
+        if self.used >= self.cap {
+            return false;
+        }
+        self.used += 1;
+        true
+    }
+
+    /// When the next allowance starts (the next UTC midnight), for the resume hint.
+    pub fn resets_at(&self) -> SystemTime {
+        UNIX_EPOCH + Duration::from_secs((self.day + 1) * 86_400)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use governor::clock::FakeRelativeClock;
+
+    fn limit(domain: &str, per_hour: u32) -> DomainLimit {
+        DomainLimit {
+            domain: domain.into(),
+            per_second: None,
+            per_hour: NonZeroU32::new(per_hour),
+            per_day: None,
+        }
+    }
+
+    #[test]
+    fn providers_group_their_domains() {
+        assert_eq!(provider("googlemail.com"), "gmail.com");
+        assert_eq!(provider("hotmail.com"), "outlook.com");
+        assert_eq!(provider("msn.com"), "outlook.com");
+        assert_eq!(provider("ymail.com"), "yahoo.com");
+        assert_eq!(provider("example.org"), "example.org");
+        // Every domain is in one group at most.
+        let all: Vec<&str> = PROVIDERS.iter().flat_map(|g| g.iter().copied()).collect();
+        let mut dedup = all.clone();
+        dedup.sort();
+        dedup.dedup();
+        assert_eq!(all.len(), dedup.len());
+    }
+
+    /// 3600/h is one message a second to the whole group, evenly: at most one in any second,
+    /// whichever of the group's domains it goes to; other domains are not held back.
+    #[test]
+    fn a_group_shares_one_even_pace() {
+        let clock = FakeRelativeClock::default();
+        let l = DomainLimits::with_clock(&[limit("gmail.com", 3600)], clock.clone());
+        let mut admitted = 0;
+        for ms in 0..10_000u64 {
+            let domain = if ms % 2 == 0 {
+                "gmail.com"
+            } else {
+                "googlemail.com"
+            };
+            if l.check(domain).is_ok() {
+                admitted += 1;
+            }
+            assert!(l.check("example.org").is_ok());
+            clock.advance(Duration::from_millis(1));
+        }
+        assert_eq!(admitted, 10);
+        // Due again now; right after, refused until the next slot, one interval on.
+        assert!(l.check("gmail.com").is_ok());
+        let wait = l.check("gmail.com").unwrap_err();
+        assert!(wait <= Duration::from_secs(1), "{wait:?}");
+    }
+
+    #[test]
+    fn the_strictest_window_sets_the_interval() {
+        let mut l = limit("gmail.com", 500);
+        assert_eq!(l.interval(), Some(Duration::from_millis(7200)));
+        l.per_day = NonZeroU32::new(1000);
+        assert_eq!(l.interval(), Some(Duration::from_millis(86_400)));
+    }
+
+    #[test]
+    fn the_day_cap_stops_and_a_new_day_resumes() {
+        let day = 20_000u64;
+        let t = |d: u64, s: u64| UNIX_EPOCH + Duration::from_secs(d * 86_400 + s);
+        let mut cap = DayCap {
+            cap: 3,
+            used: 1,
+            day,
+        };
+        assert!(cap.take(t(day, 10)));
+        assert!(cap.take(t(day, 20)));
+        assert!(!cap.take(t(day, 30)));
+        assert_eq!(cap.resets_at(), t(day + 1, 0));
+        assert!(cap.take(t(day + 1, 5)));
+        assert_eq!(cap.used, 1);
+    }
+
+    #[test]
+    fn shard_shares_add_up_to_the_cap() {
+        for cap in [0u64, 1, 7, 1000, 1001] {
+            for n in 1..=5u32 {
+                let sum: u64 = (1..=n).map(|k| DayCap::share(cap, Some((k, n)))).sum();
+                assert_eq!(sum, cap, "cap {cap}, {n} shards");
+            }
+        }
+    }
+}
