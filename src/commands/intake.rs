@@ -9,7 +9,7 @@ use anyhow::Context as _;
 
 use crate::cli::{Format, IntakeArgs};
 use crate::clock::Clock;
-use crate::commands::{Exit, mailbox_options, sources};
+use crate::commands::{self, Exit, mailbox_options, sources};
 use crate::config::Campaign;
 use crate::intake::classify::Context;
 use crate::intake::effects::{FileSink, Ledger};
@@ -19,7 +19,6 @@ use crate::intake::run::{Intake, Settings};
 use crate::intake::summary::{self, Tally};
 use crate::mailbox::Reader;
 use crate::progress::Progress;
-use crate::unsubscribe::Unsubscriber;
 
 /// The largest message read. Bounces carry at most the original (mailshot's are small) and
 /// reports are compressed; a 50 MB "bounce" is named and skipped without being read.
@@ -37,12 +36,7 @@ pub fn run(args: &IntakeArgs, quiet: bool, clock: Arc<dyn Clock>) -> anyhow::Res
         ),
     };
     let known = Known::load(&campaign)?;
-    let unsubscribe = campaign
-        .unsubscribe
-        .as_ref()
-        .map(Unsubscriber::new)
-        .transpose()
-        .context("unsubscribe secret")?;
+    let unsubscribe = commands::unsubscriber(&campaign)?;
     let mailto = campaign
         .unsubscribe
         .as_ref()

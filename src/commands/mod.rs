@@ -56,6 +56,17 @@ pub struct Loaded {
     pub candidates: Arc<crate::recipients::Candidates>,
 }
 
+/// The campaign's unsubscribe signer, if it has an [unsubscribe] table: its secret is read
+/// here, once, for every command that signs or checks tokens.
+pub fn unsubscriber(campaign: &Campaign) -> anyhow::Result<Option<Unsubscriber>> {
+    campaign
+        .unsubscribe
+        .as_ref()
+        .map(Unsubscriber::new)
+        .transpose()
+        .context("unsubscribe secret")
+}
+
 pub fn load(path: &Path, clock: Arc<dyn Clock>) -> anyhow::Result<Loaded> {
     load_shard(path, clock, None)
 }
@@ -73,12 +84,7 @@ pub fn load_shard(
         .clone();
     let templates = Templates::compile(&campaign)?;
     let signer = Signer::load(&campaign.dkim)?;
-    let unsubscribe = campaign
-        .unsubscribe
-        .as_ref()
-        .map(Unsubscriber::new)
-        .transpose()
-        .context("unsubscribe secret")?;
+    let unsubscribe = unsubscriber(&campaign)?;
     let assembler = Arc::new(Assembler::new(
         &campaign,
         columns,

@@ -325,59 +325,8 @@ impl Summary {
         // Most messages first; the BTreeMap order (by address) breaks ties.
         sources.sort_by_key(|s| std::cmp::Reverse(s.counts.messages));
 
-        let mut organizations: Vec<Organization> = agg
-            .orgs
-            .iter()
-            .map(|(org, &reports)| Organization {
-                org: org.clone(),
-                reports,
-                generators: agg
-                    .generators
-                    .get(org)
-                    .map(|g| g.iter().cloned().collect())
-                    .unwrap_or_default(),
-                counts: by_org.get(org.as_str()).copied().unwrap_or_default().into(),
-            })
-            .collect();
-        organizations.sort_by(|a, b| {
-            b.counts
-                .messages
-                .cmp(&a.counts.messages)
-                .then(a.org.cmp(&b.org))
-        });
-
-        let mut domain_names: Vec<&String> = agg.domains.keys().collect();
-        domain_names.sort();
-        let domains = domain_names
-            .into_iter()
-            .map(|name| {
-                let span = agg.domains[name];
-                let (counts, per_ip) = by_domain.remove(name.as_str()).unwrap_or_default();
-                let policy = span.latest.map_or(Policy::Unknown, |(_, p)| p);
-                let range = DateRange::new(span.begin, span.end);
-                let evidence = Evidence {
-                    policy,
-                    messages: counts.messages,
-                    passed: counts.dmarc_pass,
-                    days: range.as_ref().map_or(0.0, |r| r.days),
-                };
-                Domain {
-                    domain: name.clone(),
-                    policy,
-                    np: span.np,
-                    testing: span.testing,
-                    reports: span.reports,
-                    rfc9990_reports: span.rfc9990_reports,
-                    discovery_method: DiscoveryCounts {
-                        psl: span.by_psl,
-                        treewalk: span.by_treewalk,
-                    },
-                    date_range: range,
-                    counts: counts.into(),
-                    recommendation: recommendation(&evidence, &per_ip),
-                }
-            })
-            .collect();
+        let organizations = organizations(agg, &by_org);
+        let domains = domains(agg, by_domain);
 
         let count = |kind| skipped.iter().filter(|s| s.kind == kind).count() as u64;
         Summary {
@@ -414,6 +363,70 @@ impl Summary {
             },
         }
     }
+}
+
+/// One entry per reporting organization, most messages first.
+fn organizations(agg: &Aggregate, by_org: &BTreeMap<&str, Counts>) -> Vec<Organization> {
+    let mut organizations: Vec<Organization> = agg
+        .orgs
+        .iter()
+        .map(|(org, &reports)| Organization {
+            org: org.clone(),
+            reports,
+            generators: agg
+                .generators
+                .get(org)
+                .map(|g| g.iter().cloned().collect())
+                .unwrap_or_default(),
+            counts: by_org.get(org.as_str()).copied().unwrap_or_default().into(),
+        })
+        .collect();
+    organizations.sort_by(|a, b| {
+        b.counts
+            .messages
+            .cmp(&a.counts.messages)
+            .then(a.org.cmp(&b.org))
+    });
+    organizations
+}
+
+/// One entry per reported domain, by name, with its policy verdict.
+fn domains(
+    agg: &Aggregate,
+    mut by_domain: BTreeMap<&str, (Counts, BTreeMap<Option<IpAddr>, Counts>)>,
+) -> Vec<Domain> {
+    let mut domain_names: Vec<&String> = agg.domains.keys().collect();
+    domain_names.sort();
+    domain_names
+        .into_iter()
+        .map(|name| {
+            let span = agg.domains[name];
+            let (counts, per_ip) = by_domain.remove(name.as_str()).unwrap_or_default();
+            let policy = span.latest.map_or(Policy::Unknown, |(_, p)| p);
+            let range = DateRange::new(span.begin, span.end);
+            let evidence = Evidence {
+                policy,
+                messages: counts.messages,
+                passed: counts.dmarc_pass,
+                days: range.as_ref().map_or(0.0, |r| r.days),
+            };
+            Domain {
+                domain: name.clone(),
+                policy,
+                np: span.np,
+                testing: span.testing,
+                reports: span.reports,
+                rfc9990_reports: span.rfc9990_reports,
+                discovery_method: DiscoveryCounts {
+                    psl: span.by_psl,
+                    treewalk: span.by_treewalk,
+                },
+                date_range: range,
+                counts: counts.into(),
+                recommendation: recommendation(&evidence, &per_ip),
+            }
+        })
+        .collect()
 }
 
 fn recommendation(e: &Evidence, per_ip: &BTreeMap<Option<IpAddr>, Counts>) -> Recommendation {
