@@ -243,6 +243,7 @@ impl Pipeline {
                 abort.trip(Stop::Internal(format!("a sender task failed: {e}")));
             }
         }
+        self.transport.close().await;
         for p in preparers {
             if p.join().is_err() {
                 abort.trip(Stop::Internal("a preparer thread panicked".into()));

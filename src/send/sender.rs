@@ -85,7 +85,9 @@ impl Sender {
                 break;
             }
         }
-        self.transport.close().await;
+        // The pool is closed once, by the pipeline, after every sender is done: a sender
+        // that finishes first must not hang up connections the others parked between
+        // messages.
     }
 
     /// One attempt at `w`, then its outcome to the report or `w` back into the queue.
