@@ -366,7 +366,7 @@ pub struct SendArgs {
     /// on one machine or several; each keeps its journal, lock and report in
     /// <state_dir>/<id>/shard-K-of-N/, and `mailshot report` merges them.
     #[arg(long, value_name = "K/N")]
-    pub shard: Option<crate::send::shard::Shard>,
+    pub shard: Option<crate::shard::Shard>,
 }
 
 #[derive(Debug, Args)]

@@ -327,7 +327,7 @@ pub struct RecipientSource {
     pub max_field_bytes: usize,
     /// `send --shard K/N`: every reader of the file sees only the shard's rows. Not in
     /// campaign.toml: it is chosen per run (per machine).
-    pub shard: Option<crate::send::shard::Shard>,
+    pub shard: Option<crate::shard::Shard>,
 }
 
 /// The caps on numbers a campaign file sets (the README's "Limits" table). Each keeps a typo
@@ -385,7 +385,7 @@ pub struct Limits {
     pub per_day: Option<NonZeroU32>,
     pub concurrency: usize,
     /// Per provider group, across relays.
-    pub domains: Vec<crate::send::limits::DomainLimit>,
+    pub domains: Vec<crate::providers::DomainLimit>,
 }
 
 #[derive(Debug, Clone)]

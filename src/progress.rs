@@ -6,7 +6,13 @@ use std::time::{Duration, Instant};
 
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 
-use crate::send::queue::Waiting;
+/// How many entries wait and when the first is due: the progress line's figures
+/// (the retry queue fills it in).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Waiting {
+    pub count: usize,
+    pub next_due: Option<tokio::time::Instant>,
+}
 
 const LINE_EVERY: Duration = Duration::from_secs(5);
 

@@ -146,7 +146,7 @@ pub struct RecipientReader {
     seen: HashMap<Box<str>, u64>,
     candidates: Option<Arc<Candidates>>,
     record: csv::ByteRecord,
-    shard: Option<crate::send::shard::Shard>,
+    shard: Option<crate::shard::Shard>,
 }
 
 /// The addresses that may occur more than once in a recipient file: every real duplicate,

@@ -23,8 +23,8 @@ use anyhow::Context;
 use crate::cli::{DnsArgs, ImapArgs};
 use crate::clock::Clock;
 use crate::config::Campaign;
+use crate::dns::{Dns, Overlay, Source};
 use crate::message::{Assembler, Signer};
-use crate::preflight::dns::{Dns, Overlay, Source};
 use crate::preflight::{self, Audit, Inputs};
 use crate::recipients::RecipientReader;
 use crate::survey::{Survey, survey};
@@ -75,7 +75,7 @@ pub fn load(path: &Path, clock: Arc<dyn Clock>) -> anyhow::Result<Loaded> {
 pub fn load_shard(
     path: &Path,
     clock: Arc<dyn Clock>,
-    shard: Option<crate::send::shard::Shard>,
+    shard: Option<crate::shard::Shard>,
 ) -> anyhow::Result<Loaded> {
     let mut campaign = Campaign::load(path)?;
     campaign.recipients.shard = shard;

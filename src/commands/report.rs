@@ -11,7 +11,7 @@ use crate::cli::ReportArgs;
 use crate::commands::Exit;
 use crate::config::Campaign;
 use crate::recipients::RecipientReader;
-use crate::send::shard::{self, Shard};
+use crate::shard::{self, Shard};
 
 pub fn run(args: &ReportArgs) -> anyhow::Result<Exit> {
     let campaign = Campaign::load(&args.campaign)?;

@@ -137,10 +137,10 @@ pub async fn run(args: &SendArgs, quiet: bool, clock: Arc<dyn Clock>) -> anyhow:
 /// rows between journals, and rows would be sent twice. `None`: refused (said why).
 fn state_folder(
     campaign: &Campaign,
-    shard: Option<crate::send::shard::Shard>,
+    shard: Option<crate::shard::Shard>,
 ) -> anyhow::Result<Option<PathBuf>> {
     let run_dir = campaign.run_dir();
-    let recorded = crate::send::shard::recorded(&run_dir)
+    let recorded = crate::shard::recorded(&run_dir)
         .with_context(|| format!("cannot read {}", run_dir.join("shards").display()))?;
     match (shard, recorded) {
         (None, None) => Ok(Some(run_dir)),
@@ -167,7 +167,7 @@ fn state_folder(
                     .with_context(|| format!("cannot create {}", dir.display()))?;
                 Ok(Some(dir))
             }
-            Err(e @ crate::send::shard::ShardError::CountChanged { .. }) => {
+            Err(e @ crate::shard::ShardError::CountChanged { .. }) => {
                 eprintln!("mailshot: {e}");
                 Ok(None)
             }

@@ -9,7 +9,7 @@ use serde::de::{Deserializer, MapAccess, SeqAccess, Visitor, value};
 use toml::Spanned;
 
 use super::{ConfigError, Resolver, SmtpConfig, nonzero, raw};
-use crate::send::limits::{DomainLimit, provider};
+use crate::providers::{DomainLimit, provider};
 
 /// One relay: its connection settings and how the run shares messages with it.
 #[derive(Debug, Clone)]

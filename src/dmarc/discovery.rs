@@ -10,7 +10,7 @@
 use serde::Serialize;
 
 use super::record::{Policy, Psd, Tags};
-use crate::preflight::dns::{Dns, TempError, Txt};
+use crate::dns::{Dns, TempError, Txt};
 
 /// RFC 9989 section 4.10: from more than this many labels the walk jumps to `JUMP_TO`.
 const MAX_LABELS: usize = 8;

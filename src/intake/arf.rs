@@ -7,8 +7,7 @@
 
 use mail_parser::{Message, MessageParser, MimeHeaders, PartType};
 
-use super::classify::{clean_text, part_of_type};
-use super::fields::{self, get, typed_address};
+use super::fields::{self, clean_text, get, part_of_type, typed_address};
 use super::known::{IdMatch, Known};
 use super::returned::original;
 use super::verdict::{Signal, Verdict};

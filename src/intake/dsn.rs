@@ -8,8 +8,7 @@
 
 use mail_parser::Message;
 
-use super::classify::{clean_text, part_of_type};
-use super::fields::{self, get, typed_address};
+use super::fields::{self, clean_text, get, part_of_type, typed_address};
 use super::known::{IdMatch, Known, Recipient};
 use super::returned::original;
 use super::verdict::{Bounce, BounceFormat, Signal, Verdict};

@@ -1,6 +1,9 @@
 //! The header-style field blocks that machine-readable report parts use: RFC 3464's
 //! `message/delivery-status` (a per-message block, then one block per recipient) and RFC
-//! 5965's `message/feedback-report`. Folded lines are unfolded; names are lowercased.
+//! 5965's `message/feedback-report`. Folded lines are unfolded; names are lowercased. Also
+//! the two helpers every classifier uses: finding a part by type, and cleaning remote text.
+
+use mail_parser::{Message, MimeHeaders};
 
 /// Blocks read at most, and fields per block: a real DSN has a handful of each, and a hostile
 /// one with a million blank lines must not make a million vectors.
@@ -104,6 +107,48 @@ fn status_at(b: &[u8]) -> Option<usize> {
         }
         _ => Some(end),
     }
+}
+
+/// The first part whose Content-Type is one of `types` (lowercase `type/subtype`), searched
+/// in the message and the parts it nests, to the depth limit.
+pub fn part_of_type<'m>(
+    msg: &'m Message<'m>,
+    types: &[&str],
+) -> Option<&'m mail_parser::MessagePart<'m>> {
+    msg.parts.iter().find(|p| {
+        p.content_type().is_some_and(|c| {
+            let t = format!(
+                "{}/{}",
+                c.ctype().to_ascii_lowercase(),
+                c.subtype().unwrap_or_default().to_ascii_lowercase()
+            );
+            types.contains(&t.as_str())
+        })
+    })
+}
+
+/// At most this much of a remote server's text goes into the summary and the suppression list.
+const MAX_TEXT: usize = 300;
+
+/// One line, bounded, without control characters: remote text is shown to people and written
+/// into files, and must not forge lines there.
+pub fn clean_text(s: &str) -> String {
+    let mut out: String = s
+        .chars()
+        .map(|c| if c.is_control() { ' ' } else { c })
+        .collect::<String>()
+        .split_whitespace()
+        .collect::<Vec<_>>()
+        .join(" ");
+    if out.len() > MAX_TEXT {
+        let mut end = MAX_TEXT;
+        while !out.is_char_boundary(end) {
+            end -= 1;
+        }
+        out.truncate(end);
+        out.push('…');
+    }
+    out
 }
 
 #[cfg(test)]

@@ -7,7 +7,7 @@
 use mail_parser::Message;
 use percent_encoding::percent_decode_str;
 
-use super::classify::clean_text;
+use super::fields::clean_text;
 use super::verdict::Verdict;
 use crate::unsubscribe::Unsubscriber;
 

@@ -8,8 +8,7 @@
 
 use mail_parser::{Message, MessageParser, MimeHeaders, PartType};
 
-use super::classify::clean_text;
-use super::fields::enhanced_status;
+use super::fields::{clean_text, enhanced_status};
 use super::known::{IdMatch, Known};
 use super::verdict::{Bounce, BounceFormat, Signal, Verdict};
 

@@ -16,8 +16,8 @@ use mail_auth::{
     AuthenticatedMessage, DkimResult, MessageAuthenticator, Parameters, ResolverCache, Txt,
 };
 
-use super::dns::{Dns, Txt as DnsTxt};
 use super::{Check, Finding, Severity};
+use crate::dns::{Dns, Txt as DnsTxt};
 use crate::keygen::txt_value;
 use crate::message::dkim::{DkimKeyPair, PublicKey};
 

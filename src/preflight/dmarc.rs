@@ -5,8 +5,8 @@
 use mail_auth::common::parse::TxtRecordParser;
 use mail_auth::dmarc::Dmarc;
 
-use super::dns::{Dns, Txt};
 use super::{Check, Finding, Severity};
+use crate::dns::{Dns, Txt};
 use crate::message::dkim::DkimKeyPair;
 
 /// The organizational domain (public suffix plus one label); the domain itself when the
@@ -59,7 +59,7 @@ fn tags(record: &str) -> Tags {
     t
 }
 
-async fn records(dns: &Dns, domain: &str) -> Result<Vec<Txt>, super::dns::TempError> {
+async fn records(dns: &Dns, domain: &str) -> Result<Vec<Txt>, crate::dns::TempError> {
     Ok(dns
         .txt(&format!("_dmarc.{domain}"))
         .await?

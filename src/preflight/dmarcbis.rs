@@ -2,10 +2,10 @@
 //! record and the organizational domain are found by the tree walk and by the public suffix
 //! list (and where they differ), `t=y`, and the tags RFC 9989 removed.
 
-use super::dns::Dns;
 use super::{Check, Finding, Severity};
 use crate::dmarc::discovery::{Applied, Discovery};
 use crate::dmarc::{Tags, discover};
+use crate::dns::Dns;
 
 /// The RFC 9989 findings for the From domain.
 pub async fn audit(dns: &Dns, from: &str) -> Vec<Finding> {

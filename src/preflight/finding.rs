@@ -7,7 +7,7 @@
 
 use serde::Serialize;
 
-use super::dns;
+use crate::dns;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize)]
 #[serde(rename_all = "lowercase")]

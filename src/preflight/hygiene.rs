@@ -2,9 +2,9 @@
 //! can receive replies and bounces), forward-confirmed reverse DNS of the sending addresses,
 //! and MTA-STS / TLS-RPT, which are good practice but not required.
 
-use super::dns::Dns;
 use super::spf::RelayIps;
 use super::{Check, Finding, Severity};
+use crate::dns::Dns;
 
 pub async fn audit(dns: &Dns, from: &str, envelope: &str, relay: &RelayIps) -> Vec<Finding> {
     let mut out = Vec::new();

@@ -11,18 +11,16 @@ pub mod bulk;
 pub mod dkim;
 pub mod dmarc;
 pub mod dmarcbis;
-pub mod dns;
 pub mod finding;
 pub mod hygiene;
 pub mod records;
 pub mod render;
 pub mod spf;
 pub mod tls;
-pub mod zone;
 
 use crate::config::{Campaign, TransportConfig};
+use crate::dns::Dns;
 use crate::message::dkim::DkimKeyPair;
-use dns::Dns;
 use spf::RelayIps;
 
 pub use finding::{Audit, Check, Finding, Group, Severity};

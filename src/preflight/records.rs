@@ -6,9 +6,9 @@
 use std::fmt::Write as _;
 use std::net::IpAddr;
 
-use super::dns::Dns;
 use super::spf::{self, RelayIps, SpfLookupError, SpfResult, Walk};
 use crate::config::Campaign;
+use crate::dns::Dns;
 use crate::keygen::{quoted, txt_record};
 use crate::message::dkim::DkimKeyPair;
 

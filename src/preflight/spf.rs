@@ -9,8 +9,8 @@ use std::pin::Pin;
 use mail_auth::common::parse::TxtRecordParser;
 use mail_auth::spf::{Macro, Mechanism, Qualifier, Spf};
 
-use super::dns::{Dns, TempError, Txt};
 use super::{Check, Finding, Severity};
+use crate::dns::{Dns, TempError, Txt};
 
 /// RFC 7208 section 4.6.4.
 const MAX_LOOKUPS: usize = 10;
@@ -195,8 +195,8 @@ pub fn walk<'a>(
             }
         }
         for target in next {
-            let t = super::dns::normalize(&target);
-            if stack.contains(&t) || t == super::dns::normalize(&domain) {
+            let t = crate::dns::normalize(&target);
+            if stack.contains(&t) || t == crate::dns::normalize(&domain) {
                 w.loops.push(format!("{} -> {}", stack.join(" -> "), t));
                 continue;
             }
@@ -205,7 +205,7 @@ pub fn walk<'a>(
                 break;
             }
             let mut s = stack.clone();
-            s.push(super::dns::normalize(&domain));
+            s.push(crate::dns::normalize(&domain));
             walk(dns, t, s, w).await;
         }
     })
@@ -360,7 +360,7 @@ fn in_net(ip: IpAddr, candidate: IpAddr, m4: u32, m6: u128) -> bool {
 
 /// The validated-domain test of `ptr` (RFC 7208 section 5.5).
 async fn ptr_matches(dns: &Dns, ip: IpAddr, target: &str) -> bool {
-    let target = super::dns::normalize(target);
+    let target = crate::dns::normalize(target);
     let Ok(names) = dns.ptr(ip).await else {
         return false;
     };
@@ -707,7 +707,7 @@ pub fn insert_term(record: &str, term: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::preflight::dns::{Overlay, Source};
+    use crate::dns::{Overlay, Source};
 
     fn dns(zone: &str) -> Dns {
         let o = Overlay::parse(std::path::Path::new("t.zone"), zone).unwrap();

@@ -13,7 +13,6 @@ pub mod relays;
 pub mod resume;
 pub mod seed;
 mod sender;
-pub mod shard;
 pub mod transport;
 
 use std::sync::atomic::{AtomicBool, Ordering};

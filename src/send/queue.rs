@@ -19,6 +19,8 @@ use std::sync::Mutex;
 use tokio::sync::{Notify, mpsc};
 use tokio::time::Instant;
 
+pub use crate::progress::Waiting;
+
 /// What a sender gets from [`Scheduler::next`].
 #[derive(Debug)]
 pub enum Next<F, R> {
@@ -28,13 +30,6 @@ pub enum Next<F, R> {
     Fresh(F),
     /// Nothing is left: the preparers are done, nothing waits and nothing is out.
     Done,
-}
-
-/// How many entries wait and when the first is due: the progress line's figures.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Waiting {
-    pub count: usize,
-    pub next_due: Option<Instant>,
 }
 
 struct Entry<T> {

@@ -11,8 +11,8 @@ use serde::Serialize;
 
 use crate::dmarc::discovery::Side;
 use crate::dmarc::{self, Discovery};
+use crate::dns::{Dns, TempError, Txt};
 use crate::preflight::dkim::{DkimVerifier, rsa_bits};
-use crate::preflight::dns::{Dns, TempError, Txt};
 use crate::preflight::spf::{SpfResult, check_host};
 
 /// A verdict in the RFC's words, reduced to what a grade needs.

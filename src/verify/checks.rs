@@ -8,7 +8,7 @@ use super::auth::{self, DmarcCheck, SigCheck, Verdict};
 use super::headers::all;
 use super::{Item, Provider, ReceiverView, Status, domain_of};
 use crate::dmarc::Tags;
-use crate::preflight::dns::Dns;
+use crate::dns::Dns;
 
 const ALL: &[Provider] = &[Provider::Gmail, Provider::Yahoo, Provider::Microsoft];
 const GMAIL_YAHOO: &[Provider] = &[Provider::Gmail, Provider::Yahoo];

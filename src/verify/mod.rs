@@ -19,7 +19,7 @@ use std::net::IpAddr;
 
 use serde::Serialize;
 
-use crate::preflight::dns::Dns;
+use crate::dns::Dns;
 use headers::{AuthResults, Hop};
 
 /// A mailbox provider whose bulk-sender rules the grade applies.

@@ -4,7 +4,7 @@
 use std::path::Path;
 
 use super::*;
-use crate::preflight::dns::{Overlay, Source};
+use crate::dns::{Overlay, Source};
 
 const ZONE: &str = r#"$ORIGIN com.
 $TTL 300

@@ -1,4 +1,4 @@
-//! DNS for the audit: the system resolver or one chosen nameserver, optionally under a zone
+//! DNS, injected: the system resolver or one chosen nameserver, optionally under a zone
 //! overlay (records the user is about to publish), behind a cache that asks for each name and
 //! type once per run even when several checks want it at the same time.
 //!
@@ -19,7 +19,9 @@ use hickory_resolver::net::{DnsError, NetError};
 use hickory_resolver::proto::rr::{Name, RData, RecordType};
 use tokio::sync::OnceCell;
 
-use super::zone::Data;
+pub mod zone;
+
+use zone::Data;
 
 /// One resource record, reduced to what the audit reads.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -108,7 +110,7 @@ impl Overlay {
     }
 
     pub fn parse(path: &Path, text: &str) -> Result<Overlay, DnsSetupError> {
-        let zone = super::zone::parse(text).map_err(|message| DnsSetupError::ParseZone {
+        let zone = zone::parse(text).map_err(|message| DnsSetupError::ParseZone {
             path: path.to_owned(),
             message,
         })?;
