@@ -36,13 +36,8 @@ pub async fn run(args: &SendArgs, quiet: bool, clock: Arc<dyn Clock>) -> anyhow:
     let prefix = if args.dry_run { "dry-run-" } else { "" };
     let audit_file = run_dir.join(format!("{prefix}preflight.json"));
     // The lock first: a run refused by it must not touch the running one's files.
-    let lock = match resume::lock(campaign, &run_dir) {
-        Ok(lock) => lock,
-        Err(ResumeError::Refused(why)) => {
-            eprintln!("mailshot: {why}");
-            return Ok(Exit::CouldNotStart);
-        }
-        Err(e) => return Err(e.into()),
+    let Some(lock) = unless_refused(resume::lock(campaign, &run_dir))? else {
+        return Ok(Exit::CouldNotStart);
     };
     let show = Show::Send { audit_file };
     let Some(audit) = gate(&loaded, &args.dns, &args.overrides, clock.as_ref(), &show).await?
@@ -53,20 +48,16 @@ pub async fn run(args: &SendArgs, quiet: bool, clock: Arc<dyn Clock>) -> anyhow:
         InDoubtArg::Resend => InDoubt::Resend,
         InDoubtArg::Skip => InDoubt::Skip,
     });
-    let resumed = match resume::resume(
+    let resumed = resume::resume(
         campaign,
         &run_dir,
         lock,
         args.dry_run,
         args.accept_changes,
         in_doubt,
-    ) {
-        Ok(r) => r,
-        Err(ResumeError::Refused(why)) => {
-            eprintln!("mailshot: {why}");
-            return Ok(Exit::CouldNotStart);
-        }
-        Err(e) => return Err(e.into()),
+    );
+    let Some(resumed) = unless_refused(resumed)? else {
+        return Ok(Exit::CouldNotStart);
     };
     if let Some(line) = resumed.summary() {
         outln!("{line}");
@@ -86,25 +77,7 @@ pub async fn run(args: &SendArgs, quiet: bool, clock: Arc<dyn Clock>) -> anyhow:
         );
         return Ok(Exit::CouldNotStart);
     }
-    let seeds = seed::recipients(
-        &args.seeds,
-        loaded.survey.first.as_ref(),
-        loaded.assembler.columns(),
-        &campaign.recipients.address_column,
-    )
-    .and_then(|s| seed::build(&loaded.assembler, s))?;
-    for (copy, result) in seeds
-        .iter()
-        .zip(seed::send(&transport, &campaign.return_path, &seeds).await)
-    {
-        match result {
-            Ok(a) => println!("seed: {} accepted ({})", copy.recipient.address, a.text),
-            Err(e) => eprintln!(
-                "mailshot: seed {} not sent: {}",
-                copy.recipient.address, e.text
-            ),
-        }
-    }
+    send_seeds(args, &loaded, &transport).await?;
     let word = transport.delivered_word();
     let verifier = transport
         .verifies()
@@ -130,6 +103,48 @@ pub async fn run(args: &SendArgs, quiet: bool, clock: Arc<dyn Clock>) -> anyhow:
         dry_run_dir,
     );
     Ok(finish(&result, campaign, &resume_args(args)))
+}
+
+/// A resume step's answer: the value, or `None` once a refusal (another run holds the lock,
+/// changed inputs, recipients in doubt) has been printed with its fix.
+fn unless_refused<T>(r: Result<T, ResumeError>) -> anyhow::Result<Option<T>> {
+    match r {
+        Ok(v) => Ok(Some(v)),
+        Err(ResumeError::Refused(why)) => {
+            eprintln!("mailshot: {why}");
+            Ok(None)
+        }
+        Err(e) => Err(e.into()),
+    }
+}
+
+/// `--seed`: one copy to each seed address before the campaign, outside the journal and the
+/// report, so the user can verify one real delivery first.
+async fn send_seeds(args: &SendArgs, loaded: &Loaded, transport: &Transport) -> anyhow::Result<()> {
+    let campaign = &loaded.campaign;
+    let seeds = seed::recipients(
+        &args.seeds,
+        loaded.survey.first.as_ref(),
+        loaded.assembler.columns(),
+        &campaign.recipients.address_column,
+    )
+    .and_then(|s| seed::build(&loaded.assembler, s))?;
+    let results = seed::send(transport, &campaign.return_path, &seeds).await;
+    for (copy, result) in seeds.iter().zip(results) {
+        match result {
+            Ok(a) => outln!(
+                "seed: {} accepted ({})",
+                copy.recipient.address,
+                crate::terminal::field(&a.text)
+            ),
+            Err(e) => eprintln!(
+                "mailshot: seed {} not sent: {}",
+                copy.recipient.address,
+                crate::terminal::field(&e.text)
+            ),
+        }
+    }
+    Ok(())
 }
 
 /// Where this run keeps its journal, lock and report: the campaign's folder, or its shard's.
