@@ -288,18 +288,26 @@ impl SmtpRelay {
             .map_err(|e| {
                 DeliveryError::new(FailureClass::Permanent, Cause::Reply, e.to_string())
             })?;
-        let mut session = match self.idle().await {
-            Some(s) => s,
-            None => self.open().await?,
+        let (mut session, reused) = match self.idle().await {
+            Some(s) => (s, true),
+            None => (self.open().await?, false),
         };
-        let conn = &mut session.conn;
-        let result = if session.pipelining {
-            self.envelope_pipelined(conn, &envelope).await
-        } else {
-            self.envelope_stepwise(conn, &envelope).await
-        };
+        let mut result = self.envelope(&mut session, &envelope).await;
+        // A relay closes connections that sit idle (aiosmtpd after its timeout, Postfix
+        // after smtpd_timeout), often with a 421 that waits unread in the socket. A pooled
+        // connection it closed fails at its first command. Nothing of the message has gone
+        // out before the go-ahead to DATA and the journal holds no line for it yet, so one
+        // fresh connection tries again without spending one of the recipient's attempts, as
+        // Postfix's connection cache does. A fresh connection's failure is the relay's answer.
+        if reused && matches!(&result, Err((e, _)) if stale(e)) {
+            session = self.open().await?;
+            result = self.envelope(&mut session, &envelope).await;
+        }
         let result = match result {
-            Ok(()) => self.data(conn, &session.written, msg, recorded).await,
+            Ok(()) => {
+                self.data(&mut session.conn, &session.written, msg, recorded)
+                    .await
+            }
             Err(e) => Err(e),
         };
         session.last_used = tokio::time::Instant::now();
@@ -314,6 +322,19 @@ impl SmtpRelay {
                 }
                 Err(e)
             }
+        }
+    }
+
+    /// MAIL FROM, RCPT TO and DATA on `session`, pipelined when the relay offers it.
+    async fn envelope(
+        &self,
+        session: &mut Session,
+        envelope: &Envelope,
+    ) -> Result<(), (DeliveryError, bool)> {
+        if session.pipelining {
+            self.envelope_pipelined(&mut session.conn, envelope).await
+        } else {
+            self.envelope_stepwise(&mut session.conn, envelope).await
         }
     }
 
@@ -597,6 +618,13 @@ impl std::fmt::Display for Pipelined {
         }
         write!(f, "{Data}")
     }
+}
+
+/// Whether an envelope failure on a reused connection looks like the relay having closed
+/// it while idle: no reply at all (end of stream, reset, silence) or 421, "closing
+/// transmission channel" (RFC 5321 4.2.3).
+fn stale(e: &DeliveryError) -> bool {
+    e.class == FailureClass::Transient && matches!(e.code, None | Some(421))
 }
 
 /// A refused MAIL FROM is about the sender (account, address), not the recipient: a
