@@ -178,6 +178,10 @@ mod raw {
         pub priority: Option<u32>,
         pub per_second: Option<u32>,
         pub per_hour: Option<u32>,
+        /// The addresses this relay sends from, for its SPF check (`preflight.sending_ips`
+        /// when left out).
+        #[serde(default)]
+        pub sending_ips: Vec<Spanned<String>>,
         pub host: String,
         pub port: Option<u16>,
         pub tls: Tls,

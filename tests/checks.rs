@@ -47,3 +47,97 @@ fn known_override_id_is_accepted() {
         stderr(&with)
     );
 }
+
+/// Two relays, each with its own `sending_ips`, and a real knot serving the envelope domain,
+/// whose SPF record authorizes relay a's network only. `check` gives one `spf.relay` finding
+/// per relay, naming it and its addresses: a passes, b fails and alone blocks (exit 1), and
+/// the bulk checklist's SPF row takes the worst relay's verdict.
+#[test]
+fn each_relay_gets_its_own_spf_verdict() {
+    use crate::util::dns::DnsServer;
+    use crate::util::stdout;
+
+    let keys = CampaignDir::new(&Spec::default());
+    let records = format!(
+        "@ IN TXT \"v=spf1 ip4:192.0.2.0/24 -all\"\n@ IN MX 10 mx\nmx IN A 192.0.2.25\n_dmarc IN TXT \"v=DMARC1; p=reject; rua=mailto:dmarc@news.example.com\"\n{}",
+        std::fs::read_to_string(&keys.zone).unwrap()
+    );
+    let dns = DnsServer::start(&[("news.example.com", &records)]);
+    let preflight = format!("[preflight]\nnameserver = \"{}\"\n", dns.nameserver());
+    let tail = "[[smtp]]\nname = \"a\"\nhost = \"127.0.0.1\"\nport = 2525\ntls = \"none\"\nsending_ips = [\"192.0.2.25\", \"192.0.2.26\"]\n\n[[smtp]]\nname = \"b\"\nhost = \"127.0.0.1\"\nport = 2526\ntls = \"none\"\nsending_ips = [\"198.51.100.7\"]\n";
+    let c = CampaignDir::new(&Spec {
+        preflight: &preflight,
+        tail,
+        ..Spec::default()
+    });
+
+    let out = run(&["check", "--format", "json", c.toml_str()], &[]);
+    assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
+    let json: serde_json::Value = serde_json::from_str(&stdout(&out)).unwrap();
+    let findings = json["findings"].as_array().unwrap();
+    let of = |id: &str| -> Vec<(String, String, String)> {
+        findings
+            .iter()
+            .filter(|f| f["id"] == id)
+            .map(|f| {
+                let s = |k: &str| f[k].as_str().unwrap_or_default().to_owned();
+                (s("subject"), s("severity"), s("message"))
+            })
+            .collect()
+    };
+    let relays = of("spf.relay");
+    let verdicts: Vec<(&str, &str)> = relays
+        .iter()
+        .map(|(subject, sev, _)| (subject.as_str(), sev.as_str()))
+        .collect();
+    assert_eq!(
+        verdicts,
+        [("relay a", "pass"), ("relay b", "fail")],
+        "{relays:?}"
+    );
+    assert!(
+        relays[0]
+            .2
+            .starts_with("relay a sends from 192.0.2.25, 192.0.2.26"),
+        "{relays:?}"
+    );
+    assert!(
+        relays[1]
+            .2
+            .contains("check_host(198.51.100.7, news.example.com) = fail"),
+        "{relays:?}"
+    );
+    // Relay b's verdict, and the checklist row derived from it, are all that block.
+    assert_eq!(
+        json["blocking"],
+        serde_json::json!(["spf.relay", "bulk.spf"]),
+        "{json:#}"
+    );
+    assert_eq!(of("bulk.spf")[0].1, "fail", "the worst relay decides");
+
+    // The human audit names the relay that blocks, and the fix authorizes its address.
+    let human = run(&["check", c.toml_str()], &[]);
+    assert_eq!(human.status.code(), Some(1));
+    let text = stdout(&human);
+    assert!(text.contains("relay b sends from 198.51.100.7"), "{text}");
+    assert!(
+        text.contains("\"v=spf1 ip4:192.0.2.0/24 ip4:198.51.100.7 -all\""),
+        "{text}"
+    );
+
+    // Authorizing b's address in the record (as the fix says) clears the block.
+    let fixed = records.replace(
+        "ip4:192.0.2.0/24 -all",
+        "ip4:192.0.2.0/24 ip4:198.51.100.7 -all",
+    );
+    let dns = DnsServer::start(&[("news.example.com", &fixed)]);
+    let preflight = format!("[preflight]\nnameserver = \"{}\"\n", dns.nameserver());
+    let c = CampaignDir::new(&Spec {
+        preflight: &preflight,
+        tail,
+        ..Spec::default()
+    });
+    let out = run(&["check", "--format", "json", c.toml_str()], &[]);
+    let json: serde_json::Value = serde_json::from_str(&stdout(&out)).unwrap();
+    assert_eq!(out.status.code(), Some(0), "{json:#}");
+}

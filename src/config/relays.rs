@@ -1,7 +1,9 @@
 //! The delivery side of campaign.toml: one `[smtp]` table or several `[[smtp]]` relays (name,
-//! weight, priority, own limits), and the per-destination limits of `[limits.domains]`.
+//! weight, priority, own limits, sending addresses), and the per-destination limits of
+//! `[limits.domains]`.
 
 use std::collections::BTreeMap;
+use std::net::IpAddr;
 use std::num::NonZeroU32;
 
 use serde::Deserialize;
@@ -18,6 +20,10 @@ pub struct RelayConfig {
     pub weight: u32,
     pub priority: u32,
     pub limits: RelayLimits,
+    /// The addresses the relay sends from (`sending_ips` in its table), for the SPF audit of
+    /// this relay; empty when not given (the preflight then uses `preflight.sending_ips`, or
+    /// resolves the host).
+    pub sending_ips: Vec<IpAddr>,
     pub smtp: SmtpConfig,
 }
 
@@ -98,12 +104,14 @@ impl Resolver<'_> {
                 per_hour: nonzero(self, "smtp.per_hour", t.per_hour)?,
             };
             let priority = t.priority.unwrap_or(0);
+            let sending_ips = self.relay_ips(&name, std::mem::take(&mut t.sending_ips))?;
             let smtp = self.smtp(t, concurrency)?;
             relays.push(RelayConfig {
                 name,
                 weight,
                 priority,
                 limits,
+                sending_ips,
                 smtp,
             });
         }
@@ -115,6 +123,29 @@ impl Resolver<'_> {
             ));
         }
         Ok(relays)
+    }
+
+    /// A relay's `sending_ips`, each an IP address; a bad one is named with its line.
+    fn relay_ips(
+        &self,
+        relay: &str,
+        ips: Vec<Spanned<String>>,
+    ) -> Result<Vec<IpAddr>, ConfigError> {
+        ips.into_iter()
+            .map(|ip| {
+                let at = ip.span().start;
+                ip.get_ref().trim().parse::<IpAddr>().map_err(|_| {
+                    self.invalid_at(
+                        "smtp.sending_ips",
+                        at,
+                        format!(
+                            "{:?} (relay {relay:?}) is not an IP address; list the addresses the relay sends from, e.g. [\"192.0.2.25\", \"2001:db8::25\"]",
+                            ip.get_ref()
+                        ),
+                    )
+                })
+            })
+            .collect()
     }
 
     pub(super) fn domain_limits(
@@ -221,6 +252,37 @@ private_key = "k.pem"
             .collect();
         assert_eq!(names, [("a", 3, 0), ("b", 1, 1)]);
         assert_eq!(c.relays[0].limits.per_second.map(|n| n.get()), Some(5));
+    }
+
+    #[test]
+    fn each_relay_has_its_own_sending_ips_and_a_bad_one_names_its_line() {
+        let tail = "[[smtp]]\nname = \"a\"\nhost = \"127.0.0.1\"\ntls = \"none\"\nsending_ips = [\"192.0.2.25\", \"2001:db8::25\"]\n\n[[smtp]]\nname = \"b\"\nhost = \"localhost\"\ntls = \"none\"\n";
+        let c = parse(tail).unwrap();
+        let ips: Vec<Vec<String>> = c
+            .relays
+            .iter()
+            .map(|r| r.sending_ips.iter().map(ToString::to_string).collect())
+            .collect();
+        assert_eq!(ips, [vec!["192.0.2.25", "2001:db8::25"], vec![]]);
+
+        let single =
+            "[smtp]\nhost = \"127.0.0.1\"\ntls = \"none\"\nsending_ips = [\"198.51.100.7\"]\n";
+        let c = parse(single).unwrap();
+        assert_eq!(
+            c.relays[0].sending_ips,
+            ["198.51.100.7".parse::<std::net::IpAddr>().unwrap()]
+        );
+
+        let bad = tail.replace("\"2001:db8::25\"", "\"relay.example.com\"");
+        let e = parse(&bad).unwrap_err().to_string();
+        assert!(
+            e.contains(&format!("line {}:", line_of(&bad, "sending_ips"))),
+            "{e}"
+        );
+        assert!(
+            e.contains("\"relay.example.com\" (relay \"a\") is not an IP address"),
+            "{e}"
+        );
     }
 
     #[test]

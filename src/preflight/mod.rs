@@ -1,6 +1,7 @@
 //! The preflight audit: proves, before the first message leaves, that the sending domain will
-//! authenticate (SPF, DKIM, DMARC and alignment), that the relay's TLS is sound, and that the
-//! bulk-sender requirements of the large mailbox providers are met.
+//! authenticate (SPF, DKIM, DMARC and alignment), that every relay's TLS is sound and its
+//! sending addresses pass SPF, and that the bulk-sender requirements of the large mailbox
+//! providers are met.
 //!
 //! Findings are values with a severity, the evidence as seen and the fix; `check` prints
 //! them, `send` stops on blocking ones unless the user overrides them by id. The ids, the
@@ -21,7 +22,9 @@ pub mod tls;
 use crate::config::{Campaign, TransportConfig};
 use crate::dns::Dns;
 use crate::message::dkim::DkimKeyPair;
-use spf::RelayIps;
+use std::net::IpAddr;
+
+use spf::{Relay, RelayIps};
 
 pub use finding::{Audit, Check, Finding, Group, Severity};
 
@@ -38,7 +41,8 @@ pub struct Inputs<'a> {
     pub visible_unsubscribe: bool,
     /// The sample's unsubscribe URL, if any.
     pub unsubscribe_url: Option<String>,
-    pub sending_ips: Vec<std::net::IpAddr>,
+    /// `preflight.sending_ips`: the sending addresses of every relay that lists none itself.
+    pub sending_ips: Vec<IpAddr>,
     /// Skip connecting to the relay (e.g. `send --dry-run` with an outbox).
     pub probe_tls: bool,
     /// For certificate expiry.
@@ -51,10 +55,11 @@ pub async fn run(dns: &Dns, input: &Inputs<'_>) -> Audit {
     let c = input.campaign;
     let from_domain = c.sender_domain().to_ascii_lowercase();
     let envelope_domain = c.return_path.domain().to_ascii_lowercase();
-    let relay_ips = relay_ips(dns, input).await;
+    let relays = relay_addresses(dns, c, &input.sending_ips).await;
+    let relay_ips = RelayIps::union(&relays);
 
     let (spf_f, dkim_f, dmarc_f, dmarcbis_f, tls_f, dns_f) = tokio::join!(
-        spf::audit(dns, &envelope_domain, &relay_ips),
+        spf::audit(dns, &envelope_domain, &relays),
         dkim::audit(dns, input.keys, input.sample),
         dmarc::audit(dns, &from_domain, &envelope_domain, input.keys),
         dmarcbis::audit(dns, &from_domain),
@@ -105,51 +110,69 @@ pub async fn run(dns: &Dns, input: &Inputs<'_>) -> Audit {
     }
 }
 
-async fn relay_ips(dns: &Dns, input: &Inputs<'_>) -> RelayIps {
-    sending_addresses(dns, input.campaign, &input.sending_ips).await
+/// Each relay of the campaign, by name, with the addresses it sends from: its own
+/// `sending_ips`, else `preflight.sending_ips` (`default`), else its host's addresses
+/// (resolved, a guess; a host on this machine leaves them unknown). Without an `[smtp]`
+/// table (the outbox) one unnamed relay stands for the one the campaign will use.
+pub async fn relay_addresses(dns: &Dns, campaign: &Campaign, default: &[IpAddr]) -> Vec<Relay> {
+    let configured = |ips: &[IpAddr], source: &str| RelayIps::Known {
+        ips: ips.to_vec(),
+        source: source.into(),
+        configured: true,
+    };
+    if let TransportConfig::Outbox { .. } = campaign.transport {
+        let ips = if default.is_empty() {
+            RelayIps::Unknown("the outbox transport has no relay".into())
+        } else {
+            configured(default, "preflight.sending_ips")
+        };
+        return vec![Relay { name: None, ips }];
+    }
+    let mut out = Vec::with_capacity(campaign.relays.len());
+    for r in &campaign.relays {
+        let ips = if !r.sending_ips.is_empty() {
+            configured(&r.sending_ips, "its sending_ips")
+        } else if !default.is_empty() {
+            configured(default, "preflight.sending_ips")
+        } else {
+            resolved(dns, &r.smtp.host).await
+        };
+        out.push(Relay {
+            name: Some(r.name.clone()),
+            ips,
+        });
+    }
+    out
 }
 
-/// The relay's sending addresses: configured, or resolved from the relay host.
-pub async fn sending_addresses(
-    dns: &Dns,
-    campaign: &Campaign,
-    configured: &[std::net::IpAddr],
-) -> RelayIps {
-    if !configured.is_empty() {
+/// Every relay's sending addresses together: for the records `mailshot dns` proposes and
+/// the reverse-DNS checks, which are about the addresses, not about one relay.
+pub async fn sending_addresses(dns: &Dns, campaign: &Campaign, default: &[IpAddr]) -> RelayIps {
+    RelayIps::union(&relay_addresses(dns, campaign, default).await)
+}
+
+/// A relay host's addresses, as a guess at where it sends from.
+async fn resolved(dns: &Dns, host: &str) -> RelayIps {
+    if crate::config::is_loopback(host) {
+        return RelayIps::Unknown(format!(
+            "{host} is this machine; the relay's public address is not known"
+        ));
+    }
+    if let Ok(ip) = host.parse::<IpAddr>() {
         return RelayIps::Known {
-            ips: configured.to_vec(),
-            source: "preflight.sending_ips".into(),
+            ips: vec![ip],
+            source: "smtp.host".into(),
+            configured: false,
         };
     }
-    match &campaign.transport {
-        TransportConfig::Outbox { .. } => {
-            RelayIps::Unknown("the outbox transport has no relay".into())
-        }
-        TransportConfig::Smtp(s) if crate::config::is_loopback(&s.host) => {
-            RelayIps::Unknown(format!(
-                "{} is this machine; the relay's public address is not known",
-                s.host
-            ))
-        }
-        TransportConfig::Smtp(s) => {
-            if let Ok(ip) = s.host.parse::<std::net::IpAddr>() {
-                return RelayIps::Known {
-                    ips: vec![ip],
-                    source: "smtp.host".into(),
-                };
-            }
-            match dns.ips(&s.host).await {
-                Ok(ips) if !ips.is_empty() => RelayIps::Known {
-                    ips,
-                    source: format!(
-                        "resolved from {}; a relay may send from other addresses",
-                        s.host
-                    ),
-                },
-                Ok(_) => RelayIps::Unknown(format!("{} has no A/AAAA record", s.host)),
-                Err(e) => RelayIps::Unknown(format!("resolving {} failed: {e}", s.host)),
-            }
-        }
+    match dns.ips(host).await {
+        Ok(ips) if !ips.is_empty() => RelayIps::Known {
+            ips,
+            source: format!("resolved from {host}; a relay may send from other addresses"),
+            configured: false,
+        },
+        Ok(_) => RelayIps::Unknown(format!("{host} has no A/AAAA record")),
+        Err(e) => RelayIps::Unknown(format!("resolving {host} failed: {e}")),
     }
 }
 

@@ -1,6 +1,6 @@
 //! SPF (RFC 7208) for the envelope sender's domain: the record, its syntax, the lookup
-//! budget across nested includes, loops, the `all` term, and whether the relay's addresses
-//! pass, evaluated with check_host() as a receiver would.
+//! budget across nested includes, loops, the `all` term, and for each relay whether its
+//! sending addresses pass, evaluated with check_host() as a receiver would.
 
 use std::future::Future;
 use std::net::IpAddr;
@@ -382,9 +382,10 @@ fn all_qualifier(spf: &Spf) -> Option<&Qualifier> {
         .map(|d| &d.qualifier)
 }
 
-/// Runs the SPF checks for `domain` (the envelope sender's domain).
-pub async fn audit(dns: &Dns, domain: &str, relay_ips: &RelayIps) -> Vec<Finding> {
-    let suggestion = suggested_record(relay_ips);
+/// Runs the SPF checks for `domain` (the envelope sender's domain), with one verdict per
+/// relay on whether the record authorizes that relay's sending addresses.
+pub async fn audit(dns: &Dns, domain: &str, relays: &[Relay]) -> Vec<Finding> {
+    let suggestion = suggested_record(&RelayIps::union(relays));
     let (txt, spf) = match lookup(dns, domain, &suggestion).await {
         Ok(r) => r,
         Err(findings) => return findings,
@@ -400,7 +401,9 @@ pub async fn audit(dns: &Dns, domain: &str, relay_ips: &RelayIps) -> Vec<Finding
     ];
     out.extend(shape(domain, &txt, &spf));
     out.extend(tree(dns, domain).await);
-    out.extend(relay(dns, domain, &txt, relay_ips).await);
+    for r in relays {
+        out.push(relay(dns, domain, &txt, r).await);
+    }
     out
 }
 
@@ -626,64 +629,174 @@ async fn tree(dns: &Dns, domain: &str) -> Vec<Finding> {
     out
 }
 
-/// check_host() for each sending address, as a receiver would evaluate it.
-async fn relay(dns: &Dns, domain: &str, txt: &Txt, relay_ips: &RelayIps) -> Vec<Finding> {
-    let mut out = Vec::new();
-    let f = |id: Check, severity: Severity, message: String| {
-        Finding::new(id, severity, domain, message)
-    };
-    match relay_ips {
-        RelayIps::Unknown(why) => out.push(f(
-            Check::SpfRelay,
-            Severity::Info,
-            format!("the relay's sending addresses are unknown ({why}); set preflight.sending_ips to check that SPF authorizes them"),
-        )),
-        RelayIps::Known { ips, source } => {
-            for ip in ips {
-                let r = check_host(dns, *ip, domain.to_owned(), 0).await;
-                // Addresses resolved from the submission host are a guess: hosted relays send
-                // from other machines. Only configured addresses can fail the audit.
-                let configured = source == "preflight.sending_ips";
-                let sev = match r {
-                    SpfResult::Pass => Severity::Pass,
-                    SpfResult::TempError(ref e) if e.contains("macros") => Severity::Warn,
-                    SpfResult::TempError(_) if configured => Severity::TempError,
-                    _ if !configured => Severity::Warn,
-                    _ => Severity::Fail,
-                };
-                let mut finding = f(Check::SpfRelay, sev, format!("check_host({ip}, {domain}) = {r} ({source})"));
-                if !configured && sev != Severity::Pass {
-                    finding = finding.fix("set preflight.sending_ips to the addresses your relay sends from (your provider documents them) to check SPF for real".into());
-                } else if sev == Severity::Fail {
-                    let term = match ip {
-                        IpAddr::V4(_) => format!("ip4:{ip}"),
-                        IpAddr::V6(_) => format!("ip6:{ip}"),
-                    };
-                    finding = finding.fix(format!("add {term} (or your provider's include:) before the all term: {domain}. TXT \"{}\"", insert_term(&txt.text(), &term)));
-                }
-                out.push(finding);
-            }
+/// One relay's verdict: check_host() for each of its sending addresses, as a receiver would
+/// evaluate it, in one finding that names the relay and its addresses.
+async fn relay(dns: &Dns, domain: &str, txt: &Txt, relay: &Relay) -> Finding {
+    let who = relay.who();
+    let subject = relay
+        .name
+        .as_ref()
+        .map_or_else(|| domain.to_owned(), |n| format!("relay {n}"));
+    let (ips, source, configured) = match &relay.ips {
+        RelayIps::Unknown(why) => {
+            return Finding::new(
+                Check::SpfRelay,
+                Severity::Info,
+                subject,
+                format!(
+                    "{who}: the sending addresses are unknown ({why}); set sending_ips in its [smtp] table (or preflight.sending_ips) to check that SPF authorizes them"
+                ),
+            );
         }
+        RelayIps::Known {
+            ips,
+            source,
+            configured,
+        } => (ips, source, *configured),
+    };
+    let mut results = Vec::with_capacity(ips.len());
+    for ip in ips {
+        results.push((*ip, check_host(dns, *ip, domain.to_owned(), 0).await));
     }
-    out
+    let sev = results
+        .iter()
+        .map(|(_, r)| ip_severity(r, configured))
+        .max()
+        .unwrap_or(Severity::Info);
+    let listed = ips
+        .iter()
+        .map(ToString::to_string)
+        .collect::<Vec<_>>()
+        .join(", ");
+    let not_passing: Vec<String> = results
+        .iter()
+        .filter(|(_, r)| *r != SpfResult::Pass)
+        .map(|(ip, r)| format!("check_host({ip}, {domain}) = {r}"))
+        .collect();
+    let verdict = if not_passing.is_empty() {
+        format!("SPF for {domain} authorizes every one")
+    } else {
+        not_passing.join("; ")
+    };
+    let evidence = results
+        .iter()
+        .map(|(ip, r)| format!("check_host({ip}, {domain}) = {r}"))
+        .collect::<Vec<_>>()
+        .join("\n");
+    let finding = Finding::new(
+        Check::SpfRelay,
+        sev,
+        subject,
+        format!("{who} sends from {listed} ({source}): {verdict}"),
+    )
+    .evidence(evidence);
+    if !configured && sev != Severity::Pass {
+        finding.fix("set sending_ips in the relay's [smtp] table to the addresses it sends from (your provider documents them) to check SPF for real".into())
+    } else if sev == Severity::Fail {
+        let terms: Vec<String> = results
+            .iter()
+            .filter(|(_, r)| *r != SpfResult::Pass)
+            .map(|(ip, _)| term(*ip))
+            .collect();
+        let record = terms.iter().fold(txt.text(), |rec, t| insert_term(&rec, t));
+        finding.fix(format!("authorize {who}: add {} (or its provider's include:) before the all term: {domain}. TXT \"{record}\"; or take the relay out of campaign.toml", terms.join(" ")))
+    } else {
+        finding
+    }
 }
 
-/// Where the relay's addresses came from.
+/// One address's check_host() result as a severity. Addresses resolved from the submission
+/// host are a guess (hosted relays send from other machines): only configured addresses can
+/// fail the audit.
+fn ip_severity(r: &SpfResult, configured: bool) -> Severity {
+    match r {
+        SpfResult::Pass => Severity::Pass,
+        SpfResult::TempError(e) if e.contains("macros") => Severity::Warn,
+        SpfResult::TempError(_) if configured => Severity::TempError,
+        _ if !configured => Severity::Warn,
+        _ => Severity::Fail,
+    }
+}
+
+fn term(ip: IpAddr) -> String {
+    match ip {
+        IpAddr::V4(_) => format!("ip4:{ip}"),
+        IpAddr::V6(_) => format!("ip6:{ip}"),
+    }
+}
+
+/// Where a relay's addresses came from.
 #[derive(Debug, Clone)]
 pub enum RelayIps {
-    Known { ips: Vec<IpAddr>, source: String },
+    Known {
+        ips: Vec<IpAddr>,
+        source: String,
+        /// Written in campaign.toml (the relay's or the preflight's `sending_ips`), rather
+        /// than resolved from the submission host: only these can fail the audit.
+        configured: bool,
+    },
     Unknown(String),
+}
+
+impl RelayIps {
+    /// Every relay's known addresses together, each once (for the DNS records to publish and
+    /// the reverse-DNS checks); unknown only when no relay's addresses are known.
+    pub fn union(relays: &[Relay]) -> RelayIps {
+        let mut ips: Vec<IpAddr> = Vec::new();
+        let (mut sources, mut configured, mut unknown) = (Vec::new(), true, Vec::new());
+        for r in relays {
+            match &r.ips {
+                RelayIps::Known {
+                    ips: own,
+                    source,
+                    configured: c,
+                } => {
+                    for ip in own {
+                        if !ips.contains(ip) {
+                            ips.push(*ip);
+                        }
+                    }
+                    if !sources.contains(source) {
+                        sources.push(source.clone());
+                    }
+                    configured &= c;
+                }
+                RelayIps::Unknown(why) => unknown.push(format!("{}: {why}", r.who())),
+            }
+        }
+        if ips.is_empty() {
+            return RelayIps::Unknown(unknown.join("; "));
+        }
+        RelayIps::Known {
+            ips,
+            source: sources.join("; "),
+            configured,
+        }
+    }
+}
+
+/// One relay of the campaign, by name, with its sending addresses. `name` is `None` when
+/// there is no `[smtp]` table (the outbox): `preflight.sending_ips` then stands for the relay
+/// the campaign will use.
+#[derive(Debug, Clone)]
+pub struct Relay {
+    pub name: Option<String>,
+    pub ips: RelayIps,
+}
+
+impl Relay {
+    /// "relay NAME", or "the relay" when it has none.
+    fn who(&self) -> String {
+        match &self.name {
+            Some(n) => format!("relay {n}"),
+            None => "the relay".into(),
+        }
+    }
 }
 
 fn suggested_record(ips: &RelayIps) -> String {
     let terms: Vec<String> = match ips {
-        RelayIps::Known { ips, .. } => ips
-            .iter()
-            .map(|ip| match ip {
-                IpAddr::V4(_) => format!("ip4:{ip}"),
-                IpAddr::V6(_) => format!("ip6:{ip}"),
-            })
-            .collect(),
+        RelayIps::Known { ips, .. } => ips.iter().copied().map(term).collect(),
         RelayIps::Unknown(_) => vec!["include:<your-provider's-spf-domain>".into()],
     };
     format!("v=spf1 {} -all", terms.join(" "))
@@ -736,7 +849,11 @@ mod tests {
         let d = dns(
             "$ORIGIN example.com.\n@ TXT \"v=spf1 include:_i.example.com -all\"\n_i TXT \"v=spf1 +all\"\n",
         );
-        let findings = audit(&d, "example.com", &RelayIps::Unknown("test".into())).await;
+        let unknown = Relay {
+            name: None,
+            ips: RelayIps::Unknown("test".into()),
+        };
+        let findings = audit(&d, "example.com", &[unknown]).await;
         assert!(
             findings
                 .iter()
@@ -753,5 +870,93 @@ mod tests {
         let mut w = Walk::default();
         walk(&d, "example.com".into(), Vec::new(), &mut w).await;
         assert_eq!(w.lookups, 0);
+    }
+
+    fn relay(name: &str, ips: &[&str], configured: bool) -> Relay {
+        Relay {
+            name: Some(name.into()),
+            ips: RelayIps::Known {
+                ips: ips.iter().map(|ip| ip.parse().unwrap()).collect(),
+                source: "test".into(),
+                configured,
+            },
+        }
+    }
+
+    /// One `spf.relay` finding per relay, named after it: the authorized relay passes, the
+    /// configured one outside the record fails with the record to publish, a guessed address
+    /// only warns, and an unknown relay is information.
+    #[tokio::test]
+    async fn each_relay_gets_its_own_verdict() {
+        let d = dns("$ORIGIN example.com.\n@ TXT \"v=spf1 ip4:192.0.2.0/24 -all\"\n");
+        let relays = [
+            relay("a", &["192.0.2.25", "192.0.2.26"], true),
+            relay("b", &["192.0.2.27", "203.0.113.9"], true),
+            relay("c", &["198.51.100.1"], false),
+            Relay {
+                name: Some("d".into()),
+                ips: RelayIps::Unknown("localhost is this machine".into()),
+            },
+        ];
+        let findings = audit(&d, "example.com", &relays).await;
+        let verdicts: Vec<(&str, Severity)> = findings
+            .iter()
+            .filter(|f| f.check == Check::SpfRelay)
+            .map(|f| (f.subject.as_str(), f.severity))
+            .collect();
+        assert_eq!(
+            verdicts,
+            [
+                ("relay a", Severity::Pass),
+                ("relay b", Severity::Fail),
+                ("relay c", Severity::Warn),
+                ("relay d", Severity::Info),
+            ]
+        );
+        let b = findings.iter().find(|f| f.subject == "relay b").unwrap();
+        assert!(
+            b.message
+                .starts_with("relay b sends from 192.0.2.27, 203.0.113.9"),
+            "{}",
+            b.message
+        );
+        assert!(
+            b.message
+                .contains("check_host(203.0.113.9, example.com) = fail"),
+            "{}",
+            b.message
+        );
+        assert!(
+            !b.message.contains("192.0.2.27, example.com"),
+            "{}",
+            b.message
+        );
+        let fix = b.fix.as_deref().unwrap();
+        assert!(
+            fix.contains("\"v=spf1 ip4:192.0.2.0/24 ip4:203.0.113.9 -all\""),
+            "{fix}"
+        );
+    }
+
+    #[test]
+    fn the_union_lists_each_address_once_and_is_unknown_only_when_all_are() {
+        let both = [
+            relay("a", &["192.0.2.1", "192.0.2.2"], true),
+            relay("b", &["192.0.2.2"], false),
+        ];
+        match RelayIps::union(&both) {
+            RelayIps::Known {
+                ips, configured, ..
+            } => {
+                assert_eq!(ips.len(), 2);
+                assert!(!configured);
+            }
+            other => panic!("{other:?}"),
+        }
+        let none = [Relay {
+            name: Some("a".into()),
+            ips: RelayIps::Unknown("x".into()),
+        }];
+        assert!(matches!(RelayIps::union(&none), RelayIps::Unknown(w) if w == "relay a: x"));
     }
 }
