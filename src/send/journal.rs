@@ -3,7 +3,9 @@
 //!
 //! One line per event, tab-separated: `I` in flight (on disk before the message itself is
 //! handed to the relay), `S` sent (after the relay's 250), `D` deferred, `F` failed
-//! permanently, `X` suppressed. The first line names the format and the inputs' fingerprint.
+//! permanently, `X` suppressed. The first line names the format and the inputs' fingerprint;
+//! an `R` line starts each run (`run <time> <transport>`) and marks each UTC midnight a run
+//! goes through (`day <time>`), which dates the `S` lines after it for `per_day`.
 //!
 //! Syncs are grouped, and as late as they can be. Lines queue in memory; one writer thread
 //! writes and fsyncs everything queued, in one write and one sync, when a sender waits for
@@ -104,9 +106,9 @@ pub struct Prior {
     pub fingerprint: Option<String>,
     /// Lines that could not be read (a line cut by a crash is expected at most once).
     pub damaged_lines: usize,
-    /// `S` lines per UTC day (days since 1970) of the run that wrote them, for `per_day`.
-    /// A run's day is the date on its `R` line: one that crosses midnight counts on the day
-    /// it started (its own cap starts afresh at midnight).
+    /// `S` lines per UTC day (days since 1970), for `per_day`: each counts on the date of
+    /// the last `R` line before it, the run's start or the day marker a run crossing
+    /// midnight writes (see [`Journal::day_turned`]).
     pub sent_per_day: HashMap<u64, u64>,
 }
 
@@ -390,6 +392,14 @@ impl Journal {
         }
     }
 
+    /// Marks that a new UTC day began during this run: an `R` line in the run marker's
+    /// form (`day <RFC 3339 time>`), so the `S` lines after it count toward `per_day` on the
+    /// new day when a later run reads the journal (readers that know only run markers read it
+    /// the same way). It reaches the disk with the next sync.
+    pub fn day_turned(&self, now: std::time::SystemTime) {
+        self.queue(&format!("R\tday {}\n", crate::clock::rfc3339(now)));
+    }
+
     /// Records an outcome; it reaches the disk with the next sync.
     pub fn record(&self, state: State, row: u64, address: &str, code: Option<u16>, text: &str) {
         self.queue(&Journal::line(state, row, address, code, text));
@@ -514,6 +524,45 @@ fn writer(mut sink: impl Sink, shared: &Shared) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A run that starts at 23:59 UTC and goes on past midnight: the `S` lines before the
+    /// day marker count on its first day, those after it on the next; a second run the next
+    /// day adds to that day.
+    #[tokio::test]
+    async fn sent_lines_count_on_the_day_a_marker_dates_them() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("journal");
+        let day = 20_000u64;
+        let at = |s: u64| std::time::UNIX_EPOCH + std::time::Duration::from_secs(day * 86_400 + s);
+        let marker = |s: u64| format!("run {} smtp", crate::clock::rfc3339(at(s)));
+        let j = Journal::open(&path, "fp", None, &marker(86_340)).unwrap();
+        let sent = |j: &Journal, row: u64| {
+            j.record(
+                State::Sent,
+                row,
+                &format!("r{row}@example.com"),
+                Some(250),
+                "ok",
+            );
+        };
+        sent(&j, 1);
+        sent(&j, 2);
+        j.day_turned(at(86_400));
+        for row in 3..6 {
+            sent(&j, row);
+        }
+        j.sync().unwrap();
+        drop(j);
+        let j = Journal::open(&path, "fp", Some("fp"), &marker(86_400 + 3_600)).unwrap();
+        sent(&j, 6);
+        j.sync().unwrap();
+        drop(j);
+        let p = read(&path).unwrap();
+        assert_eq!(p.sent_per_day, HashMap::from([(day, 2), (day + 1, 4)]));
+        assert_eq!(p.damaged_lines, 0);
+        let text = std::fs::read_to_string(&path).unwrap();
+        assert!(text.contains("\nR\tday 2024-10-05T00:00:00Z\n"), "{text}");
+    }
 
     #[tokio::test]
     async fn round_trip_keeps_the_last_state_per_address() {

@@ -12,9 +12,20 @@
 //! sender: [`DomainLimits::check`] says how long until its slot, and the pipeline puts the
 //! message in the retry queue until then.
 //!
-//! **The day.** `per_day` counts what the journal says was sent in the current UTC day (by
-//! the injected clock), so a run that reaches the cap stops cleanly and the next day's run
-//! carries on where it stopped.
+//! **The day.** `per_day` counts per calendar day in UTC (by the injected clock): campaign.toml
+//! has no time zone, and the journal, the report and the run markers are all in UTC. A run
+//! starts with what the journal says was sent today; one that reaches the cap stops cleanly
+//! and the next day's run carries on where it stopped. A run still going at 00:00 UTC opens
+//! the new day's allowance there and then, and writes a day marker into the journal, so the
+//! messages sent after midnight count on the day they were sent (not on the day the run
+//! started) when a later run reads the journal. Midnight changes only the count, never the
+//! pace: nothing waits for 00:00, so nothing bursts at 00:00; the messages go on at the
+//! even pace of `rate.rs` and `[limits.domains]`.
+//!
+//! A message counts on the day its slot was taken (before its pacing wait). The journal
+//! credits a message to the day its `S` line was written, so up to `concurrency` messages in
+//! flight at midnight (and retries of earlier days' recipients) may count on the new day when
+//! a later run reads the journal: the error is always toward sending less.
 
 use std::collections::HashMap;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
@@ -70,6 +81,16 @@ pub fn utc_day(t: SystemTime) -> u64 {
         .map_or(0, |d| d.as_secs() / 86_400)
 }
 
+/// What [`DayCap::take`] gave.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Slot {
+    Taken,
+    /// Taken, and the first of a new UTC day that began during the run.
+    FirstOfDay,
+    /// Today's cap is reached.
+    Full,
+}
+
 /// The daily cap for this run: how many more messages today allows.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct DayCap {
@@ -88,19 +109,25 @@ impl DayCap {
         }
     }
 
-    /// Takes one message from today's allowance; false when the cap is reached. A new UTC
-    /// day starts a new allowance.
-    pub fn take(&mut self, now: SystemTime) -> bool {
+    /// Takes one message from today's allowance. A new UTC day starts a new allowance, which
+    /// the first message of that day is told of (its sender marks the journal).
+    pub fn take(&mut self, now: SystemTime) -> Slot {
         let today = utc_day(now);
-        if today != self.day {
+        // Only forward: a clock stepped back over midnight must not reopen a spent day.
+        let new_day = today > self.day;
+        if new_day {
             self.day = today;
             self.used = 0;
         }
         if self.used >= self.cap {
-            return false;
+            return Slot::Full;
         }
         self.used += 1;
-        true
+        if new_day {
+            Slot::FirstOfDay
+        } else {
+            Slot::Taken
+        }
     }
 
     /// When the next allowance starts (the next UTC midnight), for the resume hint.
@@ -184,12 +211,73 @@ mod tests {
             used: 1,
             day,
         };
-        assert!(cap.take(t(day, 10)));
-        assert!(cap.take(t(day, 20)));
-        assert!(!cap.take(t(day, 30)));
+        assert_eq!(cap.take(t(day, 10)), Slot::Taken);
+        assert_eq!(cap.take(t(day, 20)), Slot::Taken);
+        assert_eq!(cap.take(t(day, 30)), Slot::Full);
         assert_eq!(cap.resets_at(), t(day + 1, 0));
-        assert!(cap.take(t(day + 1, 5)));
+        assert_eq!(cap.take(t(day + 1, 5)), Slot::FirstOfDay);
         assert_eq!(cap.used, 1);
+        assert_eq!(cap.take(t(day + 1, 6)), Slot::Taken);
+        // A clock stepped back over midnight does not reopen the spent day.
+        assert_eq!(cap.take(t(day, 86_399)), Slot::Taken);
+        assert_eq!(cap.day, day + 1);
+        assert_eq!(cap.used, 3);
+    }
+
+    /// A run paced at one message a minute (`per_hour = 60`, through the same interval and
+    /// governor quota as `rate.rs`) from 23:30 to 00:30 UTC, with `per_day = 40` of which the
+    /// journal says 5 went earlier today. Driven by one injected clock in 100 ms steps:
+    /// the day's allowance is counted per calendar day (35 by midnight, then afresh), the new
+    /// day's first message is the one at 00:00 exactly, and it keeps the minute's spacing
+    /// with the last of the old day: no message is held for midnight, none bursts at it.
+    #[test]
+    fn across_midnight_the_new_allowance_opens_at_the_same_pace() {
+        use super::super::rate::interval;
+        use crate::config::Limits;
+
+        let limits = Limits {
+            per_second: None,
+            per_hour: NonZeroU32::new(60),
+            per_day: NonZeroU32::new(40),
+            concurrency: 4,
+            domains: Vec::new(),
+        };
+        let every = interval(&limits).unwrap();
+        assert_eq!(every, Duration::from_secs(60));
+        let fake = FakeRelativeClock::default();
+        let pace = RateLimiter::direct_with_clock(Quota::with_period(every).unwrap(), fake.clone());
+        let day = 20_000u64;
+        let start = UNIX_EPOCH + Duration::from_secs((day + 1) * 86_400 - 1_800);
+        let mut cap = DayCap {
+            cap: 40,
+            used: 5,
+            day,
+        };
+        let (mut sent, mut first_of_day) = (Vec::new(), Vec::new());
+        for step in 0..36_000u64 {
+            let now = start + Duration::from_millis(step * 100);
+            if pace.check().is_ok() {
+                match cap.take(now) {
+                    Slot::Taken => sent.push(now),
+                    Slot::FirstOfDay => {
+                        sent.push(now);
+                        first_of_day.push(now);
+                    }
+                    Slot::Full => panic!("the cap is not reached in this hour"),
+                }
+            }
+            fake.advance(Duration::from_millis(100));
+        }
+        let midnight = UNIX_EPOCH + Duration::from_secs((day + 1) * 86_400);
+        let before = sent.iter().filter(|t| **t < midnight).count();
+        assert_eq!(before, 30, "23:30 to 23:59, one a minute");
+        assert_eq!(first_of_day, [midnight]);
+        assert_eq!(sent.len() - before, 30, "00:00 to 00:29");
+        assert_eq!(cap.day, day + 1);
+        assert_eq!(cap.used, 30, "the new day counts only its own");
+        for pair in sent.windows(2) {
+            assert_eq!(pair[1].duration_since(pair[0]).unwrap(), every);
+        }
     }
 
     #[test]

@@ -10,7 +10,7 @@ use lettre::Address;
 use tokio::sync::mpsc;
 use tokio::time::Instant;
 
-use super::limits::{DayCap, DomainLimits};
+use super::limits::{DayCap, DomainLimits, Slot};
 use super::queue::{Next, Scheduler};
 use super::{Abort, NOT_ATTEMPTED, Pacer, Stop};
 use crate::clock::Clock;
@@ -127,15 +127,25 @@ impl Sender {
     }
 
     /// A fresh recipient takes one of today's `per_day` slots (its retries do not); with
-    /// none left the run stops cleanly, and this recipient is reported not attempted.
+    /// none left the run stops cleanly, and this recipient is reported not attempted. The
+    /// first slot of a UTC day that began during the run marks the journal (under the cap's
+    /// lock, so before any of that day's lines): a later run then counts what follows on the
+    /// new day.
     fn take_day_slot(&self) {
         let Some(cap) = &self.day_cap else { return };
         let mut cap = cap.lock().unwrap_or_else(|e| e.into_inner());
-        if !cap.take(self.clock.now()) {
-            self.abort.trip(Stop::DayCap {
+        let now = self.clock.now();
+        match cap.take(now) {
+            Slot::Taken => {}
+            Slot::FirstOfDay => {
+                if let Some(j) = &self.journal {
+                    j.day_turned(now);
+                }
+            }
+            Slot::Full => self.abort.trip(Stop::DayCap {
                 cap: cap.cap,
                 resets_at: cap.resets_at(),
-            });
+            }),
         }
     }
 

@@ -73,7 +73,9 @@ pub fn read_journal(c: &CampaignDir) -> Journal {
     for l in lines {
         let f: Vec<&str> = l.split('\t').collect();
         match f[0] {
-            "R" => j.runs += 1,
+            // A run's start; `R day <time>` marks midnight inside a run.
+            "R" if !f.get(1).is_some_and(|m| m.starts_with("day ")) => j.runs += 1,
+            "R" => {}
             // mailshot itself starts a fresh line after a cut one; skip the blank.
             "" => {}
             k @ ("I" | "S" | "D" | "F" | "X") if f.len() >= 5 => j.lines.push(JournalLine {
