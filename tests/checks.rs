@@ -48,32 +48,45 @@ fn known_override_id_is_accepted() {
     );
 }
 
+/// Two `[[smtp]]` relays with their own `sending_ips`: a (192.0.2.25 and .26) and b
+/// (198.51.100.7).
+const TWO_RELAYS: &str = "[[smtp]]\nname = \"a\"\nhost = \"127.0.0.1\"\nport = 2525\ntls = \"none\"\nsending_ips = [\"192.0.2.25\", \"192.0.2.26\"]\n\n[[smtp]]\nname = \"b\"\nhost = \"127.0.0.1\"\nport = 2526\ntls = \"none\"\nsending_ips = [\"198.51.100.7\"]\n";
+
+/// The two-relay campaign, its audit asking a knot that serves news.example.com with `records`
+/// (the server is returned to keep it up).
+fn two_relays_against(records: &str) -> (crate::util::dns::DnsServer, CampaignDir) {
+    let dns = crate::util::dns::DnsServer::start(&[("news.example.com", records)]);
+    let preflight = format!("[preflight]\nnameserver = \"{}\"\n", dns.nameserver());
+    let c = CampaignDir::new(&Spec {
+        preflight: &preflight,
+        tail: TWO_RELAYS,
+        ..Spec::default()
+    });
+    (dns, c)
+}
+
+/// `check --format json`: the exit code and the audit.
+fn check_json(c: &CampaignDir) -> (Option<i32>, serde_json::Value) {
+    let out = run(&["check", "--format", "json", c.toml_str()], &[]);
+    let json = serde_json::from_str(&crate::util::stdout(&out))
+        .unwrap_or_else(|e| panic!("no JSON ({e}): {}", stderr(&out)));
+    (out.status.code(), json)
+}
+
 /// Two relays, each with its own `sending_ips`, and a real knot serving the envelope domain,
 /// whose SPF record authorizes relay a's network only. `check` gives one `spf.relay` finding
 /// per relay, naming it and its addresses: a passes, b fails and alone blocks (exit 1), and
 /// the bulk checklist's SPF row takes the worst relay's verdict.
 #[test]
 fn each_relay_gets_its_own_spf_verdict() {
-    use crate::util::dns::DnsServer;
-    use crate::util::stdout;
-
     let keys = CampaignDir::new(&Spec::default());
     let records = format!(
         "@ IN TXT \"v=spf1 ip4:192.0.2.0/24 -all\"\n@ IN MX 10 mx\nmx IN A 192.0.2.25\n_dmarc IN TXT \"v=DMARC1; p=reject; rua=mailto:dmarc@news.example.com\"\n{}",
         std::fs::read_to_string(&keys.zone).unwrap()
     );
-    let dns = DnsServer::start(&[("news.example.com", &records)]);
-    let preflight = format!("[preflight]\nnameserver = \"{}\"\n", dns.nameserver());
-    let tail = "[[smtp]]\nname = \"a\"\nhost = \"127.0.0.1\"\nport = 2525\ntls = \"none\"\nsending_ips = [\"192.0.2.25\", \"192.0.2.26\"]\n\n[[smtp]]\nname = \"b\"\nhost = \"127.0.0.1\"\nport = 2526\ntls = \"none\"\nsending_ips = [\"198.51.100.7\"]\n";
-    let c = CampaignDir::new(&Spec {
-        preflight: &preflight,
-        tail,
-        ..Spec::default()
-    });
-
-    let out = run(&["check", "--format", "json", c.toml_str()], &[]);
-    assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
-    let json: serde_json::Value = serde_json::from_str(&stdout(&out)).unwrap();
+    let (_dns, c) = two_relays_against(&records);
+    let (code, json) = check_json(&c);
+    assert_eq!(code, Some(1), "{json:#}");
     let findings = json["findings"].as_array().unwrap();
     let of = |id: &str| -> Vec<(String, String, String)> {
         findings
@@ -118,7 +131,7 @@ fn each_relay_gets_its_own_spf_verdict() {
     // The human audit names the relay that blocks, and the fix authorizes its address.
     let human = run(&["check", c.toml_str()], &[]);
     assert_eq!(human.status.code(), Some(1));
-    let text = stdout(&human);
+    let text = crate::util::stdout(&human);
     assert!(text.contains("relay b sends from 198.51.100.7"), "{text}");
     assert!(
         text.contains("\"v=spf1 ip4:192.0.2.0/24 ip4:198.51.100.7 -all\""),
@@ -130,14 +143,7 @@ fn each_relay_gets_its_own_spf_verdict() {
         "ip4:192.0.2.0/24 -all",
         "ip4:192.0.2.0/24 ip4:198.51.100.7 -all",
     );
-    let dns = DnsServer::start(&[("news.example.com", &fixed)]);
-    let preflight = format!("[preflight]\nnameserver = \"{}\"\n", dns.nameserver());
-    let c = CampaignDir::new(&Spec {
-        preflight: &preflight,
-        tail,
-        ..Spec::default()
-    });
-    let out = run(&["check", "--format", "json", c.toml_str()], &[]);
-    let json: serde_json::Value = serde_json::from_str(&stdout(&out)).unwrap();
-    assert_eq!(out.status.code(), Some(0), "{json:#}");
+    let (_dns, c) = two_relays_against(&fixed);
+    let (code, json) = check_json(&c);
+    assert_eq!(code, Some(0), "{json:#}");
 }

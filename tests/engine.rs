@@ -304,6 +304,15 @@ fn a_relay_killed_mid_run_loses_nothing_and_the_relay_column_adds_up() {
     a.kill();
 }
 
+/// `send` with the injected clock `n` days after the harness's fixed time.
+fn send_on_day(c: &CampaignDir, n: u64) -> std::process::Output {
+    let day = crate::util::FIXED_TIME.parse::<u64>().unwrap() + n * 86_400;
+    run(
+        &["send", "--quiet", c.toml_str()],
+        &[("MAILSHOT_FIXED_TIME", &day.to_string())],
+    )
+}
+
 /// `per_day = 5` over 12 recipients: the first run sends 5 and stops cleanly (exit 3, saying
 /// when the next allowance starts); another run the same day sends nothing; runs on the next
 /// two days (the injected clock moved on) send 5 and the last 2.
@@ -314,13 +323,7 @@ fn per_day_stops_a_run_and_the_next_day_continues() {
         .recipients(&all)
         .toml("[limits]\nper_day = 5\nconcurrency = 2\n")
         .smtp(Mode::Plain);
-    let day = |n: u64| (crate::util::FIXED_TIME.parse::<u64>().unwrap() + n * 86_400).to_string();
-    let send = |n: u64| {
-        run(
-            &["send", "--quiet", c.toml_str()],
-            &[("MAILSHOT_FIXED_TIME", &day(n))],
-        )
-    };
+    let send = |n: u64| send_on_day(&c, n);
 
     let out = send(0);
     assert_eq!(out.status.code(), Some(3));
@@ -388,4 +391,29 @@ fn a_domain_limit_paces_that_domain_only() {
         .filter(|r| r.rcpt_tos[0].ends_with("@example.com"))
         .count();
     assert!(between > 0, "example.com waited for example.org");
+}
+
+/// `per_day = 5` with a pace (10 a second) and three senders, so that senders wait for their
+/// pacing slot while the cap is reached: the day's slots are taken as messages start, after
+/// the wait, so the cap is met exactly (5 stored, 7 not attempted), not cut short by the
+/// stop cancelling senders that held a slot while they waited. The next day sends 5 more.
+#[test]
+fn per_day_with_a_pace_sends_exactly_the_cap() {
+    let all = numbered(12);
+    let (server, c) = Scenario::new()
+        .recipients(&all)
+        .toml("[limits]\nper_day = 5\nper_second = 10\nconcurrency = 3\n")
+        .smtp(Mode::Plain);
+    let send = |n: u64| send_on_day(&c, n);
+    let out = send(0);
+    assert_eq!(out.status.code(), Some(3), "{}", stderr(&out));
+    assert_eq!(server.received().len(), 5);
+    assert_eq!(
+        report_counts(&c.report("report.csv")),
+        BTreeMap::from([("not-attempted".into(), 7), ("sent".into(), 5)])
+    );
+    assert_eq!(send(1).status.code(), Some(3));
+    assert_eq!(server.received().len(), 10);
+    let journal = read_journal(&c);
+    assert_eq!(journal.runs, 2);
 }

@@ -22,10 +22,11 @@
 //! pace: nothing waits for 00:00, so nothing bursts at 00:00; the messages go on at the
 //! even pace of `rate.rs` and `[limits.domains]`.
 //!
-//! A message counts on the day its slot was taken (before its pacing wait). The journal
-//! credits a message to the day its `S` line was written, so up to `concurrency` messages in
-//! flight at midnight (and retries of earlier days' recipients) may count on the new day when
-//! a later run reads the journal: the error is always toward sending less.
+//! A message takes its slot as it starts, after its pacing wait, so it counts on the day it
+//! goes out, and the stop at the cap cancels no sender that held a slot. The journal credits
+//! a message to the day its `S` line was written, so up to `concurrency` messages in flight
+//! at midnight (and retries of earlier days' recipients) may count on the new day when a
+//! later run reads the journal: the error is always toward sending less.
 
 use std::collections::HashMap;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};

@@ -99,9 +99,6 @@ impl Sender {
             self.work.retry_at(w, later(wait));
             return true;
         }
-        if w.attempts == 0 && !self.abort.is_set() {
-            self.take_day_slot();
-        }
         match self.attempt(&w).await {
             Attempt::Settled(o) => {
                 self.work.settled();
@@ -127,25 +124,31 @@ impl Sender {
     }
 
     /// A fresh recipient takes one of today's `per_day` slots (its retries do not); with
-    /// none left the run stops cleanly, and this recipient is reported not attempted. The
-    /// first slot of a UTC day that began during the run marks the journal (under the cap's
-    /// lock, so before any of that day's lines): a later run then counts what follows on the
-    /// new day.
-    fn take_day_slot(&self) {
-        let Some(cap) = &self.day_cap else { return };
+    /// none left (false) the run stops cleanly, and this recipient is reported not attempted.
+    /// The first slot of a UTC day that began during the run marks the journal (under the
+    /// cap's lock, so before any of that day's lines): a later run then counts what follows
+    /// on the new day.
+    fn take_day_slot(&self) -> bool {
+        let Some(cap) = &self.day_cap else {
+            return true;
+        };
         let mut cap = cap.lock().unwrap_or_else(|e| e.into_inner());
         let now = self.clock.now();
         match cap.take(now) {
-            Slot::Taken => {}
+            Slot::Taken => true,
             Slot::FirstOfDay => {
                 if let Some(j) = &self.journal {
                     j.day_turned(now);
                 }
+                true
             }
-            Slot::Full => self.abort.trip(Stop::DayCap {
-                cap: cap.cap,
-                resets_at: cap.resets_at(),
-            }),
+            Slot::Full => {
+                self.abort.trip(Stop::DayCap {
+                    cap: cap.cap,
+                    resets_at: cap.resets_at(),
+                });
+                false
+            }
         }
     }
 
@@ -180,6 +183,17 @@ impl Sender {
         // journaled: the recipient stays unsettled, so a later run checks the list again.
         if let Some(why) = self.suppression.check(&address) {
             return Attempt::Settled(self.outcome(msg, Status::Suppressed, None, why));
+        }
+        // The day's slot is taken as the message starts, after its pacing wait: it counts on
+        // the day it goes out, and no sender holds a slot while it waits, so the cap's stop
+        // cancels nobody who had one.
+        if w.attempts == 0 && !self.take_day_slot() {
+            return Attempt::Settled(self.outcome(
+                msg,
+                Status::NotAttempted,
+                None,
+                NOT_ATTEMPTED.into(),
+            ));
         }
         // Queued now; synced when the transport asks, after DATA: see Transport::send.
         let recorded = self.journal.as_ref().map(|j| j.in_flight(row, &address));
