@@ -19,11 +19,11 @@ pub mod render;
 pub mod spf;
 pub mod tls;
 
+use std::net::IpAddr;
+
 use crate::config::{Campaign, TransportConfig};
 use crate::dns::Dns;
 use crate::message::dkim::DkimKeyPair;
-use std::net::IpAddr;
-
 use spf::{Relay, RelayIps};
 
 pub use finding::{Audit, Check, Finding, Group, Severity};
