@@ -729,3 +729,42 @@ fn reverse_dns_asks_the_named_nameserver_only() {
     assert_eq!(two["severity"], "pass", "{two:#}");
     assert_eq!(two["message"], "127.0.0.2 -> localhost. -> 127.0.0.2");
 }
+
+/// A name only this machine's hosts file knows (not `localhost`, which RFC 6761 covers
+/// above), if it has one: Debian writes the host's own name there.
+fn name_only_in_hosts_file() -> Option<String> {
+    let hosts = std::fs::read_to_string("/etc/hosts").ok()?;
+    hosts
+        .lines()
+        .map(|l| l.split('#').next().unwrap_or_default())
+        .flat_map(|l| l.split_whitespace().skip(1).map(str::to_ascii_lowercase))
+        .find(|n| {
+            let n = n.trim_end_matches('.');
+            n != "localhost" && !n.ends_with(".localhost") && !n.starts_with("ip6-")
+        })
+}
+
+/// The way back from a PTR name that only the hosts file knows is asked of the nameserver,
+/// which refuses it (it serves no such zone): unknown, not an answer from the hosts file.
+#[test]
+fn a_name_in_the_hosts_file_is_not_resolved_with_a_named_nameserver() {
+    let Some(name) = name_only_in_hosts_file() else {
+        eprintln!("skipped: /etc/hosts names nothing but localhost here");
+        return;
+    };
+    let dns = DnsServer::start(&[
+        (ORIGIN, &zone(GOOD, true)),
+        ("2.0.192.in-addr.arpa", &format!("25 IN PTR {name}.\n")),
+    ]);
+    let (_, j) = audit(&campaign(&dns));
+    let ptr: Vec<&Value> = j["findings"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|f| f["id"] == "dns.fcrdns")
+        .collect();
+    assert_eq!(ptr.len(), 1, "{j:#}");
+    assert_eq!(ptr[0]["severity"], "temperror", "{name}: {:#}", ptr[0]);
+    let message = ptr[0]["message"].as_str().unwrap();
+    assert!(message.contains("resolving it back failed"), "{message}");
+}

@@ -543,6 +543,22 @@ s1._domainkey IN TXT ( "v=DKIM1; k=rsa; "
     }
 
     #[test]
+    fn rfc_6761_names_are_special_use() {
+        let name = |n: &str| Name::from_ascii(n).unwrap();
+        assert!(special_use(&name("localhost.")));
+        assert!(special_use(&name("mx.LOCALHOST.")));
+        assert!(special_use(&Name::from(IpAddr::V4(Ipv4Addr::new(
+            127, 0, 0, 2
+        )))));
+        assert!(special_use(&Name::from(IpAddr::V6(Ipv6Addr::LOCALHOST))));
+        assert!(!special_use(&name("notlocalhost.")));
+        assert!(!special_use(&name("news.example.com.")));
+        assert!(!special_use(&Name::from(IpAddr::V4(Ipv4Addr::new(
+            192, 0, 2, 25
+        )))));
+    }
+
+    #[test]
     fn nameserver_syntax() {
         assert!(
             matches!(Source::nameserver("127.0.0.1:5353"), Ok(Source::Nameserver(a)) if a.port() == 5353)

@@ -186,27 +186,28 @@ impl Assembler {
 
     /// Renders, builds and signs one message.
     pub fn assemble(&self, r: Recipient) -> Result<Prepared, RowError> {
-        self.assemble_with(r, Signer::sign)
+        self.assemble_with(r, false)
     }
 
     /// [`assemble`](Self::assemble) for the audit's sample message: signed with the keys
     /// mailshot signs with, leaving out any it refuses (the audit reports those).
     pub fn assemble_sample(&self, r: Recipient) -> Result<Prepared, RowError> {
-        self.assemble_with(r, Signer::sign_usable)
+        self.assemble_with(r, true)
     }
 
-    fn assemble_with(
-        &self,
-        r: Recipient,
-        sign: fn(&Signer, &[u8], u64) -> Result<Vec<u8>, SignError>,
-    ) -> Result<Prepared, RowError> {
+    /// `usable_only`: sign with only the keys mailshot signs with (the audit's sample).
+    fn assemble_with(&self, r: Recipient, usable_only: bool) -> Result<Prepared, RowError> {
         let links = self.links(&r);
         let rendered = self
             .templates
             .render(self.data(&r, links.as_ref())?, &self.columns)?;
         let now = self.clock.unix();
         let unsigned = self.composer.compose(&r, &rendered, links.as_ref(), now)?;
-        let bytes = sign(&self.signer, &unsigned, now)?;
+        let bytes = if usable_only {
+            self.signer.sign_usable(&unsigned, now)?
+        } else {
+            self.signer.sign(&unsigned, now)?
+        };
         Ok(Prepared {
             message_id: self.composer.message_id(&r.address),
             recipient: r,
