@@ -87,7 +87,13 @@ async fn key_record(dns: &Dns, key: &DkimKeyPair) -> (Vec<Finding>, Option<(Stri
     let f = |id: Check, sev: Severity, msg: String| Finding::new(id, sev, &subject, msg);
     out.push(strength(key, &subject));
     let want = txt_value(key.public().k(), key.public().p());
-    let fix_record = format!("publish {name}. TXT \"{want}\" (split into 255-character strings)");
+    // A refused key's record is no use to publish: the fix is its replacement's.
+    let fix_record = match key.refused() {
+        Some(_) => format!(
+            "replace the key first (see dkim.key-strength), then publish at {name} the record `mailshot dkim keygen` prints for the new one"
+        ),
+        None => format!("publish {name}. TXT \"{want}\" (split into 255-character strings)"),
+    };
     let txts = match dns.txt(&name).await {
         Ok(t) => t,
         Err(e) => {
