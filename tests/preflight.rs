@@ -4,7 +4,7 @@
 use serde_json::Value;
 
 use crate::util::dns::DnsServer;
-use crate::util::{CampaignDir, Spec, b64, public_der, run, stdout};
+use crate::util::{CampaignDir, Spec, b64, public_der, run, stderr, stdout};
 
 const ORIGIN: &str = "news.example.com";
 
@@ -510,4 +510,261 @@ fn spf_and_dmarc_verdicts_agree_with_checkdmarc() {
             assert_sev(&ours, "dmarc.policy", policy);
         }
     }
+}
+
+/// A fresh RSA private key of `bits` in `dir`, as openssl writes it: PKCS#8, or PKCS#1
+/// (`BEGIN RSA PRIVATE KEY`) with `traditional`.
+fn openssl_private(dir: &std::path::Path, bits: u32, traditional: bool) -> std::path::PathBuf {
+    let key = dir.join(format!("rsa{bits}.pem"));
+    let mut cmd = std::process::Command::new("openssl");
+    if traditional {
+        cmd.args(["genrsa", "-traditional", "-out"])
+            .arg(&key)
+            .arg(bits.to_string());
+    } else {
+        cmd.args(["genpkey", "-algorithm", "RSA", "-pkeyopt"])
+            .arg(format!("rsa_keygen_bits:{bits}"))
+            .arg("-out")
+            .arg(&key);
+    }
+    let out = cmd.output().unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    key
+}
+
+/// The campaign with its RSA key (selector s2026r) replaced by a new RSA-`bits` key, and a
+/// server publishing GOOD with that key's record and the real Ed25519 one.
+fn weak_key_campaign(bits: u32, traditional: bool) -> (DnsServer, CampaignDir) {
+    let tmp = tempfile::tempdir().unwrap();
+    let key = openssl_private(tmp.path(), bits, traditional);
+    let value = format!("v=DKIM1; k=rsa; p={}", b64(&public_der(&key)));
+    let dns = DnsServer::start(&[(ORIGIN, &dkim_case(&value))]);
+    let c = campaign(&dns);
+    std::fs::copy(&key, c.path().join("keys/s2026r.pem")).unwrap();
+    (dns, c)
+}
+
+/// The one finding with `id` and `severity`.
+fn finding<'a>(json: &'a Value, id: &str, severity: &str) -> &'a Value {
+    let found: Vec<&Value> = json["findings"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|f| f["id"] == id && f["severity"] == severity)
+        .collect();
+    assert_eq!(found.len(), 1, "one {severity} {id}\n{json:#}");
+    found[0]
+}
+
+/// A configured RSA-1024 key whose record is published is a finding with its fix, not a
+/// reason to stop: the rest of the audit runs (with the key's public half) and `check` exits
+/// 1. `send` refuses it, even when told to override it, and writes nothing.
+#[test]
+fn a_weak_configured_key_is_a_finding_and_send_refuses_it() {
+    let (_dns, c) = weak_key_campaign(1024, false);
+    let (code, j) = audit(&c);
+    assert_eq!(code, Some(1), "{j:#}");
+    let weak = finding(&j, "dkim.key-strength", "fail");
+    assert_eq!(weak["subject"], "s=s2026r d=news.example.com");
+    let message = weak["message"].as_str().unwrap();
+    assert!(message.contains("RSA-1024"), "{message}");
+    assert!(
+        message.contains("RFC 8301") && message.contains("Gmail"),
+        "{message}"
+    );
+    let fix = weak["fix"].as_str().unwrap();
+    assert!(
+        fix.starts_with("mailshot dkim keygen --domain news.example.com --selector s2026r"),
+        "{fix}"
+    );
+    // The Ed25519 key is one mailshot signs with.
+    finding(&j, "dkim.key-strength", "pass");
+    // The published record is the weak key's public half, as mailshot derived it.
+    assert_eq!(sev(&j, "dkim.key-mismatch"), Vec::<String>::new(), "{j:#}");
+    assert_eq!(sev(&j, "dkim.key-match"), ["pass", "pass"], "{j:#}");
+    // The rest of the audit ran.
+    for (id, want) in [
+        ("spf.record", "pass"),
+        ("spf.relay", "pass"),
+        ("dmarc.record", "pass"),
+        ("dmarc.policy", "pass"),
+        ("tls.relay", "info"),
+        ("bulk.dkim", "fail"),
+    ] {
+        assert_sev(&j, id, want);
+    }
+    // The human report says the same.
+    let human = run(&["check", c.toml_str()], &[]);
+    assert_eq!(human.status.code(), Some(1));
+    let text = stdout(&human);
+    assert!(
+        text.contains("dkim.key-strength")
+            && text.contains("mailshot dkim keygen --domain news.example.com --selector s2026r"),
+        "{text}"
+    );
+
+    for args in [
+        vec!["send", c.toml_str()],
+        vec!["send", "--override", "dkim.key-strength", c.toml_str()],
+    ] {
+        let out = run(&args, &[]);
+        assert_eq!(out.status.code(), Some(2), "{args:?}: {}", stdout(&out));
+        let err = stderr(&out);
+        assert!(
+            err.contains("not sending") && err.contains("dkim.key-strength"),
+            "{err}"
+        );
+        assert!(
+            c.eml_files("outbox").is_empty(),
+            "{args:?}: nothing may be written"
+        );
+    }
+    let out = run(
+        &["send", "--override", "dkim.key-strength", c.toml_str()],
+        &[],
+    );
+    assert!(stderr(&out).contains("--override dkim.key-strength is ignored"));
+}
+
+/// The same for a PKCS#1 (`BEGIN RSA PRIVATE KEY`) key under 1024 bits: receivers must not
+/// accept it at all, and the finding says so.
+#[test]
+fn a_pkcs1_key_under_1024_bits_is_a_finding_too() {
+    let (_dns, c) = weak_key_campaign(768, true);
+    let (code, j) = audit(&c);
+    assert_eq!(code, Some(1), "{j:#}");
+    let weak = finding(&j, "dkim.key-strength", "fail");
+    let message = weak["message"].as_str().unwrap();
+    assert!(
+        message.contains("RSA-768") && message.contains("must not accept"),
+        "{message}"
+    );
+    assert_eq!(sev(&j, "dkim.key-match"), ["pass", "pass"], "{j:#}");
+}
+
+/// A SERVFAIL on one selector's record: a temperror in the record and key-match findings
+/// and in the bulk checklist's DKIM row, and nowhere a fix asking to publish a record.
+#[test]
+fn servfail_on_a_selector_is_a_temperror_in_what_derives_from_it() {
+    let keys = CampaignDir::new(&Spec::default());
+    let ed: String = std::fs::read_to_string(&keys.zone)
+        .unwrap()
+        .lines()
+        .filter(|l| l.starts_with("s2026e."))
+        .collect();
+    let dns = DnsServer::start_with_broken(
+        &[(ORIGIN, &format!("{GOOD}{ed}\n"))],
+        &["s2026r._domainkey.news.example.com"],
+    );
+    let (code, j) = audit(&campaign(&dns));
+    assert_eq!(code, Some(1), "{j:#}");
+    let selector = "s=s2026r d=news.example.com";
+    for id in ["dkim.record", "dkim.key-match"] {
+        let of_selector: Vec<&Value> = j["findings"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|f| f["id"] == id && f["subject"] == selector)
+            .collect();
+        assert_eq!(of_selector.len(), 1, "{id}\n{j:#}");
+        assert_eq!(of_selector[0]["severity"], "temperror", "{id}\n{j:#}");
+    }
+    assert_eq!(sev(&j, "bulk.dkim"), ["temperror"], "{j:#}");
+    // The other selector is still checked.
+    assert_sev(&j, "dkim.verify", "pass");
+    for f in j["findings"].as_array().unwrap() {
+        let derived = f["group"] == "dkim" || f["id"] == "bulk.dkim";
+        let fix = f["fix"].as_str().unwrap_or_default();
+        assert!(
+            !(derived && fix.contains("publish")),
+            "a temperror must not ask to publish: {f:#}"
+        );
+        assert!(f["id"] != "dkim.record" || f["severity"] != "fail", "{f:#}");
+    }
+}
+
+/// One resolver: with a named nameserver, reverse DNS and the way back are asked of it, and
+/// neither this machine's hosts file nor the resolver library's built-in `localhost` answers
+/// (RFC 6761) take part. The server has no PTR for 127.0.0.1; it has one for 127.0.0.2
+/// naming `localhost.`, and a `localhost` zone whose A record is 127.0.0.2, so only an answer
+/// from the server confirms it.
+#[test]
+fn reverse_dns_asks_the_named_nameserver_only() {
+    let dns = DnsServer::start(&[
+        (ORIGIN, &zone(GOOD, true)),
+        ("0.0.127.in-addr.arpa", "2 IN PTR localhost.\n"),
+        ("localhost", "@ IN A 127.0.0.2\n"),
+    ]);
+    let preflight = format!(
+        "[preflight]\nnameserver = \"{}\"\nsending_ips = [\"127.0.0.1\", \"127.0.0.2\"]\n",
+        dns.nameserver()
+    );
+    let c = CampaignDir::new(&Spec {
+        preflight: &preflight,
+        ..Spec::default()
+    });
+    let (_, j) = audit(&c);
+    let fcrdns = |ip: &str| -> Value {
+        let of: Vec<&Value> = j["findings"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|f| f["id"] == "dns.fcrdns" && f["subject"] == ip)
+            .collect();
+        assert_eq!(of.len(), 1, "{ip}\n{j:#}");
+        of[0].clone()
+    };
+    let one = fcrdns("127.0.0.1");
+    assert_eq!(one["severity"], "warn", "{one:#}");
+    let message = one["message"].as_str().unwrap();
+    assert!(
+        message.contains("no PTR") && !message.contains("localhost"),
+        "{message}"
+    );
+    let two = fcrdns("127.0.0.2");
+    assert_eq!(two["severity"], "pass", "{two:#}");
+    assert_eq!(two["message"], "127.0.0.2 -> localhost. -> 127.0.0.2");
+}
+
+/// A name only this machine's hosts file knows (not `localhost`, which RFC 6761 covers
+/// above), if it has one: Debian writes the host's own name there.
+fn name_only_in_hosts_file() -> Option<String> {
+    let hosts = std::fs::read_to_string("/etc/hosts").ok()?;
+    hosts
+        .lines()
+        .map(|l| l.split('#').next().unwrap_or_default())
+        .flat_map(|l| l.split_whitespace().skip(1).map(str::to_ascii_lowercase))
+        .find(|n| {
+            let n = n.trim_end_matches('.');
+            n != "localhost" && !n.ends_with(".localhost") && !n.starts_with("ip6-")
+        })
+}
+
+/// The way back from a PTR name that only the hosts file knows is asked of the nameserver,
+/// which refuses it (it serves no such zone): unknown, not an answer from the hosts file.
+#[test]
+fn a_name_in_the_hosts_file_is_not_resolved_with_a_named_nameserver() {
+    let Some(name) = name_only_in_hosts_file() else {
+        eprintln!("skipped: /etc/hosts names nothing but localhost here");
+        return;
+    };
+    let dns = DnsServer::start(&[
+        (ORIGIN, &zone(GOOD, true)),
+        ("2.0.192.in-addr.arpa", &format!("25 IN PTR {name}.\n")),
+    ]);
+    let (_, j) = audit(&campaign(&dns));
+    let ptr: Vec<&Value> = j["findings"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|f| f["id"] == "dns.fcrdns")
+        .collect();
+    assert_eq!(ptr.len(), 1, "{j:#}");
+    assert_eq!(ptr[0]["severity"], "temperror", "{name}: {:#}", ptr[0]);
+    let message = ptr[0]["message"].as_str().unwrap();
+    assert!(message.contains("resolving it back failed"), "{message}");
 }

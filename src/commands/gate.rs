@@ -11,7 +11,7 @@ use anyhow::Context;
 use crate::cli::{DnsArgs, Format};
 use crate::clock::Clock;
 use crate::commands::{self, Loaded};
-use crate::preflight::{Audit, Severity, render};
+use crate::preflight::{Audit, Check, Severity, render};
 
 /// Who is asking, which decides what is shown.
 pub enum Show {
@@ -46,6 +46,7 @@ pub async fn gate(
             return Ok(None);
         }
     }
+    let overrides = &honoured(overrides);
     // The preflight: blocking findings stop the run unless each is overridden by id.
     let dns = commands::dns(&loaded.campaign, dns_args)?;
     let audit = commands::audit(loaded, &dns, clock, true).await?;
@@ -94,6 +95,23 @@ pub async fn gate(
         }
     }
     Ok(passes.then_some(audit))
+}
+
+/// The overrides that can take effect. `dkim.key-strength` is not one: it reports a key
+/// mailshot will not sign with, so letting the run through would only fail at the first
+/// message (or send it unsigned); the gate keeps blocking, and says why.
+fn honoured(overrides: &[String]) -> Vec<String> {
+    let strength = Check::DkimKeyStrength.id();
+    if overrides.iter().any(|o| o == strength) {
+        eprintln!(
+            "mailshot: --override {strength} is ignored: mailshot does not sign with a key it refuses; replace the key (see the finding's fix)"
+        );
+    }
+    overrides
+        .iter()
+        .filter(|o| *o != strength)
+        .cloned()
+        .collect()
 }
 
 /// The rows' tally, the problems found (the first ones), and the content lint.

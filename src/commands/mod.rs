@@ -146,7 +146,8 @@ pub async fn audit(
         .iter()
         .any(|f| f.id == "lint.no-visible-unsubscribe");
     let unsubscribe_url = loaded.assembler.unsubscribe_url(&first);
-    let sample = loaded.assembler.assemble(first)?;
+    // A configured key mailshot refuses is a finding of the audit, not a reason to stop it.
+    let sample = loaded.assembler.assemble_sample(first)?;
     let inputs = Inputs {
         recipients: loaded.survey.valid,
         campaign: &loaded.campaign,

@@ -2,6 +2,10 @@
 //! overlay (records the user is about to publish), behind a cache that asks for each name and
 //! type once per run even when several checks want it at the same time.
 //!
+//! One resolver: every lookup of a command, PTR and the forward half of FCrDNS included, goes
+//! through the source chosen here. With a named nameserver nothing reads the machine's hosts
+//! file.
+//!
 //! Answers are values: records, or none (NXDOMAIN and NODATA alike: what RFC 7208 calls a
 //! void lookup). Anything else (SERVFAIL, REFUSED, a timeout) is a [`TempError`], which the
 //! checks report as `temperror` and never as a pass.
@@ -12,11 +16,16 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use hickory_resolver::TokioResolver;
-use hickory_resolver::config::{ConnectionConfig, NameServerConfig, ResolverConfig, ResolverOpts};
+use futures_util::StreamExt;
+use hickory_resolver::config::{
+    ConnectionConfig, NameServerConfig, ResolveHosts, ResolverConfig, ResolverOpts,
+};
+use hickory_resolver::net::DnsHandle;
 use hickory_resolver::net::runtime::TokioRuntimeProvider;
 use hickory_resolver::net::{DnsError, NetError};
+use hickory_resolver::proto::op::{DnsRequestOptions, Query, ResponseCode};
 use hickory_resolver::proto::rr::{Name, RData, RecordType};
+use hickory_resolver::{NameServerPool, PoolContext, TlsConfig, TokioResolver};
 use tokio::sync::OnceCell;
 
 pub mod zone;
@@ -86,7 +95,12 @@ pub enum DnsSetupError {
 
 /// Where answers come from.
 pub enum Upstream {
-    Resolver(Box<TokioResolver>),
+    /// The resolver, and for a named nameserver a direct line to it for the names the
+    /// resolver would otherwise answer itself (see [`special_use`]).
+    Resolver(
+        Box<TokioResolver>,
+        Option<Box<NameServerPool<TokioRuntimeProvider>>>,
+    ),
     /// No DNS at all: every name outside the overlay is a temperror. For tests and for
     /// auditing planned records on a machine without network.
     Offline,
@@ -219,12 +233,15 @@ impl Dns {
                 let (config, sys_opts) = hickory_resolver::system_conf::read_system_conf()
                     .map_err(|e| DnsSetupError::System(e.to_string()))?;
                 opts.ndots = sys_opts.ndots;
-                Upstream::Resolver(Box::new(
-                    TokioResolver::builder_with_config(config, TokioRuntimeProvider::default())
-                        .with_options(opts)
-                        .build()
-                        .map_err(|e| DnsSetupError::System(e.to_string()))?,
-                ))
+                Upstream::Resolver(
+                    Box::new(
+                        TokioResolver::builder_with_config(config, TokioRuntimeProvider::default())
+                            .with_options(opts)
+                            .build()
+                            .map_err(|e| DnsSetupError::System(e.to_string()))?,
+                    ),
+                    None,
+                )
             }
             Source::Nameserver(addr) => {
                 let mut udp = ConnectionConfig::udp();
@@ -232,15 +249,28 @@ impl Dns {
                 let mut tcp = ConnectionConfig::tcp();
                 tcp.port = addr.port();
                 let ns = NameServerConfig::new(addr.ip(), true, vec![udp, tcp]);
-                Upstream::Resolver(Box::new(
-                    TokioResolver::builder_with_config(
-                        ResolverConfig::from_name_servers(vec![ns]),
-                        TokioRuntimeProvider::default(),
-                    )
-                    .with_options(opts)
-                    .build()
-                    .map_err(|e| DnsSetupError::System(e.to_string()))?,
-                ))
+                // The named server answers everything, reverse lookups included: this
+                // machine's hosts file (localhost, a test box's own name) is not the
+                // domain's DNS, and hickory reads it by default.
+                opts.use_hosts_file = ResolveHosts::Never;
+                let tls = TlsConfig::new().map_err(|e| DnsSetupError::System(e.to_string()))?;
+                let direct = NameServerPool::from_config(
+                    [ns.clone()],
+                    Arc::new(PoolContext::new(opts.clone(), tls)),
+                    TokioRuntimeProvider::default(),
+                );
+                Upstream::Resolver(
+                    Box::new(
+                        TokioResolver::builder_with_config(
+                            ResolverConfig::from_name_servers(vec![ns]),
+                            TokioRuntimeProvider::default(),
+                        )
+                        .with_options(opts)
+                        .build()
+                        .map_err(|e| DnsSetupError::System(e.to_string()))?,
+                    ),
+                    Some(Box::new(direct)),
+                )
             }
         };
         Ok(Dns {
@@ -306,19 +336,27 @@ impl Dns {
                 None => {}
             }
         }
-        let resolver = match &self.inner.upstream {
-            Upstream::Resolver(r) => r,
+        let answers = match &self.inner.upstream {
+            Upstream::Resolver(_, Some(direct)) if special_use(&qname) => {
+                direct_lookup(direct, qname, kind).await
+            }
+            Upstream::Resolver(resolver, _) => {
+                match resolver.lookup(qname, kind.record_type()).await {
+                    Ok(l) => Ok(l.answers().to_vec()),
+                    Err(e) => Err(e),
+                }
+            }
             Upstream::Offline => {
                 return Err(temp("outside the zone overlay, and DNS is off".into()));
             }
         };
-        let lookup = match resolver.lookup(qname, kind.record_type()).await {
-            Ok(l) => l,
+        let answers = match answers {
+            Ok(a) => a,
             Err(NetError::Dns(DnsError::NoRecordsFound(_))) => return Ok(Vec::new()),
             Err(e) => return Err(temp(e.to_string())),
         };
         let mut out = Vec::new();
-        for r in lookup.answers() {
+        for r in &answers {
             let rr = match (&r.data, kind) {
                 (RData::TXT(t), Kind::Txt) => {
                     Rr::Txt(t.txt_data.iter().map(|s| s.to_vec()).collect())
@@ -399,6 +437,36 @@ impl Dns {
     }
 }
 
+/// Names hickory's resolver answers itself without asking anyone (RFC 6761: `localhost`
+/// and below, `127.in-addr.arpa` and `::1`'s reverse name). With a named nameserver they are
+/// asked of it like any other name: its zones, not a library's defaults, are the answer.
+fn special_use(name: &Name) -> bool {
+    let n = fqdn(name);
+    let under = |zone: &str| n == zone || n.ends_with(&format!(".{zone}"));
+    under("localhost.")
+        || under("127.in-addr.arpa.")
+        || *name == Name::from(IpAddr::V6(Ipv6Addr::LOCALHOST))
+}
+
+/// One question sent straight to the named nameserver: its answer section, an empty one for
+/// NXDOMAIN or NODATA, and an error for any other response code.
+async fn direct_lookup(
+    pool: &NameServerPool<TokioRuntimeProvider>,
+    name: Name,
+    kind: Kind,
+) -> Result<Vec<hickory_resolver::proto::rr::Record>, NetError> {
+    let query = Query::query(name, kind.record_type());
+    let response = pool
+        .lookup(query, DnsRequestOptions::default())
+        .next()
+        .await
+        .ok_or_else(|| NetError::from("no response"))??;
+    match response.response_code {
+        ResponseCode::NoError | ResponseCode::NXDomain => Ok(response.answers.clone()),
+        code => Err(NetError::from(format!("the nameserver answered {code}"))),
+    }
+}
+
 /// One TXT record.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Txt {
@@ -472,6 +540,22 @@ s1._domainkey IN TXT ( "v=DKIM1; k=rsa; "
         let (a, b) = tokio::join!(dns.txt("news.example.com"), dns.txt("NEWS.example.com."));
         assert_eq!(a.unwrap(), b.unwrap());
         assert_eq!(dns.queries(), 1);
+    }
+
+    #[test]
+    fn rfc_6761_names_are_special_use() {
+        let name = |n: &str| Name::from_ascii(n).unwrap();
+        assert!(special_use(&name("localhost.")));
+        assert!(special_use(&name("mx.LOCALHOST.")));
+        assert!(special_use(&Name::from(IpAddr::V4(Ipv4Addr::new(
+            127, 0, 0, 2
+        )))));
+        assert!(special_use(&Name::from(IpAddr::V6(Ipv6Addr::LOCALHOST))));
+        assert!(!special_use(&name("notlocalhost.")));
+        assert!(!special_use(&name("news.example.com.")));
+        assert!(!special_use(&Name::from(IpAddr::V4(Ipv4Addr::new(
+            192, 0, 2, 25
+        )))));
     }
 
     #[test]

@@ -1,5 +1,18 @@
 //! DKIM: private keys parsed once at start-up, and signing with an injected clock.
 //!
+//! Two kinds of bad key are kept apart on purpose:
+//! - A key file that cannot be read, is encrypted, is not PEM, or holds a key type DKIM has
+//!   no use for (EC) is a [`KeyError`]: the command stops before anything runs (`check` exits
+//!   2). Such a file is an unreadable part of the campaign, like an unreadable recipients
+//!   file: mailshot cannot tell which key the user meant, so there is no public half to hold
+//!   against DNS, and the fix is local (the path, the permissions, the format), not a fact
+//!   about the domain that an audit reports.
+//! - A well-formed RSA key under 2048 bits loads, with its public half, but is
+//!   [`Refused`]: mailshot does not sign with it. The audit reports it as a finding
+//!   (`dkim.key-strength`) beside everything else it can still check with the key's public
+//!   half (the record, the match), and signing with it is an error, so nothing is ever sent
+//!   with it or without its signature.
+//!
 //! mail-auth's `DkimSigner::sign` stamps `t=` from the system clock. We reuse its
 //! canonicalization and crypto (all public API) but set `t=` ourselves, so signatures are
 //! reproducible in tests and a preview signs exactly what `send` would.
@@ -102,10 +115,29 @@ impl PublicKey {
     }
 }
 
+/// The smallest RSA modulus mailshot signs with. RFC 8301 section 3.2: signers "SHOULD use
+/// RSA keys of at least 2048 bits"; verifiers must not accept keys under 1024 bits.
+pub const MIN_RSA_BITS: usize = 2048;
+
+/// A configured key that loaded but that mailshot will not sign with.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Refused {
+    /// The private key file, as configured.
+    pub path: PathBuf,
+    /// The RSA modulus size.
+    pub bits: usize,
+}
+
+/// Whether mailshot signs with a configured key.
+enum Signing {
+    Ready(DkimKey),
+    Refused(Refused),
+}
+
 /// One configured key with its signature template.
 pub struct DkimKeyPair {
     template: Signature,
-    key: DkimKey,
+    key: Signing,
     public: PublicKey,
 }
 
@@ -114,7 +146,10 @@ impl DkimKeyPair {
         let (key, public) = load_key(&cfg.private_key)?;
         let template = Signature {
             v: 1,
-            a: key.algorithm(),
+            a: match &key {
+                Signing::Ready(k) => k.algorithm(),
+                Signing::Refused(_) => mail_auth::common::crypto::Algorithm::RsaSha256,
+            },
             d: cfg.domain.clone(),
             s: cfg.selector.clone(),
             h: SIGNED_HEADERS.iter().map(|h| (*h).to_owned()).collect(),
@@ -141,6 +176,14 @@ impl DkimKeyPair {
         &self.public
     }
 
+    /// `Some` when mailshot will not sign with this key (the audit says why and how to fix).
+    pub fn refused(&self) -> Option<&Refused> {
+        match &self.key {
+            Signing::Ready(_) => None,
+            Signing::Refused(r) => Some(r),
+        }
+    }
+
     /// The `DKIM-Signature: ...\r\n` header for `message`, signed at `now` (unix seconds).
     /// Reuses the body hash in `bh` if another key computed it (every key here hashes the
     /// relaxed body with SHA-256), or leaves its own there for the next key.
@@ -150,24 +193,34 @@ impl DkimKeyPair {
         now: u64,
         bh: &mut Option<Vec<u8>>,
     ) -> Result<String, SignError> {
+        let error = |detail: String| SignError {
+            domain: self.template.d.clone(),
+            selector: self.template.s.clone(),
+            detail,
+        };
+        let key = match &self.key {
+            Signing::Ready(k) => k,
+            Signing::Refused(r) => {
+                return Err(error(format!(
+                    "mailshot does not sign with {} (RSA-{}, under {MIN_RSA_BITS} bits); `mailshot check` gives the fix",
+                    r.path.display(),
+                    r.bits
+                )));
+            }
+        };
         let (_, headers, signed, body) = self.template.canonicalize(Fields::new(message));
         let mut sig = self.template.clone();
         sig.bh = bh
-            .get_or_insert_with(|| self.key.hash(body).as_ref().to_vec())
+            .get_or_insert_with(|| key.hash(body).as_ref().to_vec())
             .clone();
         sig.t = now;
         sig.h = signed;
-        let b = self
-            .key
+        let b = key
             .sign(Signable {
                 headers,
                 signature: &sig,
             })
-            .map_err(|e| SignError {
-                domain: sig.d.clone(),
-                selector: sig.s.clone(),
-                detail: e.to_string(),
-            })?;
+            .map_err(|e| error(e.to_string()))?;
         sig.b = b;
         Ok(sig.to_header())
     }
@@ -256,15 +309,34 @@ impl Signer {
         })
     }
 
-    /// Returns the signed message: the signature headers followed by `message` unchanged.
     pub fn keys(&self) -> &[DkimKeyPair] {
         &self.keys
     }
 
+    /// Returns the signed message: the signature headers followed by `message` unchanged.
+    /// A key mailshot refuses is an error: nothing leaves without every configured signature.
     pub fn sign(&self, message: &[u8], now: u64) -> Result<Vec<u8>, SignError> {
+        self.sign_with(message, now, false)
+    }
+
+    /// [`sign`](Self::sign) with only the keys mailshot signs with, leaving out refused ones:
+    /// for the audit's sample, so the rest of the audit runs while the refusal is reported.
+    pub fn sign_usable(&self, message: &[u8], now: u64) -> Result<Vec<u8>, SignError> {
+        self.sign_with(message, now, true)
+    }
+
+    fn sign_with(
+        &self,
+        message: &[u8],
+        now: u64,
+        skip_refused: bool,
+    ) -> Result<Vec<u8>, SignError> {
         let mut headers = Vec::with_capacity(self.keys.len());
         let mut bh = None;
         for key in &self.keys {
+            if skip_refused && key.refused().is_some() {
+                continue;
+            }
             headers.push(key.signature_header(message, now, &mut bh)?);
         }
         let mut out =
@@ -277,7 +349,7 @@ impl Signer {
     }
 }
 
-fn load_key(path: &Path) -> Result<(DkimKey, PublicKey), KeyError> {
+fn load_key(path: &Path) -> Result<(Signing, PublicKey), KeyError> {
     let bytes = std::fs::read(path).map_err(|source| KeyError::Read {
         path: path.to_owned(),
         source,
@@ -293,6 +365,15 @@ fn load_key(path: &Path) -> Result<(DkimKey, PublicKey), KeyError> {
         path: path.to_owned(),
         detail: e.to_string(),
     })?;
+    // A short RSA key is found by reading its modulus, before the crypto library (which
+    // rejects it) sees it: it is refused, not an error, and keeps its public half.
+    if let Some(public @ PublicKey::Rsa { bits, .. }) = short_rsa_public(&der) {
+        let refused = Refused {
+            path: path.to_owned(),
+            bits,
+        };
+        return Ok((Signing::Refused(refused), public));
+    }
     let invalid = |detail: String| KeyError::Invalid {
         path: path.to_owned(),
         detail,
@@ -300,7 +381,7 @@ fn load_key(path: &Path) -> Result<(DkimKey, PublicKey), KeyError> {
     let public_of = |result: Result<DkimKey, KeyError>, public: Option<PublicKey>| {
         let key = result?;
         public
-            .map(|p| (key, p))
+            .map(|p| (Signing::Ready(key), p))
             .ok_or_else(|| invalid("cannot derive the public key".into()))
     };
     match der {
@@ -332,13 +413,9 @@ fn load_key(path: &Path) -> Result<(DkimKey, PublicKey), KeyError> {
                         Ed25519Key::from_pkcs8_maybe_unchecked_der(&raw)
                             .map(DkimKey::from)
                             .map_err(|_| {
-                                if rsa_err.to_string().contains("TooSmall") {
-                                    invalid("an RSA key under 2048 bits, which mailshot does not sign with (receivers treat short keys as weak); generate a 2048-bit key: openssl genpkey -algorithm RSA -pkeyopt rsa_keygen_bits:2048".into())
-                                } else {
-                                    invalid(format!(
-                                        "neither an RSA nor an Ed25519 key ({rsa_err}); an EC key? DKIM uses RSA or Ed25519"
-                                    ))
-                                }
+                                invalid(format!(
+                                    "neither an RSA nor an Ed25519 key ({rsa_err}); an EC key? DKIM uses RSA or Ed25519"
+                                ))
                             }),
                         public,
                     )
@@ -350,6 +427,98 @@ fn load_key(path: &Path) -> Result<(DkimKey, PublicKey), KeyError> {
         }),
         _ => Err(invalid("unsupported key format".into())),
     }
+}
+
+/// DER OID 1.2.840.113549.1.1.1 (rsaEncryption).
+const RSA_ENCRYPTION: &[u8] = &[0x2a, 0x86, 0x48, 0x86, 0xf7, 0x0d, 0x01, 0x01, 0x01];
+
+/// Reads one DER element: (tag, contents, rest).
+pub(crate) fn der(input: &[u8]) -> Option<(u8, &[u8], &[u8])> {
+    let (&tag, rest) = input.split_first()?;
+    let (&first, rest) = rest.split_first()?;
+    let (len, rest) = if first < 0x80 {
+        (first as usize, rest)
+    } else {
+        let n = (first & 0x7f) as usize;
+        if n == 0 || n > 4 || rest.len() < n {
+            return None;
+        }
+        let len = rest[..n].iter().fold(0usize, |a, &b| (a << 8) | b as usize);
+        (len, &rest[n..])
+    };
+    (rest.len() >= len).then(|| (tag, &rest[..len], &rest[len..]))
+}
+
+/// One DER element of `tag` holding `content`.
+fn tlv(tag: u8, content: &[u8]) -> Vec<u8> {
+    let len = content.len().to_be_bytes();
+    let skip = len.iter().take_while(|&&b| b == 0).count();
+    let mut out = vec![tag];
+    if content.len() < 0x80 {
+        out.push(content.len() as u8);
+    } else {
+        out.push(0x80 | (len.len() - skip) as u8);
+        out.extend_from_slice(&len[skip..]);
+    }
+    out.extend_from_slice(content);
+    out
+}
+
+/// The bit length of a DER INTEGER's (unsigned) contents.
+pub(crate) fn integer_bits(integer: &[u8]) -> Option<usize> {
+    let m: &[u8] = &integer[integer.iter().take_while(|&&b| b == 0).count()..];
+    let lead = m.first()?.leading_zeros() as usize;
+    Some(m.len() * 8 - lead)
+}
+
+/// The public half of an RSA private key under [`MIN_RSA_BITS`], as SubjectPublicKeyInfo;
+/// `None` for any other key (a large enough RSA key, Ed25519, or one that does not parse,
+/// which the crypto library then reports).
+fn short_rsa_public(key: &PrivateKeyDer<'_>) -> Option<PublicKey> {
+    let (tag, seq, _) = der(key.secret_der())?;
+    if tag != 0x30 {
+        return None;
+    }
+    let rsa_private = match key {
+        PrivateKeyDer::Pkcs1(_) => seq,
+        PrivateKeyDer::Pkcs8(_) => {
+            // PrivateKeyInfo: version, AlgorithmIdentifier, OCTET STRING holding the key.
+            let (_, _, rest) = der(seq)?;
+            let (alg_tag, alg, rest) = der(rest)?;
+            let (oid_tag, oid, _) = der(alg)?;
+            if alg_tag != 0x30 || oid_tag != 0x06 || oid != RSA_ENCRYPTION {
+                return None;
+            }
+            let (octets_tag, octets, _) = der(rest)?;
+            let (inner_tag, inner, _) = der(octets)?;
+            if octets_tag != 0x04 || inner_tag != 0x30 {
+                return None;
+            }
+            inner
+        }
+        _ => return None,
+    };
+    // RSAPrivateKey: version, modulus, publicExponent, ...
+    let (_, _, rest) = der(rsa_private)?;
+    let (n_tag, n, rest) = der(rest)?;
+    let (e_tag, e, _) = der(rest)?;
+    if n_tag != 0x02 || e_tag != 0x02 {
+        return None;
+    }
+    let bits = integer_bits(n)?;
+    if bits >= MIN_RSA_BITS {
+        return None;
+    }
+    let rsa_public = tlv(0x30, &[tlv(0x02, n), tlv(0x02, e)].concat());
+    let algorithm = tlv(
+        0x30,
+        &[tlv(0x06, RSA_ENCRYPTION), vec![0x05, 0x00]].concat(),
+    );
+    let bit_string = tlv(0x03, &[&[0u8][..], &rsa_public].concat());
+    Some(PublicKey::Rsa {
+        spki: tlv(0x30, &[algorithm, bit_string].concat()),
+        bits,
+    })
 }
 
 fn rsa_public(pair: Option<aws_lc_rs::rsa::KeyPair>) -> Option<PublicKey> {

@@ -64,7 +64,7 @@ impl Assembler {
     ) -> Assembler {
         let probe = b"From: a@example.com\r\nSubject: x\r\n\r\nx\r\n";
         let signature_overhead = signer
-            .sign(probe, 0)
+            .sign_usable(probe, 0)
             .map_or(0, |signed| signed.len() - probe.len());
         Assembler {
             campaign_id: campaign.id.clone(),
@@ -186,13 +186,28 @@ impl Assembler {
 
     /// Renders, builds and signs one message.
     pub fn assemble(&self, r: Recipient) -> Result<Prepared, RowError> {
+        self.assemble_with(r, false)
+    }
+
+    /// [`assemble`](Self::assemble) for the audit's sample message: signed with the keys
+    /// mailshot signs with, leaving out any it refuses (the audit reports those).
+    pub fn assemble_sample(&self, r: Recipient) -> Result<Prepared, RowError> {
+        self.assemble_with(r, true)
+    }
+
+    /// `usable_only`: sign with only the keys mailshot signs with (the audit's sample).
+    fn assemble_with(&self, r: Recipient, usable_only: bool) -> Result<Prepared, RowError> {
         let links = self.links(&r);
         let rendered = self
             .templates
             .render(self.data(&r, links.as_ref())?, &self.columns)?;
         let now = self.clock.unix();
         let unsigned = self.composer.compose(&r, &rendered, links.as_ref(), now)?;
-        let bytes = self.signer.sign(&unsigned, now)?;
+        let bytes = if usable_only {
+            self.signer.sign_usable(&unsigned, now)?
+        } else {
+            self.signer.sign(&unsigned, now)?
+        };
         Ok(Prepared {
             message_id: self.composer.message_id(&r.address),
             recipient: r,

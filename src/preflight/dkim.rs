@@ -1,6 +1,12 @@
-//! DKIM: each configured selector's record exists and holds the public half of the configured
-//! private key, is not revoked or in testing, has a sound key size, and a sample message
-//! signed by mailshot verifies through DNS with mail-auth's verifier.
+//! DKIM: each configured key is one mailshot signs with, each configured selector's record
+//! exists and holds the public half of the configured private key, is not revoked or in
+//! testing, has a sound key size, and a sample message signed by mailshot verifies through
+//! DNS with mail-auth's verifier.
+//!
+//! A key mailshot refuses (RSA under 2048 bits) is a `dkim.key-strength` failure here, not an
+//! error before the audit: the rest of the audit runs with its public half, and the gate
+//! blocks `send` on it whatever is overridden. A failed lookup of a selector (SERVFAIL, a
+//! timeout) is a temperror for the record and for the key match, never a "publish" fix.
 
 use std::borrow::Borrow;
 use std::collections::HashMap;
@@ -19,7 +25,7 @@ use mail_auth::{
 use super::{Check, Finding, Severity};
 use crate::dns::{Dns, Txt as DnsTxt};
 use crate::keygen::txt_value;
-use crate::message::dkim::{DkimKeyPair, PublicKey};
+use crate::message::dkim::{DkimKeyPair, MIN_RSA_BITS, PublicKey, Refused, der, integer_bits};
 
 /// The tags of a DKIM key record (RFC 6376 section 3.6.1), as published.
 #[derive(Debug, Default)]
@@ -66,7 +72,8 @@ pub async fn audit(
     // wrong key shows as the failure a receiver would see; selectors with no record at all
     // are already reported above.
     if !seen.is_empty() {
-        out.extend(verify_sample(sample, &seen).await);
+        let none_signs = keys.iter().all(|k| k.refused().is_some());
+        out.extend(verify_sample(sample, &seen, none_signs).await);
     }
     (out, seen)
 }
@@ -78,15 +85,30 @@ async fn key_record(dns: &Dns, key: &DkimKeyPair) -> (Vec<Finding>, Option<(Stri
     let name = format!("{}._domainkey.{}", key.selector(), key.domain());
     let subject = format!("s={} d={}", key.selector(), key.domain());
     let f = |id: Check, sev: Severity, msg: String| Finding::new(id, sev, &subject, msg);
+    out.push(strength(key, &subject));
     let want = txt_value(key.public().k(), key.public().p());
-    let fix_record = format!("publish {name}. TXT \"{want}\" (split into 255-character strings)");
+    // A refused key's record is no use to publish: the fix is its replacement's.
+    let fix_record = match key.refused() {
+        Some(_) => format!(
+            "replace the key first (see dkim.key-strength), then publish at {name} the record `mailshot dkim keygen` prints for the new one"
+        ),
+        None => format!("publish {name}. TXT \"{want}\" (split into 255-character strings)"),
+    };
     let txts = match dns.txt(&name).await {
         Ok(t) => t,
         Err(e) => {
+            // The record may well be fine: nothing here asks for a change.
             out.push(f(
                 Check::DkimRecord,
                 Severity::TempError,
                 format!("the lookup of {name} failed: {e}"),
+            ));
+            out.push(f(
+                Check::DkimKeyMatch,
+                Severity::TempError,
+                format!(
+                    "unknown: whether {name} holds the configured key could not be checked ({e})"
+                ),
             ));
             return (out, None);
         }
@@ -133,6 +155,38 @@ async fn key_record(dns: &Dns, key: &DkimKeyPair) -> (Vec<Finding>, Option<(Stri
     }
     out.extend(judge(key, &name, rec, &f, &fix_record));
     (out, Some((name, rec.clone())))
+}
+
+/// Whether mailshot signs with the configured key: a pass naming it, or the refusal with
+/// the size, which receivers accept it, and the command that makes a replacement.
+fn strength(key: &DkimKeyPair, subject: &str) -> Finding {
+    let f = |sev, msg: String| Finding::new(Check::DkimKeyStrength, sev, subject, msg);
+    let Some(Refused { path, bits }) = key.refused() else {
+        let what = match key.public() {
+            PublicKey::Rsa { bits, .. } => format!("RSA-{bits}"),
+            PublicKey::Ed25519(_) => "Ed25519".into(),
+        };
+        return f(
+            Severity::Pass,
+            format!("mailshot signs with this key ({what})"),
+        );
+    };
+    let (d, s) = (key.domain(), key.selector());
+    let receivers = if *bits < 1024 {
+        "below 1024 bits verifiers must not accept it at all (RFC 8301 section 3.2), so every signature with it fails"
+    } else {
+        "RFC 8301 has verifiers accept 1024 bits and up but signers use at least 2048; Gmail, Yahoo and Microsoft accept 1024-bit keys and recommend 2048"
+    };
+    f(
+        Severity::Fail,
+        format!(
+            "the configured key is RSA-{bits}: mailshot signs only with RSA keys of {MIN_RSA_BITS} bits or more (or Ed25519), and will not send with it; {receivers}"
+        ),
+    )
+    .evidence(format!("private_key = \"{}\" (RSA, {bits}-bit modulus)", path.display()))
+    .fix(format!(
+        "mailshot dkim keygen --domain {d} --selector {s}  (an RSA-2048 key: publish the record it prints, then point private_key in campaign.toml at the new file; to keep mail already signed with the old key verifying, give the new key a new --selector and switch once its record is published)"
+    ))
 }
 
 /// The checks on one found record: syntax, key type, revocation, testing, size and whether
@@ -210,8 +264,9 @@ fn judge(
         out.push(broken(Check::DkimSyntax, "p= is not valid base64".into()));
         return out;
     };
-    // The size receivers see is the published key's, whatever the private key is.
-    if k == "rsa" {
+    // The size receivers see is the published key's, whatever the private key is; for a
+    // refused key, dkim.key-strength has said it already.
+    if k == "rsa" && key.refused().is_none() {
         match rsa_bits(&bytes) {
             Some(bits) => {
                 let sev = match bits {
@@ -253,23 +308,6 @@ fn judge(
     out
 }
 
-/// Reads one DER element: (tag, contents, rest).
-fn der(input: &[u8]) -> Option<(u8, &[u8], &[u8])> {
-    let (&tag, rest) = input.split_first()?;
-    let (&first, rest) = rest.split_first()?;
-    let (len, rest) = if first < 0x80 {
-        (first as usize, rest)
-    } else {
-        let n = (first & 0x7f) as usize;
-        if n == 0 || n > 4 || rest.len() < n {
-            return None;
-        }
-        let len = rest[..n].iter().fold(0usize, |a, &b| (a << 8) | b as usize);
-        (len, &rest[n..])
-    };
-    (rest.len() >= len).then(|| (tag, &rest[..len], &rest[len..]))
-}
-
 /// The modulus size of an RSA public key published as SubjectPublicKeyInfo (the usual form)
 /// or as a bare RSAPublicKey.
 pub fn rsa_bits(key: &[u8]) -> Option<usize> {
@@ -299,9 +337,7 @@ pub fn rsa_bits(key: &[u8]) -> Option<usize> {
     if t != 0x02 {
         return None;
     }
-    let m: Vec<u8> = modulus.iter().copied().skip_while(|&b| b == 0).collect();
-    let lead = m.first()?.leading_zeros() as usize;
-    Some(m.len() * 8 - lead)
+    integer_bits(modulus)
 }
 
 /// True when the record's key bytes are the configured key's public half. RSA keys may be
@@ -406,7 +442,12 @@ impl DkimVerifier {
     }
 }
 
-async fn verify_sample(sample: &[u8], published: &[(String, DnsTxt)]) -> Vec<Finding> {
+/// `none_signs`: every configured key is refused, so the sample carries no signature.
+async fn verify_sample(
+    sample: &[u8],
+    published: &[(String, DnsTxt)],
+    none_signs: bool,
+) -> Vec<Finding> {
     let f = |sev, msg: String| Finding::new(Check::DkimVerify, sev, "sample message", msg);
     let Some(verifier) = DkimVerifier::new(published) else {
         return vec![f(
@@ -447,7 +488,11 @@ async fn verify_sample(sample: &[u8], published: &[(String, DnsTxt)]) -> Vec<Fin
     if results.is_empty() {
         out.push(f(
             Severity::Fail,
-            "the sample message carries no DKIM signature".into(),
+            if none_signs {
+                "the sample message carries no DKIM signature: mailshot signs with none of the configured keys (see dkim.key-strength)".into()
+            } else {
+                "the sample message carries no DKIM signature".into()
+            },
         ));
     }
     out

@@ -105,6 +105,7 @@ checks! {
     DkimRevoked => Dkim "dkim.revoked",
     DkimTesting => Dkim "dkim.testing",
     DkimKeySize => Dkim "dkim.key-size",
+    DkimKeyStrength => Dkim "dkim.key-strength",
     DkimKeyMismatch => Dkim "dkim.key-mismatch",
     DkimKeyMatch => Dkim "dkim.key-match",
     DkimVerify => Dkim "dkim.verify",

@@ -1,10 +1,34 @@
 //! DNS hygiene around the sending domains: MX records (receivers check that a sender domain
 //! can receive replies and bounces), forward-confirmed reverse DNS of the sending addresses,
-//! and MTA-STS / TLS-RPT, which are good practice but not required.
+//! and MTA-STS / TLS-RPT, which are good practice but not required. A lookup that fails is a
+//! temperror here too, never a record to fix.
 
 use super::spf::RelayIps;
 use super::{Check, Finding, Severity};
 use crate::dns::Dns;
+
+/// The forward half of FCrDNS.
+enum Confirmed {
+    /// This PTR name resolves back to the address.
+    Yes(String),
+    /// None does, and at least one lookup failed.
+    Unknown(crate::dns::TempError),
+    No,
+}
+
+/// Whether one of `names` (the PTR answers for `ip`) resolves back to `ip`, through the same
+/// resolver as everything else (never this machine's hosts file when a nameserver is named).
+async fn confirm(dns: &Dns, ip: std::net::IpAddr, names: &[String]) -> Confirmed {
+    let mut failed = None;
+    for n in names {
+        match dns.ips_of(n, ip.is_ipv4()).await {
+            Ok(v) if v.contains(&ip) => return Confirmed::Yes(n.clone()),
+            Ok(_) => {}
+            Err(e) => failed = Some(e),
+        }
+    }
+    failed.map_or(Confirmed::No, Confirmed::Unknown)
+}
 
 pub async fn audit(dns: &Dns, from: &str, envelope: &str, relay: &RelayIps) -> Vec<Finding> {
     let mut out = Vec::new();
@@ -39,19 +63,12 @@ pub async fn audit(dns: &Dns, from: &str, envelope: &str, relay: &RelayIps) -> V
                     |sev: Severity, msg: String| Finding::new(Check::DnsFcrdns, sev, &subject, msg);
                 match dns.ptr(*ip).await {
                     Ok(names) if names.is_empty() => out.push(f(Severity::Warn, format!("{ip} has no PTR record; many receivers distrust such senders")).fix("ask the owner of the address (your provider) for a PTR record naming the relay".into())),
-                    Ok(names) => {
-                        let mut confirmed = None;
-                        for n in &names {
-                            if dns.ips(n).await.is_ok_and(|v| v.contains(ip)) {
-                                confirmed = Some(n.clone());
-                                break;
-                            }
-                        }
-                        match confirmed {
-                            Some(n) => out.push(f(Severity::Pass, format!("{ip} -> {n} -> {ip}"))),
-                            None => out.push(f(Severity::Warn, format!("{ip} has PTR {} but that name does not resolve back to {ip}", names.join(", "))).fix("make the PTR name's A/AAAA record include the address".into())),
-                        }
-                    }
+                    Ok(names) => out.push(match confirm(dns, *ip, &names).await {
+                        Confirmed::Yes(n) => f(Severity::Pass, format!("{ip} -> {n} -> {ip}")),
+                        // The way back could not be looked up: unknown, not a wrong record.
+                        Confirmed::Unknown(e) => f(Severity::TempError, format!("{ip} has PTR {}, but resolving it back failed: {e}", names.join(", "))),
+                        Confirmed::No => f(Severity::Warn, format!("{ip} has PTR {} but that name does not resolve back to {ip}", names.join(", "))).fix("make the PTR name's A/AAAA record include the address".into()),
+                    }),
                     Err(e) => out.push(f(Severity::TempError, e.to_string())),
                 }
             }
