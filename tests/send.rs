@@ -267,12 +267,14 @@ fn rate_limit_holds_across_concurrent_senders() {
         "{total} messages at {per_second}/s arrived within {span:.3} s: the limit was exceeded"
     );
     // No window holds more than N: message i + N starts a second after message i. Arrival
-    // times carry delivery jitter, so allow 150 ms; a burst design (N at once, then paced)
-    // puts N + 1 arrivals within a fraction of a second and fails by far.
+    // times are the server's, and a loaded machine stalls the Python server and compresses
+    // them (150 ms of allowance failed 1 run in 3 with other builds running), so allow
+    // 500 ms. A burst design (a bucket of N, then paced) puts arrival N within 1/N s = 0.2 s
+    // of arrival 0 and still fails.
     for i in 0..total - per_second {
         let gap = times[i + per_second] - times[i];
         assert!(
-            gap >= 0.85,
+            gap >= 0.5,
             "arrivals {i}..={} fall within {gap:.3} s: more than {per_second} in one second",
             i + per_second
         );
