@@ -85,16 +85,28 @@ _dmarc IN TXT "v=DMARC1; p=reject; rua=mailto:dmarc@news.example.com"
     /// knot only, with the relay's public address 192.0.2.25; knot serves the domain with
     /// `spf` (or none), both DKIM keys, and the relay's PTR.
     fn campaign(n: usize, spf: &str) -> (SmtpServer, CampaignDir, DnsServer) {
+        campaign_broken(n, spf, &[])
+    }
+
+    /// As `campaign`, with the zones in `broken` answering SERVFAIL.
+    fn campaign_broken(
+        n: usize,
+        spf: &str,
+        broken: &[&str],
+    ) -> (SmtpServer, CampaignDir, DnsServer) {
         let addresses: Vec<String> = (0..n).map(|i| format!("r{i}@example.com")).collect();
         let (server, c) = Scenario::new()
             .recipients(&addresses)
             .login()
             .smtp(Mode::Starttls);
         let dkim = std::fs::read_to_string(&c.zone).unwrap();
-        let dns = DnsServer::start(&[
-            ("news.example.com", &format!("{spf}{REST}{dkim}")),
-            ("2.0.192.in-addr.arpa", "25 IN PTR mx.news.example.com.\n"),
-        ]);
+        let dns = DnsServer::start_with_broken(
+            &[
+                ("news.example.com", &format!("{spf}{REST}{dkim}")),
+                ("2.0.192.in-addr.arpa", "25 IN PTR mx.news.example.com.\n"),
+            ],
+            broken,
+        );
         let toml = std::fs::read_to_string(&c.toml).unwrap().replace(
             "[preflight]\nzone = \"dns.zone\"\nnameserver = \"none\"\n",
             &format!(
@@ -193,5 +205,32 @@ _dmarc IN TXT "v=DMARC1; p=reject; rua=mailto:dmarc@news.example.com"
                 "{f:#}"
             );
         }
+    }
+
+    #[test]
+    fn a_servfail_under_dmarc_is_a_temperror_in_every_provider_row_and_blocks_once() {
+        let (_server, c, _dns) = campaign_broken(3, SPF, &["_dmarc.news.example.com"]);
+        let (code, j) = check(&c);
+        assert_eq!(code, Some(1), "{j:#}");
+        for p in ["gmail", "yahoo", "microsoft"] {
+            for (r, shared) in [("dmarc", "bulk.dmarc"), ("alignment", "bulk.alignment")] {
+                let f = row(&j, &format!("bulk.{p}.{r}"));
+                assert_eq!(f["severity"], "temperror", "{p} {r}: {f:#}");
+                assert_eq!(f["enforced_by"], serde_json::json!([shared]), "{f:#}");
+            }
+            // SPF and DKIM do not depend on the DMARC record.
+            assert_eq!(row(&j, &format!("bulk.{p}.spf-dkim"))["severity"], "pass");
+        }
+        let blocking: Vec<&str> = j["blocking"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|v| v.as_str().unwrap())
+            .collect();
+        assert!(blocking.contains(&"bulk.dmarc"), "{blocking:?}");
+        assert!(
+            blocking.iter().all(|b| b.split('.').count() == 2),
+            "no provider row blocks by itself: {blocking:?}"
+        );
     }
 }

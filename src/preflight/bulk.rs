@@ -187,21 +187,18 @@ pub fn checklist(findings: &[Finding], input: &Inputs<'_>) -> Vec<Finding> {
 /// failure blocks; a lookup that failed is a temperror enforced as `dns.fcrdns` is (not
 /// blocking: the reverse zone is the address owner's, not a record the user can fix).
 fn ptr(st: &States, campaign: &str) -> Finding {
-    let f = match st.ptr {
-        Some(Severity::Info) => {
-            return Finding::new(
-                Check::BulkPtr,
-                Severity::Info,
-                campaign,
-                "the sending addresses are not known, so reverse DNS was not checked (see dns.fcrdns)".into(),
-            );
-        }
-        state => PTR.judge(state, campaign),
-    };
+    if st.ptr == Some(Severity::Info) {
+        return Finding::new(
+            Check::BulkPtr,
+            Severity::Info,
+            campaign,
+            "the sending addresses are not known, so reverse DNS was not checked (see dns.fcrdns)"
+                .into(),
+        );
+    }
+    let mut f = PTR.judge(st.ptr, campaign);
     if f.severity == Severity::TempError {
-        let mut f = f;
         f.enforced_by = vec![Check::DnsFcrdns.id()];
-        return f;
     }
     f
 }
@@ -237,4 +234,37 @@ fn list_id(input: &Inputs<'_>) -> Finding {
         format!("{} ({scale})", LIST_ID.no),
     )
     .fix(LIST_ID.fix.to_owned())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn with_ptr(ptr: Severity) -> States {
+        States {
+            spf: Some(Severity::Pass),
+            dkim: Some(Severity::Pass),
+            dmarc: Some(Severity::Pass),
+            alignment: Some(Severity::Pass),
+            one_click: Some(Severity::Pass),
+            unsubscribe_signed: Some(Severity::Pass),
+            visible_unsubscribe: Some(Severity::Pass),
+            ptr: Some(ptr),
+            tls: Some(Severity::Pass),
+            bulk: false,
+        }
+    }
+
+    #[test]
+    fn reverse_dns_blocks_when_missing_but_not_when_its_lookup_failed() {
+        let missing = ptr(&with_ptr(Severity::Fail), "c");
+        assert_eq!(missing.severity, Severity::Fail);
+        assert!(missing.blocks());
+        let unknown = ptr(&with_ptr(Severity::TempError), "c");
+        assert_eq!(unknown.severity, Severity::TempError);
+        assert!(!unknown.blocks());
+        assert_eq!(unknown.enforced_by, ["dns.fcrdns"]);
+        let unchecked = ptr(&with_ptr(Severity::Info), "c");
+        assert_eq!(unchecked.severity, Severity::Info);
+    }
 }
