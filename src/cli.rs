@@ -318,13 +318,17 @@ pub struct CheckArgs {
 
 #[derive(Debug, Args)]
 pub struct VerifyArgs {
-    /// Received messages: .eml files, or folders (Maildirs included) searched recursively.
-    #[arg(required = true, value_name = "received.eml | Maildir")]
-    pub inputs: Vec<PathBuf>,
+    /// Received messages: .eml files, folders (Maildirs included) searched recursively, mbox
+    /// files, or IMAP mailboxes (imaps://USER@HOST[:PORT]/MAILBOX, or imap:// for STARTTLS),
+    /// read without marking anything.
+    #[arg(required = true, value_name = "received.eml | Maildir | imaps://...")]
+    pub inputs: Vec<String>,
     #[arg(long, value_enum, default_value = "human")]
     pub format: Format,
     #[command(flatten)]
     pub dns: DnsArgs,
+    #[command(flatten)]
+    pub imap: ImapArgs,
 }
 
 #[derive(Debug, Args)]

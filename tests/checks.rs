@@ -147,3 +147,190 @@ fn each_relay_gets_its_own_spf_verdict() {
     let (code, json) = check_json(&c);
     assert_eq!(code, Some(0), "{json:#}");
 }
+
+mod providers {
+    //! The per-provider rows of `check` (Gmail, Yahoo, Microsoft) against knot serving the
+    //! sending domain, with the relay's TLS probed on aiosmtpd.
+
+    use serde_json::Value;
+
+    use crate::util::dns::DnsServer;
+    use crate::util::scenario::{PASSWORD, PASSWORD_ENV, Scenario};
+    use crate::util::smtp::{Mode, SmtpServer};
+    use crate::util::{CampaignDir, run, stdout};
+
+    const SPF: &str = "@ IN TXT \"v=spf1 ip4:192.0.2.0/24 -all\"\n";
+    const REST: &str = r#"@ IN MX 10 mx
+mx IN A 192.0.2.25
+_dmarc IN TXT "v=DMARC1; p=reject; rua=mailto:dmarc@news.example.com"
+"#;
+    const GMAIL: &str = "https://support.google.com/a/answer/81126";
+    const YAHOO: &str = "https://senders.yahooinc.com/best-practices/";
+    const PROVIDERS: [(&str, &str); 3] = [
+        ("gmail", GMAIL),
+        ("yahoo", YAHOO),
+        ("microsoft", "https://techcommunity.microsoft.com/"),
+    ];
+    const ROWS: [&str; 7] = [
+        "spf-dkim",
+        "dmarc",
+        "alignment",
+        "one-click",
+        "visible-unsubscribe",
+        "ptr",
+        "tls",
+    ];
+
+    /// A campaign of `n` recipients relaying through aiosmtpd over STARTTLS, its audit asking
+    /// knot only, with the relay's public address 192.0.2.25; knot serves the domain with
+    /// `spf` (or none), both DKIM keys, and the relay's PTR.
+    fn campaign(n: usize, spf: &str) -> (SmtpServer, CampaignDir, DnsServer) {
+        campaign_broken(n, spf, &[])
+    }
+
+    /// As `campaign`, with the zones in `broken` answering SERVFAIL.
+    fn campaign_broken(
+        n: usize,
+        spf: &str,
+        broken: &[&str],
+    ) -> (SmtpServer, CampaignDir, DnsServer) {
+        let addresses: Vec<String> = (0..n).map(|i| format!("r{i}@example.com")).collect();
+        let (server, c) = Scenario::new()
+            .recipients(&addresses)
+            .login()
+            .smtp(Mode::Starttls);
+        let dkim = std::fs::read_to_string(&c.zone).unwrap();
+        let dns = DnsServer::start_with_broken(
+            &[
+                ("news.example.com", &format!("{spf}{REST}{dkim}")),
+                ("2.0.192.in-addr.arpa", "25 IN PTR mx.news.example.com.\n"),
+            ],
+            broken,
+        );
+        let toml = std::fs::read_to_string(&c.toml).unwrap().replace(
+            "[preflight]\nzone = \"dns.zone\"\nnameserver = \"none\"\n",
+            &format!(
+                "[preflight]\nnameserver = \"{}\"\nsending_ips = [\"192.0.2.25\"]\n",
+                dns.nameserver()
+            ),
+        );
+        std::fs::write(&c.toml, toml).unwrap();
+        (server, c, dns)
+    }
+
+    fn check(c: &CampaignDir) -> (Option<i32>, Value) {
+        let out = run(
+            &["check", "--format", "json", c.toml_str()],
+            &[(PASSWORD_ENV, PASSWORD)],
+        );
+        let j: Value = serde_json::from_str(&stdout(&out)).expect("check --format json");
+        (out.status.code(), j)
+    }
+
+    fn row<'a>(j: &'a Value, id: &str) -> &'a Value {
+        let rows: Vec<&Value> = j["findings"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|f| f["id"] == id)
+            .collect();
+        assert_eq!(rows.len(), 1, "{id}: {j:#}");
+        rows[0]
+    }
+
+    #[test]
+    fn a_good_domain_passes_every_provider_row() {
+        let (_server, c, _dns) = campaign(3, SPF);
+        let (code, j) = check(&c);
+        assert_eq!(code, Some(0), "{j:#}");
+        for (p, page) in PROVIDERS {
+            for r in ROWS {
+                let f = row(&j, &format!("bulk.{p}.{r}"));
+                assert_eq!(f["severity"], "pass", "{p} {r}: {f:#}");
+                assert_eq!(f["group"], "bulk");
+                assert!(
+                    f["cites"].as_str().unwrap().starts_with(page),
+                    "{p} {r}: {f:#}"
+                );
+            }
+        }
+        assert_eq!(row(&j, "bulk.ptr")["severity"], "pass");
+    }
+
+    #[test]
+    fn dkim_without_spf_fails_microsoft_and_in_bulk_gmail_and_yahoo() {
+        // Three recipients: below 5,000 a day Gmail and Yahoo take SPF or DKIM.
+        let (_server, c, _dns) = campaign(3, "");
+        let (code, j) = check(&c);
+        assert_eq!(code, Some(1), "{j:#}");
+        let ms = row(&j, "bulk.microsoft.spf-dkim");
+        assert_eq!(ms["severity"], "fail", "{ms:#}");
+        assert!(
+            ms["cites"]
+                .as_str()
+                .unwrap()
+                .contains("techcommunity.microsoft.com")
+        );
+        assert_eq!(
+            ms["enforced_by"],
+            serde_json::json!(["bulk.spf", "bulk.dkim"])
+        );
+        for p in ["gmail", "yahoo"] {
+            let f = row(&j, &format!("bulk.{p}.spf-dkim"));
+            assert_eq!(f["severity"], "pass", "{p}: {f:#}");
+        }
+        // The gate blocks on the shared row, once, not on each provider's.
+        let blocking: Vec<&str> = j["blocking"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|v| v.as_str().unwrap())
+            .collect();
+        assert!(blocking.contains(&"bulk.spf"), "{blocking:?}");
+        assert!(
+            !blocking.iter().any(|b| b.starts_with("bulk.microsoft.")),
+            "{blocking:?}"
+        );
+
+        // 5,000 recipients: bulk, where every provider needs SPF and DKIM.
+        let (_server, c, _dns) = campaign(5_000, "");
+        let (code, j) = check(&c);
+        assert_eq!(code, Some(1), "{j:#}");
+        for (p, page) in PROVIDERS {
+            let f = row(&j, &format!("bulk.{p}.spf-dkim"));
+            assert_eq!(f["severity"], "fail", "{p}: {f:#}");
+            assert!(f["cites"].as_str().unwrap().starts_with(page), "{f:#}");
+            assert!(
+                f["message"].as_str().unwrap().contains("SPF and DKIM"),
+                "{f:#}"
+            );
+        }
+    }
+
+    #[test]
+    fn a_servfail_under_dmarc_is_a_temperror_in_every_provider_row_and_blocks_once() {
+        let (_server, c, _dns) = campaign_broken(3, SPF, &["_dmarc.news.example.com"]);
+        let (code, j) = check(&c);
+        assert_eq!(code, Some(1), "{j:#}");
+        for p in ["gmail", "yahoo", "microsoft"] {
+            for (r, shared) in [("dmarc", "bulk.dmarc"), ("alignment", "bulk.alignment")] {
+                let f = row(&j, &format!("bulk.{p}.{r}"));
+                assert_eq!(f["severity"], "temperror", "{p} {r}: {f:#}");
+                assert_eq!(f["enforced_by"], serde_json::json!([shared]), "{f:#}");
+            }
+            // SPF and DKIM do not depend on the DMARC record.
+            assert_eq!(row(&j, &format!("bulk.{p}.spf-dkim"))["severity"], "pass");
+        }
+        let blocking: Vec<&str> = j["blocking"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|v| v.as_str().unwrap())
+            .collect();
+        assert!(blocking.contains(&"bulk.dmarc"), "{blocking:?}");
+        assert!(
+            blocking.iter().all(|b| b.split('.').count() == 2),
+            "no provider row blocks by itself: {blocking:?}"
+        );
+    }
+}

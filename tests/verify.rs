@@ -10,6 +10,7 @@ use serde_json::Value;
 
 use crate::util::dkim::{verify_with_dkimpy, zone_txt_record};
 use crate::util::dns::DnsServer;
+use crate::util::dovecot::{Dovecot, USER};
 use crate::util::scenario::{PASSWORD, PASSWORD_ENV, Scenario};
 use crate::util::smtp::{Mode, SmtpServer};
 use crate::util::{CampaignDir, b64, run, stdout};
@@ -170,9 +171,20 @@ fn a_body_changed_after_delivery_fails_dkim_and_says_why() {
     let (code, j) = verify(&path, &dns);
     assert_eq!(code, Some(1), "{j:#}");
     assert_eq!(status(&j, "verify.dkim"), ["fail"]);
-    // Microsoft needs DKIM and SPF; Gmail and Yahoo lose the signed one-click headers.
-    assert!(blocking(&j, "microsoft").contains(&"verify.dkim".to_owned()));
+    // Graded as bulk mail, every provider needs DKIM as well as SPF; Gmail and Yahoo also
+    // lose the signed one-click headers.
+    for p in ["gmail", "yahoo", "microsoft"] {
+        assert!(blocking(&j, p).contains(&"verify.dkim".to_owned()), "{p}");
+    }
     assert!(blocking(&j, "gmail").contains(&"verify.one-click-signed".to_owned()));
+    // SPF alone is what a small sender needs: reported, not blocking.
+    assert_eq!(status(&j, "verify.spf-or-dkim"), ["pass"]);
+    assert!(
+        j["messages"][0]["graded_as"]
+            .as_str()
+            .unwrap()
+            .starts_with("bulk mail")
+    );
     // SPF still passes and aligns, so DMARC does too.
     assert_eq!(status(&j, "verify.dmarc.pass"), ["pass"]);
     let why: Vec<&str> = items(&j, "verify.disagree.dkim")
@@ -342,9 +354,92 @@ fn a_folder_of_messages_and_unreadable_input() {
     std::fs::write(&not_mail, "just some text\n").unwrap();
     let out = run(&["verify", not_mail.to_str().unwrap()], &[]);
     assert_eq!(out.status.code(), Some(2));
-    let out = run(&["verify", "imaps://imap.example.net/INBOX"], &[]);
+    // An IMAP mailbox needs a password from the environment or a file, before any connection.
+    let out = run(&["verify", "imaps://me@imap.example.net/INBOX"], &[]);
     assert_eq!(out.status.code(), Some(2));
-    assert!(crate::util::stderr(&out).contains("IMAP"));
+    assert!(
+        crate::util::stderr(&out).contains("IMAP needs a password"),
+        "{}",
+        crate::util::stderr(&out)
+    );
+}
+
+/// (id, status) of every item of message `n`, in order.
+fn statuses(j: &Value, n: usize) -> Vec<(String, String)> {
+    j["messages"][n]["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|i| {
+            (
+                i["id"].as_str().unwrap().to_owned(),
+                i["status"].as_str().unwrap().to_owned(),
+            )
+        })
+        .collect()
+}
+
+/// Flags other than \Recent, which belongs to whichever session saw the message first.
+fn lasting(flags: Vec<(u32, Vec<String>)>) -> Vec<(u32, Vec<String>)> {
+    flags
+        .into_iter()
+        .map(|(uid, f)| (uid, f.into_iter().filter(|x| x != "\\Recent").collect()))
+        .collect()
+}
+
+#[test]
+fn an_imap_mailbox_is_graded_as_its_files_are_and_left_as_it_was() {
+    let (server, c) = relay();
+    let good = received_message(&c, &server);
+    let bad = c.path().join("tampered.eml");
+    let text = std::fs::read_to_string(&good).unwrap();
+    std::fs::write(&bad, text.replacen("News.", "Newz.", 1)).unwrap();
+    let dns = start_dns(&std::fs::read_to_string(&c.zone).unwrap());
+    let files: Vec<(Option<i32>, Value)> = [&good, &bad].iter().map(|p| verify(p, &dns)).collect();
+    assert_eq!(files[0].0, Some(0), "{:#}", files[0].1);
+    assert_eq!(files[1].0, Some(1), "{:#}", files[1].1);
+
+    let imap = Dovecot::start();
+    imap.append("INBOX", &[good.clone(), bad.clone()]);
+    let before = lasting(imap.flags("INBOX"));
+    assert_eq!(before.len(), 2);
+    let out = run(
+        &[
+            "verify",
+            "--format",
+            "json",
+            "--nameserver",
+            &dns.nameserver(),
+            "--password-file",
+            imap.password_file.to_str().unwrap(),
+            "--ca-file",
+            imap.pki.ca_pem.to_str().unwrap(),
+            &imap.url("INBOX"),
+        ],
+        &[],
+    );
+    // The tampered message blocks, as it does from its file.
+    assert_eq!(out.status.code(), Some(1), "{}", crate::util::stderr(&out));
+    let j: Value = serde_json::from_str(&stdout(&out)).unwrap();
+    let messages = j["messages"].as_array().unwrap();
+    assert_eq!(messages.len(), 2, "{j:#}");
+    for (n, (_, file)) in files.iter().enumerate() {
+        assert_eq!(
+            messages[n]["grade"], file["messages"][0]["grade"],
+            "message {n}"
+        );
+        assert_eq!(statuses(&j, n), statuses(file, 0), "message {n}");
+        assert_eq!(
+            messages[n]["source"],
+            format!("{}@localhost:{}/INBOX UID {}", USER, imap.imaps_port, n + 1)
+        );
+    }
+    // verify only reads: no \Seen, no keyword, nothing moved or expunged.
+    assert_eq!(lasting(imap.flags("INBOX")), before);
+    assert!(
+        before.iter().all(|(_, f)| f.is_empty()),
+        "APPEND set no flags: {before:?}"
+    );
 }
 
 #[test]

@@ -83,7 +83,8 @@ impl Files {
         }
     }
 
-    /// The paths listed, for callers that only want the list.
+    /// The paths listed, in the order they are read.
+    #[cfg(test)]
     pub fn paths(&self) -> &[PathBuf] {
         &self.files
     }

@@ -1,4 +1,4 @@
-//! The one mailbox reader that `intake` and `dmarc report` share: Maildirs, folders of
+//! The one mailbox reader that `intake`, `dmarc report` and `verify` share: Maildirs, folders of
 //! message files, mbox files and IMAP mailboxes, read one message at a time so memory stays
 //! flat however big the mailbox is, with a way to mark what has been processed.
 //!

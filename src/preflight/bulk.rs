@@ -1,16 +1,25 @@
-//! The Gmail/Yahoo bulk-sender list (February 2024) as one checklist, derived from the other
-//! groups' findings, matched by their typed [`Check`], plus the sample message itself.
+//! The bulk-sender checklist (Gmail and Yahoo, February 2024; Outlook.com, May 2025), derived
+//! from the other groups' findings, matched by their typed [`Check`], plus the sample message
+//! itself. These shared `bulk.*` rows are what the gate blocks on; the per-provider rows in
+//! [`super::providers`] are derived from the same [`States`] and name these rows as the ones
+//! enforcing them.
 
 use super::finding::{Check, Finding, Group, Severity};
-use super::{Inputs, signed_headers};
+use super::{Inputs, providers, signed_headers};
 
 /// The worst severity among findings of these checks (`None` when none was reported).
+/// A definite failure outranks a temperror here: a row derived from one selector that fails
+/// and another whose lookup timed out fails, since the first will not mend by asking again.
 fn worst(findings: &[Finding], of: impl Fn(Check) -> bool) -> Option<Severity> {
+    let rank = |s: &Severity| match s {
+        Severity::Fail => 5,
+        s => *s as u8,
+    };
     findings
         .iter()
         .filter(|f| of(f.check))
         .map(|f| f.severity)
-        .max()
+        .max_by_key(rank)
 }
 
 /// One checklist line: what it says when it holds, when it does not, and the fix.
@@ -47,7 +56,7 @@ impl Item {
 
 const SPF: Item = Item {
     check: Check::BulkSpf,
-    yes: "SPF is published and passes for the relay (or cannot be checked without its address)",
+    yes: "SPF is published and passes for every relay (or cannot be checked without their addresses)",
     no: "SPF does not pass",
     fix: "see the SPF findings",
 };
@@ -81,8 +90,8 @@ const UNSUBSCRIBE_SIGNED: Item = Item {
     no: "a DKIM signature does not cover the List-Unsubscribe headers; RFC 8058 requires it",
     fix: "sign List-Unsubscribe and List-Unsubscribe-Post",
 };
-/// Gmail's bulk-sender threshold: 5,000 messages a day to its users.
-const BULK_RECIPIENTS: u64 = 5_000;
+/// The bulk-sender threshold of Gmail, Yahoo and Outlook.com: 5,000 messages a day.
+pub const BULK_RECIPIENTS: u64 = 5_000;
 
 const LIST_ID: Item = Item {
     check: Check::BulkListId,
@@ -97,51 +106,115 @@ const VISIBLE_UNSUBSCRIBE: Item = Item {
     fix: "put {{unsubscribe_url}} in the text and HTML templates",
 };
 
-/// The checklist, in the order it is reported.
+/// What the checklist and the per-provider rows derive from: the worst severity of each
+/// requirement's source findings (`None`: nothing was reported, which is a fail).
+#[derive(Debug, Clone, Copy)]
+pub struct States {
+    pub spf: Option<Severity>,
+    pub dkim: Option<Severity>,
+    pub dmarc: Option<Severity>,
+    pub alignment: Option<Severity>,
+    pub one_click: Option<Severity>,
+    pub unsubscribe_signed: Option<Severity>,
+    pub visible_unsubscribe: Option<Severity>,
+    /// Forward-confirmed reverse DNS: a pass, a fail, a temperror, or info when the sending
+    /// addresses are unknown.
+    pub ptr: Option<Severity>,
+    /// The relay's TLS: info when it was not probed.
+    pub tls: Option<Severity>,
+    /// 5,000 recipients or more: bulk by Gmail's, Yahoo's and Microsoft's count.
+    pub bulk: bool,
+}
+
+impl States {
+    pub fn new(findings: &[Finding], input: &Inputs<'_>) -> States {
+        let worst_of = |checks: &[Check]| worst(findings, |c| checks.contains(&c));
+        // SPF: the record's state, or the relay's verdict once the record passes.
+        let spf = match (worst_of(&[Check::SpfRecord]), worst_of(&[Check::SpfRelay])) {
+            (Some(Severity::Pass), Some(s)) => Some(s),
+            (s, _) => s,
+        };
+        let signed = signed_headers(input.sample);
+        let covered = ["list-unsubscribe", "list-unsubscribe-post"]
+            .iter()
+            .all(|h| signed.iter().all(|hs| hs.iter().any(|x| x == h)));
+        let bulk = input.recipients >= BULK_RECIPIENTS;
+        let visible = input.unsubscribe_url.is_some() && input.visible_unsubscribe;
+        States {
+            spf,
+            dkim: worst(findings, |c| c.group() == Group::Dkim),
+            dmarc: worst_of(&[Check::DmarcRecord]),
+            alignment: worst_of(&[Check::DmarcAlignDkim, Check::DmarcAlignSpf]),
+            one_click: Some(pass_or(input.unsubscribe_url.is_some(), Severity::Fail)),
+            unsubscribe_signed: Some(pass_or(covered && !signed.is_empty(), Severity::Fail)),
+            // Gmail and Yahoo require the visible link of bulk senders; below that it is advice.
+            visible_unsubscribe: Some(pass_or(
+                visible,
+                if bulk { Severity::Fail } else { Severity::Warn },
+            )),
+            // dns.fcrdns warns (DNS hygiene never blocks); Gmail and Yahoo require it.
+            ptr: match worst_of(&[Check::DnsFcrdns]) {
+                Some(Severity::Warn) | Some(Severity::Fail) => Some(Severity::Fail),
+                None => Some(Severity::Info),
+                s => s,
+            },
+            tls: worst(findings, |c| c.group() == Group::Tls),
+            bulk,
+        }
+    }
+}
+
+fn pass_or(ok: bool, otherwise: Severity) -> Severity {
+    if ok { Severity::Pass } else { otherwise }
+}
+
+/// The checklist, in the order it is reported, then the per-provider rows.
 pub fn checklist(findings: &[Finding], input: &Inputs<'_>) -> Vec<Finding> {
     let campaign = input.campaign.id.as_str();
-    let worst_of = |checks: &[Check]| worst(findings, |c| checks.contains(&c));
-    // SPF: the record's state, or the relay's verdict once the record passes.
-    let spf = match (worst_of(&[Check::SpfRecord]), worst_of(&[Check::SpfRelay])) {
-        (Some(Severity::Pass), Some(s)) => Some(s),
-        (s, _) => s,
-    };
-    let dkim = worst(findings, |c| c.group() == Group::Dkim);
-    let align = worst_of(&[Check::DmarcAlignDkim, Check::DmarcAlignSpf]);
-    let one_click = Some(match input.unsubscribe_url {
-        Some(_) => Severity::Pass,
-        None => Severity::Fail,
-    });
-    let signed = signed_headers(input.sample);
-    let covered = ["list-unsubscribe", "list-unsubscribe-post"]
-        .iter()
-        .all(|h| signed.iter().all(|hs| hs.iter().any(|x| x == h)));
-    let unsubscribe_signed = Some(if covered && !signed.is_empty() {
-        Severity::Pass
-    } else {
-        Severity::Fail
-    });
-    let visible = Some(
-        if input.unsubscribe_url.is_some() && input.visible_unsubscribe {
-            Severity::Pass
-        } else {
-            Severity::Warn
-        },
-    );
-    [
-        (SPF, spf),
-        (DKIM, dkim),
-        (DMARC, worst_of(&[Check::DmarcRecord])),
-        (ALIGNMENT, align),
-        (ONE_CLICK, one_click),
-        (UNSUBSCRIBE_SIGNED, unsubscribe_signed),
-        (VISIBLE_UNSUBSCRIBE, visible),
+    let st = States::new(findings, input);
+    let mut out: Vec<Finding> = [
+        (SPF, st.spf),
+        (DKIM, st.dkim),
+        (DMARC, st.dmarc),
+        (ALIGNMENT, st.alignment),
+        (ONE_CLICK, st.one_click),
+        (UNSUBSCRIBE_SIGNED, st.unsubscribe_signed),
+        (VISIBLE_UNSUBSCRIBE, st.visible_unsubscribe),
     ]
     .iter()
     .map(|(item, state)| item.judge(*state, campaign))
-    .chain([list_id(input)])
-    .collect()
+    .chain([list_id(input), ptr(&st, campaign)])
+    .collect();
+    out.extend(providers::rows(&st, findings, campaign));
+    out
 }
+
+/// `bulk.ptr`: Gmail and Yahoo require forward-confirmed reverse DNS of every sender. A
+/// failure blocks; a lookup that failed is a temperror enforced as `dns.fcrdns` is (not
+/// blocking: the reverse zone is the address owner's, not a record the user can fix).
+fn ptr(st: &States, campaign: &str) -> Finding {
+    if st.ptr == Some(Severity::Info) {
+        return Finding::new(
+            Check::BulkPtr,
+            Severity::Info,
+            campaign,
+            "the sending addresses are not known, so reverse DNS was not checked (see dns.fcrdns)"
+                .into(),
+        );
+    }
+    let mut f = PTR.judge(st.ptr, campaign);
+    if f.severity == Severity::TempError {
+        f.enforced_by = vec![Check::DnsFcrdns.id()];
+    }
+    f
+}
+
+const PTR: Item = Item {
+    check: Check::BulkPtr,
+    yes: "every sending address has reverse DNS that resolves back to it",
+    no: "a sending address has no forward-confirmed reverse DNS: Gmail and Yahoo require it of every sender",
+    fix: "ask the owner of the address (your relay provider) for a PTR whose name resolves back to it; see dns.fcrdns",
+};
 
 /// List-Id: a pass when set; without it a warning for a bulk campaign (Gmail counts 5,000
 /// messages a day as bulk) and advice below that.
@@ -167,4 +240,37 @@ fn list_id(input: &Inputs<'_>) -> Finding {
         format!("{} ({scale})", LIST_ID.no),
     )
     .fix(LIST_ID.fix.to_owned())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn with_ptr(ptr: Severity) -> States {
+        States {
+            spf: Some(Severity::Pass),
+            dkim: Some(Severity::Pass),
+            dmarc: Some(Severity::Pass),
+            alignment: Some(Severity::Pass),
+            one_click: Some(Severity::Pass),
+            unsubscribe_signed: Some(Severity::Pass),
+            visible_unsubscribe: Some(Severity::Pass),
+            ptr: Some(ptr),
+            tls: Some(Severity::Pass),
+            bulk: false,
+        }
+    }
+
+    #[test]
+    fn reverse_dns_blocks_when_missing_but_not_when_its_lookup_failed() {
+        let missing = ptr(&with_ptr(Severity::Fail), "c");
+        assert_eq!(missing.severity, Severity::Fail);
+        assert!(missing.blocks());
+        let unknown = ptr(&with_ptr(Severity::TempError), "c");
+        assert_eq!(unknown.severity, Severity::TempError);
+        assert!(!unknown.blocks());
+        assert_eq!(unknown.enforced_by, ["dns.fcrdns"]);
+        let unchecked = ptr(&with_ptr(Severity::Info), "c");
+        assert_eq!(unchecked.severity, Severity::Info);
+    }
 }

@@ -138,6 +138,28 @@ checks! {
     BulkUnsubscribeSigned => Bulk "bulk.unsubscribe-signed",
     BulkVisibleUnsubscribe => Bulk "bulk.visible-unsubscribe",
     BulkListId => Bulk "bulk.list-id",
+    BulkPtr => Bulk "bulk.ptr",
+    GmailAuthentication => Bulk "bulk.gmail.spf-dkim",
+    GmailDmarc => Bulk "bulk.gmail.dmarc",
+    GmailAlignment => Bulk "bulk.gmail.alignment",
+    GmailOneClick => Bulk "bulk.gmail.one-click",
+    GmailVisibleUnsubscribe => Bulk "bulk.gmail.visible-unsubscribe",
+    GmailPtr => Bulk "bulk.gmail.ptr",
+    GmailTls => Bulk "bulk.gmail.tls",
+    YahooAuthentication => Bulk "bulk.yahoo.spf-dkim",
+    YahooDmarc => Bulk "bulk.yahoo.dmarc",
+    YahooAlignment => Bulk "bulk.yahoo.alignment",
+    YahooOneClick => Bulk "bulk.yahoo.one-click",
+    YahooVisibleUnsubscribe => Bulk "bulk.yahoo.visible-unsubscribe",
+    YahooPtr => Bulk "bulk.yahoo.ptr",
+    YahooTls => Bulk "bulk.yahoo.tls",
+    MicrosoftAuthentication => Bulk "bulk.microsoft.spf-dkim",
+    MicrosoftDmarc => Bulk "bulk.microsoft.dmarc",
+    MicrosoftAlignment => Bulk "bulk.microsoft.alignment",
+    MicrosoftOneClick => Bulk "bulk.microsoft.one-click",
+    MicrosoftVisibleUnsubscribe => Bulk "bulk.microsoft.visible-unsubscribe",
+    MicrosoftPtr => Bulk "bulk.microsoft.ptr",
+    MicrosoftTls => Bulk "bulk.microsoft.tls",
 }
 
 impl Check {
@@ -187,6 +209,13 @@ pub struct Finding {
     pub evidence: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub fix: Option<String>,
+    /// A row derived from other findings that carry it to the gate: it never blocks by
+    /// itself, these ids do (and `--override` names them). Set on the per-provider rows.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub enforced_by: Vec<&'static str>,
+    /// The page a per-provider row judges by (its README section gives the URL too).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub cites: Option<&'static str>,
 }
 
 impl Finding {
@@ -205,13 +234,17 @@ impl Finding {
             message,
             evidence: None,
             fix: None,
+            enforced_by: Vec::new(),
+            cites: None,
         }
     }
 
-    /// Fails and temperrors block `send`, except in DNS hygiene: MX, reverse DNS and MTA-STS
-    /// matter for reputation but do not decide whether mail authenticates.
+    /// Fails and temperrors block `send`, except in DNS hygiene (MX, reverse DNS and MTA-STS
+    /// matter for reputation but do not decide whether mail authenticates) and in rows that
+    /// name the findings enforcing them ([`Finding::enforced_by`]), so one cause is one id
+    /// to fix or override.
     pub fn blocks(&self) -> bool {
-        self.severity.blocks() && self.group != Group::Dns
+        self.severity.blocks() && self.group != Group::Dns && self.enforced_by.is_empty()
     }
 
     pub fn evidence(mut self, e: String) -> Finding {

@@ -14,6 +14,7 @@ pub mod dmarc;
 pub mod dmarcbis;
 pub mod finding;
 pub mod hygiene;
+pub mod providers;
 pub mod records;
 pub mod render;
 pub mod spf;

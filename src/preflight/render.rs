@@ -3,6 +3,7 @@
 
 use serde::Serialize;
 
+use super::providers::PROVIDERS;
 use super::{Audit, Finding, Group, Severity};
 use crate::lint::LintSummary;
 use crate::terminal::field;
@@ -136,7 +137,17 @@ pub fn human(audit: &Audit, overrides: &[String]) -> String {
             continue;
         }
         s.push_str(&format!("\n{}\n", group.title()));
+        let mut cited = None;
         for f in items {
+            // The per-provider rows come in runs, each under its provider and page.
+            if f.cites.is_some() && f.cites != cited {
+                cited = f.cites;
+                let name = PROVIDERS
+                    .iter()
+                    .find(|p| Some(p.page()) == f.cites)
+                    .map_or("", |p| p.name());
+                s.push_str(&format!("  {name}, per {}\n", f.cites.unwrap_or_default()));
+            }
             s.push_str(&format!(
                 "  {:<9} {:<24} {}: {}\n",
                 f.severity.label(),

@@ -1,4 +1,9 @@
 //! The grade: for each provider, the blocking items that fail; and the human and JSON forms.
+//!
+//! One received message does not show how many were sent, so it is graded as bulk mail
+//! (5,000+ a day): SPF *and* DKIM must pass for Gmail, Yahoo and Microsoft alike, as each
+//! provider's bulk-sender page asks (cited per provider, see `preflight::providers`). The
+//! under-bulk rule (SPF or DKIM, Gmail and Yahoo) is reported as `verify.spf-or-dkim`.
 
 use std::fmt::Write as _;
 
@@ -11,6 +16,8 @@ use crate::terminal::field;
 #[derive(Debug, Clone, Serialize)]
 pub struct ProviderGrade {
     pub provider: Provider,
+    /// The provider's page the grade applies.
+    pub cites: &'static str,
     pub passes: bool,
     /// Ids of the failing items that block this provider.
     pub blocking: Vec<&'static str>,
@@ -25,6 +32,7 @@ pub fn grade(items: &[Item]) -> Vec<ProviderGrade> {
             blocking.dedup();
             ProviderGrade {
                 provider: p,
+                cites: p.page(),
                 passes: blocking.is_empty(),
                 blocking,
             }
@@ -37,6 +45,7 @@ pub fn human(r: &Report) -> String {
     let mut s = String::new();
     // Everything below but our own words comes from the message or DNS: escaped.
     let _ = writeln!(s, "{}", field(&r.source));
+    let _ = writeln!(s, "  graded as {}", r.graded_as);
     for g in &r.grade {
         let _ = writeln!(
             s,

@@ -1,7 +1,8 @@
 //! `mailshot verify`: grades a message as a receiver saw it. It reads what the receiver
 //! concluded (Authentication-Results, Received), recomputes DKIM, SPF and DMARC through the
 //! injected DNS, checks the message's form and content, and grades it against the blocking
-//! requirements of Gmail, Yahoo and Microsoft.
+//! requirements of Gmail, Yahoo and Microsoft. One message does not show the campaign's size,
+//! so it is graded as bulk mail ([`GRADED_AS`]): SPF and DKIM must both pass for all three.
 //!
 //! - [`headers`]: the header block, Authentication-Results (RFC 8601) and Received.
 //! - [`auth`]: the local recomputation.
@@ -20,6 +21,7 @@ use std::net::IpAddr;
 use serde::Serialize;
 
 use crate::dns::Dns;
+use crate::preflight::providers;
 use headers::{AuthResults, Hop};
 
 /// A mailbox provider whose bulk-sender rules the grade applies.
@@ -35,13 +37,25 @@ impl Provider {
     pub const ALL: [Provider; 3] = [Provider::Gmail, Provider::Yahoo, Provider::Microsoft];
 
     pub fn name(self) -> &'static str {
+        self.rules().name()
+    }
+
+    /// The page whose rules the grade applies: the same one `check`'s provider rows cite.
+    pub fn page(self) -> &'static str {
+        self.rules().page()
+    }
+
+    fn rules(self) -> providers::Provider {
         match self {
-            Provider::Gmail => "Gmail",
-            Provider::Yahoo => "Yahoo",
-            Provider::Microsoft => "Microsoft (Outlook.com)",
+            Provider::Gmail => providers::Provider::Gmail,
+            Provider::Yahoo => providers::Provider::Yahoo,
+            Provider::Microsoft => providers::Provider::Microsoft,
         }
     }
 }
+
+/// What a single message is graded as, said in every report.
+pub const GRADED_AS: &str = "bulk mail (5,000+ a day): one message does not show the campaign's size, so each provider's bulk-sender rules apply, SPF and DKIM both";
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize)]
 #[serde(rename_all = "lowercase")]
@@ -140,8 +154,10 @@ impl ReceiverView {
 /// One message's grade.
 #[derive(Debug, Clone, Serialize)]
 pub struct Report {
-    /// The file it came from.
+    /// Where it came from: a file, or an IMAP mailbox and UID.
     pub source: String,
+    /// Always [`GRADED_AS`].
+    pub graded_as: &'static str,
     pub from_domain: Option<String>,
     pub receiver: ReceiverView,
     pub items: Vec<Item>,
@@ -167,6 +183,7 @@ pub async fn verify(dns: &Dns, source: &str, raw: &[u8]) -> Report {
     let grade = grade::grade(&items);
     Report {
         source: source.to_owned(),
+        graded_as: GRADED_AS,
         from_domain,
         receiver,
         items,
