@@ -227,6 +227,16 @@ _dmarc IN TXT "v=DMARC1; p=reject; rua=mailto:dmarc@news.example.com"
         (out.status.code(), j)
     }
 
+    /// The ids the gate blocks on.
+    fn blocking(j: &Value) -> Vec<&str> {
+        j["blocking"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|v| v.as_str().unwrap())
+            .collect()
+    }
+
     fn row<'a>(j: &'a Value, id: &str) -> &'a Value {
         let rows: Vec<&Value> = j["findings"]
             .as_array()
@@ -280,12 +290,7 @@ _dmarc IN TXT "v=DMARC1; p=reject; rua=mailto:dmarc@news.example.com"
             assert_eq!(f["severity"], "pass", "{p}: {f:#}");
         }
         // The gate blocks on the shared row, once, not on each provider's.
-        let blocking: Vec<&str> = j["blocking"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .map(|v| v.as_str().unwrap())
-            .collect();
+        let blocking = blocking(&j);
         assert!(blocking.contains(&"bulk.spf"), "{blocking:?}");
         assert!(
             !blocking.iter().any(|b| b.starts_with("bulk.microsoft.")),
@@ -321,12 +326,7 @@ _dmarc IN TXT "v=DMARC1; p=reject; rua=mailto:dmarc@news.example.com"
             // SPF and DKIM do not depend on the DMARC record.
             assert_eq!(row(&j, &format!("bulk.{p}.spf-dkim"))["severity"], "pass");
         }
-        let blocking: Vec<&str> = j["blocking"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .map(|v| v.as_str().unwrap())
-            .collect();
+        let blocking = blocking(&j);
         assert!(blocking.contains(&"bulk.dmarc"), "{blocking:?}");
         assert!(
             blocking.iter().all(|b| b.split('.').count() == 2),

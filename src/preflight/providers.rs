@@ -259,15 +259,9 @@ mod tests {
     fn states(spf: Severity, bulk: bool) -> States {
         States {
             spf: Some(spf),
-            dkim: Some(Severity::Pass),
-            dmarc: Some(Severity::Pass),
-            alignment: Some(Severity::Pass),
-            one_click: Some(Severity::Pass),
-            unsubscribe_signed: Some(Severity::Pass),
-            visible_unsubscribe: Some(Severity::Pass),
             ptr: Some(Severity::Info),
             tls: Some(Severity::Info),
-            bulk,
+            ..States::passing(bulk)
         }
     }
 
