@@ -16,6 +16,7 @@ pub mod journal;
 pub mod scenario;
 pub mod smtp;
 pub mod tls;
+pub mod verp;
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
