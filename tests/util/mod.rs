@@ -13,6 +13,7 @@ pub mod http;
 pub mod intake;
 pub mod interop;
 pub mod journal;
+pub mod postfix;
 pub mod scenario;
 pub mod smtp;
 pub mod tls;
