@@ -541,3 +541,44 @@ fn verp_refuses_a_return_path_too_long_for_the_tag() {
                 .is_none()
     );
 }
+
+/// With VERP the audit knows the envelope domain is unchanged: the SPF record finding says
+/// so, and the findings are otherwise those of the same campaign without VERP.
+#[test]
+fn verp_leaves_the_spf_audit_alone_and_says_so() {
+    let c = CampaignDir::new(&Spec::default());
+    let without = run(&["check", "--format", "json", c.toml_str()], &[]);
+    crate::util::verp::enable(&c);
+    let with = run(&["check", "--format", "json", c.toml_str()], &[]);
+    assert_eq!(with.status.code(), without.status.code());
+    let findings = |o: &std::process::Output| {
+        let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+        v["findings"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|f| {
+                (
+                    f["id"].to_string(),
+                    f["severity"].to_string(),
+                    f["message"].to_string(),
+                )
+            })
+            .collect::<Vec<_>>()
+    };
+    let (a, b) = (findings(&without), findings(&with));
+    assert_eq!(a.len(), b.len());
+    assert!(b.iter().any(|f| f.0 == "\"spf.record\""), "{b:?}");
+    for (x, y) in a.iter().zip(&b) {
+        assert_eq!((&x.0, &x.1), (&y.0, &y.1));
+        if x.0 == "\"spf.record\"" {
+            assert!(
+                y.2.contains("VERP changes only the envelope sender's local part"),
+                "{}",
+                y.2
+            );
+        } else {
+            assert_eq!(x.2, y.2);
+        }
+    }
+}
