@@ -450,7 +450,6 @@ fn envelopes_in_log(log: &str) -> Vec<(String, String)> {
 /// sender their first attempt had.
 #[test]
 fn verp_envelope_sender_is_per_recipient_authenticated_and_stable_across_a_resume() {
-    use crate::util::background::Background;
     use crate::util::verp;
     let all = [
         "ann@example.com",
@@ -469,13 +468,7 @@ fn verp_envelope_sender_is_per_recipient_authenticated_and_stable_across_a_resum
         .smtp(Mode::Plain);
     verp::enable(&c);
 
-    let mut bg = Background::start(&c, &[], "killed");
-    bg.wait_until("both senders are in DATA", || {
-        server.events("data-stall").len() == 2
-    });
-    bg.signal("-KILL");
-    let (status, _, _) = bg.finish();
-    assert_eq!(status.code(), None, "killed: {status}");
+    crate::util::background::kill_in_data(&c, &server, 2);
     let first_attempts = envelopes_in_log(&server.log());
     assert_eq!(first_attempts.len(), 2, "{first_attempts:?}");
     assert!(server.received().is_empty());

@@ -280,7 +280,7 @@ fn write_folder(dir: &Path, shown: &[Shown]) -> anyhow::Result<()> {
             rows,
             "<tr><td>{}</td><td title=\"MAIL FROM &lt;{}&gt;\">{}</td><td class=\"subject\">{}</td><td>{}</td><td><ul>{}</ul></td><td>{}</td></tr>",
             r.row,
-            esc(&s.prepared.envelope_from.to_string()),
+            esc(s.prepared.envelope_from.as_ref()),
             esc(r.address.as_ref()),
             esc(&s.subject),
             s.prepared.bytes.len(),

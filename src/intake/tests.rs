@@ -58,6 +58,10 @@ fn id_for(c: &Campaign, address: &str) -> String {
 }
 
 fn run(bytes: &[u8], k: &Known) -> Verdict {
+    run_with(bytes, k, None)
+}
+
+fn run_with(bytes: &[u8], k: &Known, verp: Option<&crate::message::verp::Verp>) -> Verdict {
     classify(
         bytes,
         &Context {
@@ -65,7 +69,7 @@ fn run(bytes: &[u8], k: &Known) -> Verdict {
             unsubscribe: None,
             mailto: None,
             now: std::time::SystemTime::UNIX_EPOCH,
-            verp: None,
+            verp,
         },
     )
 }
@@ -275,16 +279,7 @@ fn verp_campaign(dir: &Path) -> (Campaign, Known, crate::message::verp::Verp) {
 }
 
 fn run_verp(bytes: &[u8], k: &Known, v: &crate::message::verp::Verp) -> Verdict {
-    classify(
-        bytes,
-        &Context {
-            known: k,
-            unsubscribe: None,
-            mailto: None,
-            now: std::time::SystemTime::UNIX_EPOCH,
-            verp: Some(v),
-        },
-    )
+    run_with(bytes, k, Some(v))
 }
 
 fn tag_for(v: &crate::message::verp::Verp, row: u64, address: &str) -> String {

@@ -256,7 +256,7 @@ mod tests {
             .envelope(7, &"ann@example.com".parse().unwrap())
             .unwrap();
         assert!(!v.verify(
-            &v.tag(&theirs.to_string()).unwrap(),
+            &v.tag(theirs.as_ref()).unwrap(),
             "ann@example.com",
             UNIX_EPOCH
         ));
@@ -276,7 +276,7 @@ mod tests {
         let old = before
             .envelope(3, &"ann@example.com".parse().unwrap())
             .unwrap();
-        let tag = rotated.tag(&old.to_string()).unwrap();
+        let tag = rotated.tag(old.as_ref()).unwrap();
         let until = UNIX_EPOCH + Duration::from_secs(1000);
         assert!(rotated.verify(&tag, "ann@example.com", until - Duration::from_secs(1)));
         assert!(!rotated.verify(&tag, "ann@example.com", until));
