@@ -3,8 +3,8 @@
 //! Each per-recipient block gives `Final-Recipient` (the address the failing server tried:
 //! after forwarding, not the one mailshot sent to), `Action` and `Status`. The recipient is
 //! the one the VERP address names (its tag verified), else the returned original's Message-ID,
-//! else the Final-Recipient if this campaign sent to it. A DSN for anyone else is ignored and said: bounces are easy to forge,
-//! and a forged one must not unsubscribe people.
+//! else the Final-Recipient if this campaign sent to it. A DSN for anyone else is ignored and
+//! said: bounces are easy to forge, and a forged one must not unsubscribe people.
 
 use mail_parser::Message;
 
