@@ -31,7 +31,7 @@ pub enum RowError {
     #[error(transparent)]
     Sign(#[from] SignError),
     #[error(transparent)]
-    Verp(#[from] verp::TooLong),
+    Verp(#[from] verp::VerpError),
 }
 
 /// One message, ready for the transport.
@@ -108,7 +108,7 @@ impl Assembler {
     }
 
     /// MAIL FROM for the recipient: the return path, or its VERP form for the recipient's row.
-    pub fn envelope_from(&self, r: &Recipient) -> Result<lettre::Address, verp::TooLong> {
+    pub fn envelope_from(&self, r: &Recipient) -> Result<lettre::Address, verp::VerpError> {
         match &self.verp {
             Some(v) => v.envelope(r.row, &r.address),
             None => Ok(self.return_path.clone()),

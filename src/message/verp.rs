@@ -29,15 +29,17 @@ pub const MAX_SUFFIX: usize = 1 + 10 + 1 + MAC_CHARS;
 
 const BASE32: &[u8; 32] = b"abcdefghijklmnopqrstuvwxyz234567";
 
-/// The row's VERP address would be longer than SMTP allows (only past row 9,999,999,999, as
-/// the configuration keeps the local part short enough for any smaller row).
+/// The row's VERP address cannot be made. Only this row is affected.
 #[derive(Debug, thiserror::Error)]
-#[error(
-    "the VERP envelope sender for row {row} would have a {octets}-octet local part; SMTP allows {MAX_LOCAL}: shorten campaign.return_path's local part"
-)]
-pub struct TooLong {
-    pub row: u64,
-    pub octets: usize,
+pub enum VerpError {
+    /// Only past row 9,999,999,999: the configuration keeps the local part short enough for
+    /// any smaller row.
+    #[error(
+        "the VERP envelope sender for row {row} would have a {octets}-octet local part; SMTP allows {MAX_LOCAL}: shorten campaign.return_path's local part"
+    )]
+    TooLong { row: u64, octets: usize },
+    #[error("the VERP envelope sender for row {row} is not a valid address ({why})")]
+    Invalid { row: u64, why: String },
 }
 
 /// Makes and checks tags. Built once per campaign; the key never leaves it.
@@ -84,17 +86,17 @@ impl Verp {
 
     /// The envelope sender for one recipient. The same in every run of the campaign, so a
     /// resumed message carries the tag the first attempt had.
-    pub fn envelope(&self, row: u64, address: &Address) -> Result<Address, TooLong> {
+    pub fn envelope(&self, row: u64, address: &Address) -> Result<Address, VerpError> {
         let local = format!("{}+{row}-{}", self.local, self.mac(&self.key, row, address));
         if local.len() > MAX_LOCAL {
-            return Err(TooLong {
+            return Err(VerpError::TooLong {
                 row,
                 octets: local.len(),
             });
         }
-        Address::new(local, &self.domain).map_err(|_| TooLong {
+        Address::new(local, &self.domain).map_err(|e| VerpError::Invalid {
             row,
-            octets: MAX_LOCAL + 1,
+            why: e.to_string(),
         })
     }
 
@@ -290,7 +292,10 @@ mod tests {
         let env = v.envelope(9_999_999_999, &ann).unwrap();
         assert_eq!(env.user().len(), MAX_LOCAL);
         let e = v.envelope(10_000_000_000, &ann).unwrap_err();
-        assert_eq!(e.octets, MAX_LOCAL + 1);
+        assert!(
+            matches!(e, VerpError::TooLong { octets, .. } if octets == MAX_LOCAL + 1),
+            "{e}"
+        );
         // The configuration refuses a local part one octet longer.
         let dir = tempfile::tempdir().unwrap();
         std::fs::write(dir.path().join("new"), "s").unwrap();
