@@ -129,6 +129,9 @@ mod raw {
         pub state_dir: Option<String>,
         pub list_id: Option<String>,
         pub feedback_id: Option<String>,
+        /// VERP: a per-recipient envelope sender, `<local>+<tag>@<domain>`.
+        #[serde(default)]
+        pub verp: bool,
     }
 
     #[derive(Debug, Deserialize)]
@@ -249,8 +252,12 @@ pub struct Campaign {
     pub id: String,
     pub from: Mailbox,
     pub reply_to: Option<Mailbox>,
-    /// The envelope sender (MAIL FROM, which becomes Return-Path).
+    /// The envelope sender (MAIL FROM, which becomes Return-Path). With `verp`, each message's
+    /// is `<its local part>+<tag>@<its domain>` instead (crate::message::verp).
     pub return_path: Address,
+    /// `[campaign] verp`: a per-recipient, HMAC-tagged envelope sender, so any bounce names
+    /// its recipient. Needs the `[unsubscribe]` secret, which keys the tag.
+    pub verp: bool,
     /// Subject template source.
     pub subject: String,
     /// The List-Id header value (RFC 2919), `Name <label.domain>`.
@@ -577,12 +584,16 @@ impl Resolver<'_> {
         let lint = self.lint(f.lint)?;
 
         let intake = self.intake(f.intake)?;
+        if f.campaign.verp {
+            self.verp(&return_path, unsubscribe.is_some())?;
+        }
         Ok(Campaign {
             path: self.path.to_owned(),
             id,
             from,
             reply_to,
             return_path,
+            verp: f.campaign.verp,
             subject: f.campaign.subject,
             list_id,
             feedback_id,
@@ -607,6 +618,36 @@ impl Resolver<'_> {
             lint,
             intake,
         })
+    }
+
+    /// VERP's preconditions: a key for the tag, and room for the tag in the local part.
+    fn verp(&self, return_path: &Address, has_secret: bool) -> Result<(), ConfigError> {
+        if !has_secret {
+            return Err(self.invalid(
+                "campaign.verp",
+                "needs an [unsubscribe] table with secret_env or secret_file: that HMAC key authenticates the VERP tag, so a forged bounce cannot name a recipient",
+            ));
+        }
+        let local = return_path.user();
+        if local.starts_with('"') {
+            return Err(self.invalid(
+                "campaign.verp",
+                "needs a return_path whose local part is not quoted (e.g. bounces@your-domain): the tag is appended to it",
+            ));
+        }
+        let room = crate::message::verp::MAX_LOCAL - crate::message::verp::MAX_SUFFIX;
+        if local.len() > room {
+            return Err(self.invalid(
+                "campaign.verp",
+                format!(
+                    "the return_path's local part {local:?} is {} octets; VERP appends up to {} (+tag), and SMTP allows {} in all (RFC 5321 4.5.3.1.1): use a local part of at most {room} octets, e.g. bounces@",
+                    local.len(),
+                    crate::message::verp::MAX_SUFFIX,
+                    crate::message::verp::MAX_LOCAL
+                ),
+            ));
+        }
+        Ok(())
     }
 
     fn id(&self, raw: &str) -> Result<String, ConfigError> {

@@ -391,3 +391,88 @@ fn intake_needs_a_suppression_list_unless_dry_run() {
     assert_eq!(dry.status.code(), Some(0), "{}", stderr(&dry));
     let _ = Path::new("");
 }
+
+/// The genuine article: a VERP campaign sent through a private Postfix, which accepts a
+/// message for an unknown user, refuses it at delivery, and has its own bounce daemon write
+/// an RFC 3464 DSN back to the VERP envelope sender, into a Maildir. Intake on that Maildir
+/// suppresses exactly the bounced recipient, through the verified VERP address; the same DSN
+/// with its tag altered is ignored and said.
+#[test]
+fn a_real_postfix_dsn_to_the_verp_address_suppresses_exactly_the_bounced_recipient() {
+    use crate::util::postfix::Postfix;
+    const BOUNCES: &str = "bounces@news.example.com";
+    let postfix = Postfix::start(&["ann@rcpt.example", "cat@rcpt.example", BOUNCES]);
+    let tail = format!(
+        "[smtp]\nhost = \"127.0.0.1\"\nport = {}\ntls = \"none\"\n\n[suppression]\nfile = \"suppressed.txt\"\n",
+        postfix.port
+    );
+    let c = CampaignDir::new(&Spec {
+        csv: "email,first_name\nann@rcpt.example,Ann\nnobody@rcpt.example,Nobody\ncat@rcpt.example,Cat\n",
+        tail: &tail,
+        ..Spec::default()
+    });
+    crate::util::verp::enable(&c);
+    std::fs::write(c.path().join("suppressed.txt"), "").unwrap();
+    let sent = run(&["send", c.toml_str()], &[]);
+    assert_eq!(sent.status.code(), Some(0), "{}", stderr(&sent));
+
+    // Postfix delivered two and bounced one, to the VERP address of the bounced row.
+    postfix.wait_for_mail("ann@rcpt.example", 1);
+    postfix.wait_for_mail("cat@rcpt.example", 1);
+    let dsn_path = postfix.wait_for_mail(BOUNCES, 1).remove(0);
+    let dsn = std::fs::read_to_string(&dsn_path).unwrap();
+    let tag = crate::util::verp::envelope(3, "nobody@rcpt.example");
+    for what in [
+        "report-type=delivery-status".to_owned(),
+        format!("Delivered-To: {tag}"),
+        "Final-Recipient: rfc822; nobody@rcpt.example".to_owned(),
+        "Status: 5.1.1".to_owned(),
+    ] {
+        assert!(dsn.contains(&what), "{what} in Postfix's DSN:\n{dsn}");
+    }
+
+    let bounces = postfix.maildir(BOUNCES);
+    let out = run(
+        &[
+            "intake",
+            c.toml_str(),
+            bounces.to_str().unwrap(),
+            "--format",
+            "json",
+        ],
+        &[],
+    );
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    let v = json(&out);
+    assert_eq!(v["counts"]["dsn"], 1, "{v}");
+    assert_eq!(v["counts"]["hard_bounce"], 1, "{v}");
+    assert_eq!(
+        suppressed(&v),
+        set(&[("nobody@rcpt.example", "hard-bounce")])
+    );
+    assert_eq!(v["suppressed"][0]["signal"], "verp", "{v}");
+    let list = std::fs::read_to_string(c.path().join("suppressed.txt")).unwrap();
+    assert!(list.contains("nobody@rcpt.example"), "{list}");
+    assert!(!list.contains("ann@") && !list.contains("cat@"), "{list}");
+
+    // The same DSN, its tag moved to another row (whose MAC it does not carry): ignored, said.
+    let altered = dsn.replace(&tag, &tag.replacen("+3-", "+2-", 1));
+    let forged = maildir(&c.path().join("forged"), &[altered.into_bytes()]);
+    let out = run(
+        &[
+            "intake",
+            c.toml_str(),
+            forged.to_str().unwrap(),
+            "--dry-run",
+            "--format",
+            "json",
+        ],
+        &[],
+    );
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    let v = json(&out);
+    assert_eq!(v["counts"]["ignored"], 1, "{v}");
+    assert_eq!(v["suppressed_total"], 0, "{v}");
+    let why = v["ignored"][0]["reason"].as_str().unwrap();
+    assert!(why.contains("does not verify"), "{why}");
+}

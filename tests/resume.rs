@@ -253,13 +253,7 @@ fn in_flight_after_sigkill_needs_an_in_doubt_choice_and_skip_reports_them() {
         })
         .smtp(Mode::Plain);
 
-    let mut bg = Background::start(&c, &[], "killed");
-    bg.wait_until("both senders are in DATA", || {
-        server.events("data-stall").len() == 2
-    });
-    bg.signal("-KILL");
-    let (status, _, _) = bg.finish();
-    assert_eq!(status.code(), None, "killed: {status}");
+    crate::util::background::kill_in_data(&c, &server, 2);
     let stalled: BTreeSet<String> = server
         .events("data-stall")
         .iter()

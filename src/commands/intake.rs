@@ -37,6 +37,8 @@ pub fn run(args: &IntakeArgs, quiet: bool, clock: Arc<dyn Clock>) -> anyhow::Res
     };
     let known = Known::load(&campaign)?;
     let unsubscribe = commands::unsubscriber(&campaign)?;
+    let verp =
+        crate::message::verp::Verp::new(&campaign).context("VERP key ([unsubscribe] secret)")?;
     let mailto = campaign
         .unsubscribe
         .as_ref()
@@ -76,6 +78,7 @@ pub fn run(args: &IntakeArgs, quiet: bool, clock: Arc<dyn Clock>) -> anyhow::Res
             unsubscribe: unsubscribe.as_ref(),
             mailto,
             now: clock.now(),
+            verp: verp.as_ref(),
         },
         sink: &mut sink,
         ledger: &mut ledger,

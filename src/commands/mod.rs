@@ -85,12 +85,15 @@ pub fn load_shard(
     let templates = Templates::compile(&campaign)?;
     let signer = Signer::load(&campaign.dkim)?;
     let unsubscribe = unsubscriber(&campaign)?;
+    let verp =
+        crate::message::verp::Verp::new(&campaign).context("VERP key ([unsubscribe] secret)")?;
     let assembler = Arc::new(Assembler::new(
         &campaign,
         columns,
         templates,
         signer,
         unsubscribe,
+        verp,
         clock,
     ));
     let candidates = Arc::new(crate::recipients::duplicate_candidates(

@@ -159,6 +159,8 @@ fn terminal(s: &Shown) -> String {
     for (h, v) in &s.addresses {
         let _ = writeln!(o, "{h}: {}", field(v));
     }
+    // Not a header: the envelope sender the relay is given, where bounces go (VERP's tag).
+    let _ = writeln!(o, "MAIL FROM: <{}>", s.prepared.envelope_from);
     for h in [
         "Date",
         "Message-ID",
@@ -276,8 +278,9 @@ fn write_folder(dir: &Path, shown: &[Shown]) -> anyhow::Result<()> {
         };
         let _ = writeln!(
             rows,
-            "<tr><td>{}</td><td>{}</td><td class=\"subject\">{}</td><td>{}</td><td><ul>{}</ul></td><td>{}</td></tr>",
+            "<tr><td>{}</td><td title=\"MAIL FROM &lt;{}&gt;\">{}</td><td class=\"subject\">{}</td><td>{}</td><td><ul>{}</ul></td><td>{}</td></tr>",
             r.row,
+            esc(s.prepared.envelope_from.as_ref()),
             esc(r.address.as_ref()),
             esc(&s.subject),
             s.prepared.bytes.len(),

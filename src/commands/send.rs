@@ -129,7 +129,7 @@ async fn send_seeds(args: &SendArgs, loaded: &Loaded, transport: &Transport) -> 
         &campaign.recipients.address_column,
     )
     .and_then(|s| seed::build(&loaded.assembler, s))?;
-    let results = seed::send(transport, &campaign.return_path, &seeds).await;
+    let results = seed::send(transport, &seeds).await;
     for (copy, result) in seeds.iter().zip(results) {
         match result {
             Ok(a) => outln!(
@@ -287,7 +287,6 @@ fn pipeline(
         } else {
             DomainLimits::new(&[])
         }),
-        envelope_from: campaign.return_path.clone(),
         concurrency,
         clock,
         expected_rows: loaded.survey.rows,

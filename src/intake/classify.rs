@@ -1,14 +1,17 @@
 //! Sorting one message into a [`Verdict`]: by its MIME report type first (RFC 3464 DSN,
 //! RFC 5965 complaint), then by its address (the `[unsubscribe] mailto`), then by content (a
-//! DMARC aggregate report), then by the shape of a bounce carrying mailshot's Message-ID.
+//! DMARC aggregate report), then by the shape of a bounce carrying mailshot's Message-ID or
+//! coming back to a VERP address.
 
 use mail_parser::{Message, MessageParser, MimeHeaders, PartType};
 
 use super::known::Known;
 use super::verdict::Verdict;
+use super::verp::{self, Envelope};
 use super::{arf, dsn, mailto, returned};
 use crate::dmarc_report::container::{self, SkipKind};
 use crate::dmarc_report::digest::Digest;
+use crate::message::verp::Verp;
 use crate::unsubscribe::Unsubscriber;
 
 /// message/rfc822 parts nested deeper than this are not looked into, and a message that goes
@@ -24,6 +27,9 @@ pub struct Context<'a> {
     pub mailto: Option<String>,
     /// For the unsubscribe key's rotation: a previous key counts until its end date.
     pub now: std::time::SystemTime,
+    /// The campaign's VERP, when it sends with `[campaign] verp`: bounces to a tagged address
+    /// name their recipient.
+    pub verp: Option<&'a Verp>,
 }
 
 pub fn classify(bytes: &[u8], cx: &Context<'_>) -> Verdict {
@@ -38,7 +44,12 @@ pub fn classify(bytes: &[u8], cx: &Context<'_>) -> Verdict {
         };
     }
     match report_type(&msg).as_deref() {
-        Some("delivery-status") => return dsn::classify(&msg, cx.known),
+        Some("delivery-status") => {
+            return match verp::envelope(&msg, cx) {
+                Envelope::Refused(why) => Verdict::Ignored { why },
+                envelope => dsn::classify(&msg, cx.known, envelope.ours()),
+            };
+        }
         Some("feedback-report") => return arf::classify(&msg, cx.known),
         _ => {}
     }
@@ -65,7 +76,7 @@ pub fn classify(bytes: &[u8], cx: &Context<'_>) -> Verdict {
             Err(_) => {}
         }
     }
-    returned::classify(&msg, cx.known)
+    returned::classify(&msg, cx)
 }
 
 /// `multipart/report; report-type=...`, lowercase.

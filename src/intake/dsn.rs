@@ -2,9 +2,9 @@
 //!
 //! Each per-recipient block gives `Final-Recipient` (the address the failing server tried:
 //! after forwarding, not the one mailshot sent to), `Action` and `Status`. The recipient is
-//! the returned original's Message-ID when there is one, else the Final-Recipient if this
-//! campaign sent to it. A DSN for anyone else is ignored and said: bounces are easy to forge,
-//! and a forged one must not unsubscribe people.
+//! the one the VERP address names (its tag verified), else the returned original's Message-ID,
+//! else the Final-Recipient if this campaign sent to it. A DSN for anyone else is ignored and
+//! said: bounces are easy to forge, and a forged one must not unsubscribe people.
 
 use mail_parser::Message;
 
@@ -13,7 +13,7 @@ use super::known::{IdMatch, Known, Recipient};
 use super::returned::original;
 use super::verdict::{Bounce, BounceFormat, Signal, Verdict};
 
-pub fn classify(msg: &Message<'_>, known: &Known) -> Verdict {
+pub fn classify(msg: &Message<'_>, known: &Known, verp: Option<&Recipient>) -> Verdict {
     let Some(part) = part_of_type(
         msg,
         &["message/delivery-status", "message/global-delivery-status"],
@@ -53,7 +53,7 @@ pub fn classify(msg: &Message<'_>, known: &Known) -> Verdict {
             ignored.push("(an unreadable Final-Recipient)".to_owned());
             continue;
         };
-        let Some((recipient, signal)) = resolve(&returned, &final_rcpt, single, known) else {
+        let Some((recipient, signal)) = resolve(verp, &returned, &final_rcpt, single, known) else {
             ignored.push(clean_text(&final_rcpt));
             continue;
         };
@@ -78,15 +78,23 @@ pub fn classify(msg: &Message<'_>, known: &Known) -> Verdict {
     }
 }
 
-/// Who a recipient block is about: the returned original's recipient (one recipient per
-/// mailshot message, so it names a single-recipient DSN's block, or the block whose
-/// Final-Recipient is that address), else the Final-Recipient if it was sent to.
+/// Who a recipient block is about: the VERP address's recipient, else the returned original's
+/// (one recipient per mailshot message, so either names a single-recipient DSN's block, or the
+/// block whose Final-Recipient is that address), else the Final-Recipient if it was sent to.
+/// VERP comes first: its tag is keyed, while a Message-ID can be computed by anyone who knows
+/// the campaign id and the address.
 fn resolve(
+    verp: Option<&Recipient>,
     returned: &IdMatch,
     final_rcpt: &str,
     single: bool,
     known: &Known,
 ) -> Option<(Recipient, Signal)> {
+    if let Some(r) = verp
+        && (single || r.address == final_rcpt)
+    {
+        return Some((r.clone(), Signal::Verp));
+    }
     if let IdMatch::Ours(r) = returned
         && (single || r.address == final_rcpt)
     {

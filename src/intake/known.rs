@@ -21,6 +21,8 @@ pub struct Known {
     /// `@<from domain>`, lowercase: the right-hand side of every Message-ID mailshot makes.
     id_suffix: String,
     by_address: HashMap<Box<str>, u64>,
+    /// Row -> lowercase address, for a VERP tag (which names a row).
+    by_row: HashMap<u64, Box<str>>,
     /// The 96-bit hash in this campaign's Message-IDs -> lowercase address. Kept as bytes:
     /// for 100,000 recipients the Message-ID strings alone would take several MB.
     by_message_id: HashMap<[u8; 12], Box<str>>,
@@ -58,6 +60,7 @@ impl Known {
             {
                 known.by_message_id.insert(hash, address.clone());
             }
+            known.by_row.insert(row, address.clone());
             known.by_address.insert(address, row);
         }
         Ok(known)
@@ -68,6 +71,7 @@ impl Known {
             campaign_id: campaign.id.clone(),
             id_suffix: format!("@{}", campaign.sender_domain().to_ascii_lowercase()),
             by_address: HashMap::new(),
+            by_row: HashMap::new(),
             by_message_id: HashMap::new(),
             sent: 0,
         }
@@ -96,6 +100,14 @@ impl Known {
         self.by_address
             .get(a.as_str())
             .map(|&row| Recipient { row, address: a })
+    }
+
+    /// The recipient of a row this campaign sent to (a VERP tag names the row).
+    pub fn row(&self, row: u64) -> Option<Recipient> {
+        self.by_row.get(&row).map(|a| Recipient {
+            row,
+            address: a.to_string(),
+        })
     }
 
     /// Matches a Message-ID (with or without angle brackets).
@@ -128,6 +140,7 @@ impl Known {
             .hash_of(&composer.message_id(&a.parse().unwrap()).to_lowercase())
             .unwrap();
         self.by_message_id.insert(hash, a.clone().into_boxed_str());
+        self.by_row.insert(row, a.clone().into_boxed_str());
         self.by_address.insert(a.into_boxed_str(), row);
         self.sent += 1;
     }

@@ -2,9 +2,10 @@
 //!
 //! | category | signal | effect |
 //! |---|---|---|
-//! | DSN (RFC 3464), `failed` + 5.x.x | returned Message-ID, else Final-Recipient in the journal | suppress (hard-bounce), report row `bounced` |
+//! | DSN (RFC 3464), `failed` + 5.x.x | VERP address (tag verified), else returned Message-ID, else Final-Recipient in the journal | suppress (hard-bounce), report row `bounced` |
 //! | DSN, `delayed` or 4.x.x | the same | soft-bounce count; suppress at N campaigns |
-//! | other MTAs' bounces (Exim, qmail, Exchange text) | returned Message-ID only, from a mail system | as a DSN, status from the text (none: soft) |
+//! | other MTAs' bounces (Exim, qmail, Exchange text) | VERP address (not an auto-reply), else returned Message-ID, from a mail system | as a DSN, status from the text (none: soft) |
+//! | a bounce to a VERP address whose tag does not verify | - | ignored, said, left unmarked |
 //! | complaint (RFC 5965) | original's Message-ID, else its To, else Original-Rcpt-To, in the journal | suppress (complaint) |
 //! | mailto unsubscribe | subject `unsubscribe ADDRESS TOKEN`, HMAC checked | suppress (unsubscribe) |
 //! | DMARC aggregate report | attachment content | totals, as `dmarc report` |
@@ -31,3 +32,4 @@ pub mod summary;
 #[cfg(test)]
 mod tests;
 pub mod verdict;
+pub mod verp;

@@ -5,12 +5,16 @@
 //! original header lines pasted below a marker line. mailshot's Message-IDs are made from the
 //! campaign and the address, so the original's Message-ID names the recipient exactly. The
 //! bounce's own In-Reply-To and References are never used: an auto-reply carries them too.
+//! With VERP, the address the bounce came back to names the recipient even when nothing of
+//! the original is returned (see [`super::verp`]).
 
 use mail_parser::{Message, MessageParser, MimeHeaders, PartType};
 
+use super::classify::Context;
 use super::fields::{clean_text, enhanced_status};
 use super::known::{IdMatch, Known};
 use super::verdict::{Bounce, BounceFormat, Signal, Verdict};
+use super::verp::{self, Envelope};
 
 /// Text searched for pasted header lines, per part: the original's headers come within the
 /// first screenfuls of a bounce.
@@ -102,20 +106,26 @@ fn from_mail_system(msg: &Message<'_>) -> bool {
 }
 
 /// A bounce that is not an RFC 3464 report (Exim's and qmail's plain text, older Exchange):
-/// acted on only through the returned Message-ID. Its status is the first RFC 3463 code in
-/// its text; without one it counts as soft, so an unreadable bounce never suppresses anyone.
-pub fn classify(msg: &Message<'_>, known: &Known) -> Verdict {
+/// acted on only through its VERP address or the returned Message-ID. Its status is the first
+/// RFC 3463 code in its text; without one it counts as soft, so an unreadable bounce never
+/// suppresses anyone.
+pub fn classify(msg: &Message<'_>, cx: &Context<'_>) -> Verdict {
     if !from_mail_system(msg) {
         return Verdict::Other;
     }
-    let recipient = match original(msg, known) {
-        IdMatch::Ours(r) => r,
-        IdMatch::OtherCampaign(c) => {
+    let (recipient, signal) = match (verp::envelope(msg, cx), original(msg, cx.known)) {
+        (Envelope::Refused(why), _) => return Verdict::Ignored { why },
+        (Envelope::Ours(r), IdMatch::Ours(_)) => (r, Signal::Verp),
+        // Only the VERP address: an automatic reply comes back to it too.
+        (Envelope::Ours(_), _) if verp::auto_reply(msg) => return Verdict::Other,
+        (Envelope::Ours(r), _) => (r, Signal::Verp),
+        (Envelope::None, IdMatch::Ours(r)) => (r, Signal::ReturnedMessageId),
+        (Envelope::None, IdMatch::OtherCampaign(c)) => {
             return Verdict::Ignored {
                 why: format!("a bounce for campaign {c:?}, not this one: left for its intake"),
             };
         }
-        IdMatch::Unknown => return Verdict::Other,
+        (Envelope::None, IdMatch::Unknown) => return Verdict::Other,
     };
     let text: String = msg
         .text_bodies()
@@ -146,7 +156,7 @@ pub fn classify(msg: &Message<'_>, known: &Known) -> Verdict {
             hard: status.starts_with('5') && !delayed,
             status,
             diagnostic,
-            signal: Signal::ReturnedMessageId,
+            signal,
             final_recipient: None,
         }],
         ignored: Vec::new(),

@@ -58,6 +58,10 @@ fn id_for(c: &Campaign, address: &str) -> String {
 }
 
 fn run(bytes: &[u8], k: &Known) -> Verdict {
+    run_with(bytes, k, None)
+}
+
+fn run_with(bytes: &[u8], k: &Known, verp: Option<&crate::message::verp::Verp>) -> Verdict {
     classify(
         bytes,
         &Context {
@@ -65,6 +69,7 @@ fn run(bytes: &[u8], k: &Known) -> Verdict {
             unsubscribe: None,
             mailto: None,
             now: std::time::SystemTime::UNIX_EPOCH,
+            verp,
         },
     )
 }
@@ -228,6 +233,7 @@ fn mailto_unsubscribe_needs_the_right_token() {
         unsubscribe: Some(&unsub),
         mailto: Some("unsub@news.example.com".into()),
         now: std::time::SystemTime::UNIX_EPOCH,
+        verp: None,
     };
     let mail = |subject: &str| {
         format!("From: x@y.example\r\nTo: Unsub@News.Example.com\r\nSubject: {subject}\r\n\r\n")
@@ -249,4 +255,122 @@ fn mailto_unsubscribe_needs_the_right_token() {
         let v = classify(mail(&subject).as_bytes(), &cx);
         assert!(matches!(v, Verdict::Ignored { .. }), "{subject}: {v:?}");
     }
+}
+
+/// A VERP campaign (its key is the `[unsubscribe]` secret) that sent to rows 2 to 4.
+fn verp_campaign(dir: &Path) -> (Campaign, Known, crate::message::verp::Verp) {
+    std::fs::write(dir.join("secret"), "verp-k3y\n").unwrap();
+    let toml = TOML.replace(
+        "[outbox]",
+        "[unsubscribe]\nurl = \"https://news.example.com/u\"\nsecret_file = \"secret\"\n[outbox]",
+    );
+    let toml = toml.replacen("[templates]", "verp = true\n[templates]", 1);
+    let c = Campaign::parse(&dir.join("campaign.toml"), &toml).unwrap();
+    let mut k = Known::empty(&c);
+    for (row, a) in [
+        (2, "ann@example.com"),
+        (3, "bob@example.org"),
+        (4, "cat@example.net"),
+    ] {
+        k.add(&c, row, a);
+    }
+    let v = crate::message::verp::Verp::new(&c).unwrap().unwrap();
+    (c, k, v)
+}
+
+fn run_verp(bytes: &[u8], k: &Known, v: &crate::message::verp::Verp) -> Verdict {
+    run_with(bytes, k, Some(v))
+}
+
+fn tag_for(v: &crate::message::verp::Verp, row: u64, address: &str) -> String {
+    v.envelope(row, &address.parse().unwrap())
+        .unwrap()
+        .to_string()
+}
+
+#[test]
+fn a_bounce_with_nothing_of_the_original_maps_through_its_verp_address() {
+    let dir = tempfile::tempdir().unwrap();
+    let (_, k, v) = verp_campaign(dir.path());
+    let to = tag_for(&v, 3, "bob@example.org");
+    let bare = |to: &str| {
+        format!(
+            "Return-Path: <>\r\nDelivered-To: {to}\r\nFrom: MAILER-DAEMON@mx.example.org\r\nTo: {to}\r\nSubject: failure notice\r\n\r\nSorry, no mailbox here by that name. 550 5.1.1\r\n"
+        )
+    };
+    let v1 = run_verp(bare(&to).as_bytes(), &k, &v);
+    let Verdict::Bounce {
+        format, bounces, ..
+    } = &v1
+    else {
+        panic!("{v1:?}")
+    };
+    assert_eq!(*format, BounceFormat::NonStandard);
+    assert_eq!(bounces[0].recipient.row, 3);
+    assert_eq!(bounces[0].recipient.address, "bob@example.org");
+    assert_eq!(bounces[0].signal, Signal::Verp);
+    assert!(bounces[0].hard);
+    // The same bounce to an altered tag (row 3's MAC on row 2) is ignored, and said.
+    let altered = to.replacen("+3-", "+2-", 1);
+    let v2 = run_verp(bare(&altered).as_bytes(), &k, &v);
+    assert!(
+        matches!(&v2, Verdict::Ignored { why } if why.contains("does not verify")),
+        "{v2:?}"
+    );
+    // A well-formed tag for a row never sent.
+    let unsent = tag_for(&v, 9, "zed@example.com");
+    let v3 = run_verp(bare(&unsent).as_bytes(), &k, &v);
+    assert!(
+        matches!(&v3, Verdict::Ignored { why } if why.contains("row 9")),
+        "{v3:?}"
+    );
+    // Without VERP configured, the same bounce names nobody.
+    assert!(matches!(run(bare(&to).as_bytes(), &k), Verdict::Other));
+    // An automatic reply to the VERP address is not a bounce.
+    let ooo = format!(
+        "Return-Path: <>\r\nFrom: MAILER-DAEMON@example.org\r\nTo: {to}\r\nSubject: Automatic reply: spring news\r\n\r\nI am away.\r\n"
+    );
+    assert!(matches!(run_verp(ooo.as_bytes(), &k, &v), Verdict::Other));
+}
+
+#[test]
+fn a_genuine_postfix_dsn_maps_through_verp_and_a_forged_tag_is_ignored() {
+    let dir = tempfile::tempdir().unwrap();
+    let (c, k, v) = verp_campaign(dir.path());
+    let dsn = |verp: &str| {
+        String::from_utf8(fixture(
+            "postfix-dsn.eml",
+            "cat@example.net",
+            &id_for(&c, "cat@example.net"),
+        ))
+        .unwrap()
+        .replace("@@VERP@@", verp)
+    };
+    let good = tag_for(&v, 4, "cat@example.net");
+    let verdict = run_verp(dsn(&good).as_bytes(), &k, &v);
+    let Verdict::Bounce {
+        format, bounces, ..
+    } = &verdict
+    else {
+        panic!("{verdict:?}")
+    };
+    assert_eq!(*format, BounceFormat::Dsn);
+    assert_eq!(bounces.len(), 1);
+    assert_eq!(bounces[0].recipient.address, "cat@example.net");
+    assert_eq!(bounces[0].signal, Signal::Verp);
+    assert_eq!(bounces[0].status, "5.1.1");
+    assert!(bounces[0].hard);
+    // Without VERP the returned Message-ID still finds the recipient.
+    let plain = run(dsn(&good).as_bytes(), &k);
+    assert!(
+        matches!(&plain, Verdict::Bounce { bounces, .. } if bounces[0].signal == Signal::ReturnedMessageId),
+        "{plain:?}"
+    );
+    // A forged tag (another row's MAC) makes the whole report suspect: ignored, and said.
+    let forged = good.replacen("+4-", "+2-", 1);
+    let verdict = run_verp(dsn(&forged).as_bytes(), &k, &v);
+    assert!(
+        matches!(&verdict, Verdict::Ignored { why } if why.contains("does not verify")),
+        "{verdict:?}"
+    );
 }

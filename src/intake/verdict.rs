@@ -21,6 +21,9 @@ pub enum Signal {
     OriginalRcptTo,
     /// The unsubscribe token in the subject, checked against the HMAC key.
     Token,
+    /// The VERP address the bounce came back to: its tag's HMAC verified for the address the
+    /// journal has at the tag's row.
+    Verp,
 }
 
 /// One recipient's bounce.

@@ -1,9 +1,11 @@
 //! From a recipient to the exact bytes that leave: render the templates, build the MIME
 //! message, DKIM-sign it. [`Assembler`] is the one code path that `send`, `send --dry-run`
-//! and `preview` share, so what a user previews is what is sent.
+//! and `preview` share, so what a user previews is what is sent. It also gives each message
+//! its envelope sender: the return path, or with VERP ([`verp`]) the recipient's tagged one.
 
 pub mod build;
 pub mod dkim;
+pub mod verp;
 
 use std::sync::Arc;
 
@@ -17,6 +19,7 @@ use crate::recipients::Recipient;
 use crate::template::{self, Rendered, TemplateError, Templates};
 use crate::unsubscribe::{Links, Unsubscriber};
 use build::HeaderInjection;
+use verp::Verp;
 
 /// Why one recipient's message could not be made. Only this row is affected.
 #[derive(Debug, thiserror::Error)]
@@ -27,6 +30,8 @@ pub enum RowError {
     Injection(#[from] HeaderInjection),
     #[error(transparent)]
     Sign(#[from] SignError),
+    #[error(transparent)]
+    Verp(#[from] verp::VerpError),
 }
 
 /// One message, ready for the transport.
@@ -35,6 +40,8 @@ pub struct Prepared {
     pub recipient: Recipient,
     /// Without angle brackets.
     pub message_id: String,
+    /// MAIL FROM: the campaign's return path, or with VERP this recipient's tagged address.
+    pub envelope_from: lettre::Address,
     pub bytes: Vec<u8>,
 }
 
@@ -46,6 +53,8 @@ pub struct Assembler {
     composer: Composer,
     signer: Signer,
     unsubscribe: Option<Unsubscriber>,
+    return_path: lettre::Address,
+    verp: Option<Verp>,
     clock: Arc<dyn Clock>,
     lint: LintConfig,
     /// Bytes the DKIM-Signature headers add, measured once, so the survey can lint message
@@ -60,6 +69,7 @@ impl Assembler {
         templates: Templates,
         signer: Signer,
         unsubscribe: Option<Unsubscriber>,
+        verp: Option<Verp>,
         clock: Arc<dyn Clock>,
     ) -> Assembler {
         let probe = b"From: a@example.com\r\nSubject: x\r\n\r\nx\r\n";
@@ -73,6 +83,8 @@ impl Assembler {
             composer: Composer::new(campaign),
             signer,
             unsubscribe,
+            return_path: campaign.return_path.clone(),
+            verp,
             clock,
             lint: LintConfig {
                 max_message_bytes: campaign.lint.max_message_bytes,
@@ -93,6 +105,14 @@ impl Assembler {
 
     pub fn message_id(&self, address: &lettre::Address) -> String {
         self.composer.message_id(address)
+    }
+
+    /// MAIL FROM for the recipient: the return path, or its VERP form for the recipient's row.
+    pub fn envelope_from(&self, r: &Recipient) -> Result<lettre::Address, verp::VerpError> {
+        match &self.verp {
+            Some(v) => v.envelope(r.row, &r.address),
+            None => Ok(self.return_path.clone()),
+        }
     }
 
     /// The recipient's one-click (HTTPS) unsubscribe URL, when one is configured.
@@ -127,6 +147,7 @@ impl Assembler {
     /// branch, a header injection or a NUL is found before the first message is sent.
     /// Returns the content lint's findings for the row.
     pub fn check(&self, r: &Recipient) -> Result<Vec<LintFinding>, RowError> {
+        self.envelope_from(r)?;
         let links = self.links(r);
         let rendered = self
             .templates
@@ -210,6 +231,7 @@ impl Assembler {
         };
         Ok(Prepared {
             message_id: self.composer.message_id(&r.address),
+            envelope_from: self.envelope_from(&r)?,
             recipient: r,
             bytes,
         })

@@ -60,7 +60,7 @@ pub async fn run(dns: &Dns, input: &Inputs<'_>) -> Audit {
     let relay_ips = RelayIps::union(&relays);
 
     let (spf_f, dkim_f, dmarc_f, dmarcbis_f, tls_f, dns_f) = tokio::join!(
-        spf::audit(dns, &envelope_domain, &relays),
+        spf::audit(dns, &envelope_domain, &relays, c.verp),
         dkim::audit(dns, input.keys, input.sample),
         dmarc::audit(dns, &from_domain, &envelope_domain, input.keys),
         dmarcbis::audit(dns, &from_domain),

@@ -383,8 +383,10 @@ fn all_qualifier(spf: &Spf) -> Option<&Qualifier> {
 }
 
 /// Runs the SPF checks for `domain` (the envelope sender's domain), with one verdict per
-/// relay on whether the record authorizes that relay's sending addresses.
-pub async fn audit(dns: &Dns, domain: &str, relays: &[Relay]) -> Vec<Finding> {
+/// relay on whether the record authorizes that relay's sending addresses. With `verp`, each
+/// message's envelope sender is `<local>+<tag>@domain`: only the local part changes, so the
+/// checks (and DMARC's SPF alignment) are the same for every message, and the finding says so.
+pub async fn audit(dns: &Dns, domain: &str, relays: &[Relay], verp: bool) -> Vec<Finding> {
     let suggestion = suggested_record(&RelayIps::union(relays));
     let (txt, spf) = match lookup(dns, domain, &suggestion).await {
         Ok(r) => r,
@@ -395,7 +397,11 @@ pub async fn audit(dns: &Dns, domain: &str, relays: &[Relay]) -> Vec<Finding> {
             Check::SpfRecord,
             Severity::Pass,
             domain,
-            "exactly one SPF record".into(),
+            if verp {
+                "exactly one SPF record; VERP changes only the envelope sender's local part (bounces+<tag>@), so this domain's SPF and alignment hold for every message".into()
+            } else {
+                "exactly one SPF record".into()
+            },
         )
         .evidence(txt.zone_form()),
     ];
@@ -853,7 +859,7 @@ mod tests {
             name: None,
             ips: RelayIps::Unknown("test".into()),
         };
-        let findings = audit(&d, "example.com", &[unknown]).await;
+        let findings = audit(&d, "example.com", &[unknown], false).await;
         assert!(
             findings
                 .iter()
@@ -898,7 +904,7 @@ mod tests {
                 ips: RelayIps::Unknown("localhost is this machine".into()),
             },
         ];
-        let findings = audit(&d, "example.com", &relays).await;
+        let findings = audit(&d, "example.com", &relays, false).await;
         let verdicts: Vec<(&str, Severity)> = findings
             .iter()
             .filter(|f| f.check == Check::SpfRelay)

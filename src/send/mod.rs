@@ -18,7 +18,6 @@ pub mod transport;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 
-use lettre::Address;
 use tokio::sync::mpsc;
 
 use crate::clock::Clock;
@@ -133,7 +132,6 @@ pub struct Pipeline {
     pub domains: Arc<DomainLimits>,
     /// `limits.per_day`: what today still allows.
     pub day_cap: Option<Arc<Mutex<limits::DayCap>>>,
-    pub envelope_from: Address,
     pub concurrency: usize,
     pub clock: Arc<dyn Clock>,
     /// Rows the survey counted; the run checks that every one of them was reported.
@@ -220,7 +218,6 @@ impl Pipeline {
                 pacer: self.pacer.clone(),
                 domains: self.domains.clone(),
                 day_cap: self.day_cap.clone(),
-                from: self.envelope_from.clone(),
                 abort: abort.clone(),
                 clock: self.clock.clone(),
                 journal: self.journal.clone(),

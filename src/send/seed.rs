@@ -72,14 +72,13 @@ pub fn build(assembler: &Assembler, seeds: Vec<Recipient>) -> Result<Vec<Prepare
 /// Sends each seed copy in order, with nothing to journal first.
 pub async fn send(
     transport: &Transport,
-    from: &lettre::Address,
     copies: &[Prepared],
 ) -> Vec<Result<Accepted, DeliveryError>> {
     let mut out = Vec::new();
     for msg in copies {
         out.push(
             transport
-                .send(from, msg, std::future::ready(Ok::<(), Infallible>(())))
+                .send(msg, std::future::ready(Ok::<(), Infallible>(())))
                 .await,
         );
     }

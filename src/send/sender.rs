@@ -6,7 +6,6 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use lettre::Address;
 use tokio::sync::mpsc;
 use tokio::time::Instant;
 
@@ -44,7 +43,6 @@ pub(super) struct Sender {
     pub pacer: Arc<Pacer>,
     pub domains: Arc<DomainLimits>,
     pub day_cap: Option<Arc<std::sync::Mutex<DayCap>>>,
-    pub from: Address,
     pub abort: Arc<Abort>,
     pub clock: Arc<dyn Clock>,
     pub journal: Option<Journal>,
@@ -203,7 +201,7 @@ impl Sender {
                 None => Ok(()),
             }
         };
-        match self.transport.send(&self.from, msg, recorded).await {
+        match self.transport.send(msg, recorded).await {
             Ok(ok) => {
                 if let Some(v) = &self.verifier
                     && let Err(why) = v.verify(&msg.bytes).await

@@ -88,3 +88,15 @@ impl Drop for Background {
         }
     }
 }
+
+/// Runs `mailshot send` and SIGKILLs it once aiosmtpd holds `stalled` DATA transactions (its
+/// `stall_data` fault): those messages are left in doubt.
+pub fn kill_in_data(c: &CampaignDir, server: &super::smtp::SmtpServer, stalled: usize) {
+    let mut bg = Background::start(c, &[], "killed");
+    bg.wait_until("the senders are in DATA", || {
+        server.events("data-stall").len() == stalled
+    });
+    bg.signal("-KILL");
+    let (status, _, _) = bg.finish();
+    assert_eq!(status.code(), None, "killed, not exited: {status}");
+}

@@ -13,9 +13,11 @@ pub mod http;
 pub mod intake;
 pub mod interop;
 pub mod journal;
+pub mod postfix;
 pub mod scenario;
 pub mod smtp;
 pub mod tls;
+pub mod verp;
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};

@@ -11,7 +11,6 @@
 use std::future::Future;
 use std::sync::{Arc, Mutex};
 
-use lettre::Address;
 use tokio::time::Instant;
 
 use super::{Accepted, Cause, DeliveryError, FailureClass, SmtpRelay, TransportSetupError};
@@ -100,7 +99,6 @@ impl Fleet {
     /// the acceptance.
     pub(super) async fn send<E: std::fmt::Display>(
         &self,
-        from: &Address,
         msg: &Prepared,
         recorded: impl Future<Output = Result<(), E>>,
     ) -> Result<Accepted, DeliveryError> {
@@ -118,7 +116,7 @@ impl Fleet {
             }
         };
         self.pacers[i].wait().await;
-        match self.relays[i].send(from, msg, recorded).await {
+        match self.relays[i].send(msg, recorded).await {
             Ok(mut a) => {
                 self.board().ok(i);
                 a.relay = Some(self.names[i].clone());

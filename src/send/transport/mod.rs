@@ -22,8 +22,6 @@ mod stream;
 
 use std::path::Path;
 
-use lettre::Address;
-
 pub use error::{Cause, DeliveryError, FailureClass, TransportSetupError};
 pub use fleet::Fleet;
 pub use outbox::{Outbox, file_stem};
@@ -86,13 +84,12 @@ impl Transport {
     /// covers every sender that got that far meanwhile.
     pub async fn send<E: std::fmt::Display>(
         &self,
-        from: &Address,
         msg: &Prepared,
         recorded: impl Future<Output = Result<(), E>>,
     ) -> Result<Accepted, DeliveryError> {
         match self {
-            Transport::Smtp(s) => s.send(from, msg, recorded).await,
-            Transport::Fleet(f) => f.send(from, msg, recorded).await,
+            Transport::Smtp(s) => s.send(msg, recorded).await,
+            Transport::Fleet(f) => f.send(msg, recorded).await,
             Transport::Outbox(o) | Transport::DryRun(o) => {
                 recorded
                     .await
@@ -185,6 +182,7 @@ mod tests {
                 fields: vec![],
             },
             message_id: "id@example.com".into(),
+            envelope_from: "news@example.com".parse().unwrap(),
             bytes: b"Subject: x\r\n\r\nx\r\n".to_vec(),
         }
     }
@@ -193,17 +191,16 @@ mod tests {
     async fn nothing_is_handed_over_before_the_journal_holds_the_attempt() {
         let dir = tempfile::tempdir().unwrap();
         let t = Transport::Outbox(Outbox::new(dir.path()).unwrap());
-        let from: Address = "news@example.com".parse().unwrap();
         let msg = prepared();
 
         let failed = std::future::ready(Err("disk full".to_owned()));
-        let e = t.send(&from, &msg, failed).await.unwrap_err();
+        let e = t.send(&msg, failed).await.unwrap_err();
         assert_eq!(e.class, FailureClass::Unrecorded);
         assert_eq!(e.text, "disk full");
         assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 0);
 
         let ok = std::future::ready(Ok::<(), String>(()));
-        t.send(&from, &msg, ok).await.unwrap();
+        t.send(&msg, ok).await.unwrap();
         let written = std::fs::read(dir.path().join("000002-ann@example.com.eml")).unwrap();
         assert_eq!(written, msg.bytes);
     }

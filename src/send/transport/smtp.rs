@@ -8,7 +8,6 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use lettre::Address;
 use lettre::address::Envelope;
 use lettre::transport::smtp::authentication::{Credentials, Mechanism};
 use lettre::transport::smtp::client::{AsyncSmtpConnection, Certificate, TlsParameters};
@@ -280,14 +279,14 @@ impl SmtpRelay {
     /// [`super::Transport::send`] for when the journal is waited for.
     pub(super) async fn send<E: std::fmt::Display>(
         &self,
-        from: &Address,
         msg: &Prepared,
         recorded: impl Future<Output = Result<(), E>>,
     ) -> Result<Accepted, DeliveryError> {
-        let envelope = Envelope::new(Some(from.clone()), vec![msg.recipient.address.clone()])
-            .map_err(|e| {
-                DeliveryError::new(FailureClass::Permanent, Cause::Reply, e.to_string())
-            })?;
+        let envelope = Envelope::new(
+            Some(msg.envelope_from.clone()),
+            vec![msg.recipient.address.clone()],
+        )
+        .map_err(|e| DeliveryError::new(FailureClass::Permanent, Cause::Reply, e.to_string()))?;
         let (mut session, reused) = match self.idle().await {
             Some(s) => (s, true),
             None => (self.open().await?, false),
@@ -853,9 +852,8 @@ mod tests {
         let t = super::super::Transport::Smtp(Box::new(SmtpRelay::new(&relay_cfg).unwrap()));
         let (journal_done, recorded) = tokio::sync::oneshot::channel::<Result<(), String>>();
         let recorded = async move { recorded.await.unwrap() };
-        let from: Address = "news@example.com".parse().unwrap();
         let msg = prepared();
-        let sending = tokio::spawn(async move { t.send(&from, &msg, recorded).await });
+        let sending = tokio::spawn(async move { t.send(&msg, recorded).await });
         // The relay has answered DATA: the envelope went out without waiting.
         data_seen.await.unwrap();
         tokio::time::sleep(Duration::from_millis(400)).await;
