@@ -19,6 +19,7 @@
 //!
 //! See `record` for the line formats and `store` for the locking and the follower.
 
+mod index;
 mod record;
 mod store;
 
@@ -26,8 +27,9 @@ use std::path::Path;
 use std::sync::Mutex;
 use std::time::SystemTime;
 
+pub use index::Index;
 pub use record::{Key, Op, Reason, Record, check_entry, parse_text};
-pub use store::{Index, StoreError, StoreFile};
+pub use store::{StoreError, StoreFile};
 
 /// A suppression file, its index, and whether a refresh has failed (warned once).
 #[derive(Debug)]
@@ -91,11 +93,26 @@ impl Store {
         {
             tracing::warn!("{e}; going on with the entries read before");
         }
-        if let Some(r) = index.get(&Key::of(address)) {
-            return Some(r.clone());
+        let domain = address
+            .rsplit_once('@')
+            .map(|(_, d)| Key::of(&format!("@{d}")));
+        for key in std::iter::once(Key::of(address)).chain(domain) {
+            match self.file.find(&mut index, &key) {
+                Ok(None) => {}
+                Ok(Some(r)) => return Some(r),
+                // The index holds it, but its line cannot be read back to confirm: the safe
+                // side is suppressed.
+                Err(e) => {
+                    tracing::warn!("{e}; treating {address} as suppressed");
+                    return Some(Record {
+                        note: format!("its line could not be read back: {e}"),
+                        time: None,
+                        ..Record::add(address, Reason::Manual, SystemTime::UNIX_EPOCH)
+                    });
+                }
+            }
         }
-        let domain = address.rsplit_once('@')?.1;
-        index.get(&Key::of(&format!("@{domain}"))).cloned()
+        None
     }
 
     /// Records a batch durably (fsynced) and returns, per record, whether it changed the
@@ -108,8 +125,7 @@ impl Store {
     /// The entries in force, oldest first.
     pub fn entries(&self) -> Result<Vec<Record>, StoreError> {
         let mut index = self.lock();
-        self.file.refresh(&mut index)?;
-        Ok(index.entries())
+        self.file.entries(&mut index)
     }
 
     pub fn len(&self) -> usize {

@@ -9,11 +9,12 @@
 
 use std::collections::HashMap;
 use std::fs::{File, OpenOptions};
-use std::io::{Read, Seek, SeekFrom};
+use std::io::{self, BufRead, BufReader, Seek, SeekFrom};
 use std::os::unix::fs::{FileExt, MetadataExt};
 use std::path::{Path, PathBuf};
 
-use super::record::{Key, Op, Record, parse_text};
+use super::index::{Index, Loc, Position, is_stale};
+use super::record::{Key, Op, Record};
 
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
@@ -24,89 +25,11 @@ pub enum StoreError {
     #[error(
         "cannot read the suppression list {path}: {source}; fix its permissions or suppression.file"
     )]
-    Read {
-        path: PathBuf,
-        source: std::io::Error,
-    },
+    Read { path: PathBuf, source: io::Error },
     #[error(
         "cannot write the suppression list {path}: {source}; the entry was NOT recorded (check the disk and the file's permissions)"
     )]
-    Write {
-        path: PathBuf,
-        source: std::io::Error,
-    },
-}
-
-/// Where in the file the index has got to, and which file it was (a replaced file is read
-/// again from the start).
-#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
-struct Position {
-    dev: u64,
-    ino: u64,
-    offset: u64,
-}
-
-/// The entries in force, by key, as of `pos`.
-#[derive(Debug, Default)]
-pub struct Index {
-    active: HashMap<Key, Record>,
-    pos: Position,
-    /// Lines that could not be read (torn, altered, or not an entry): skipped, counted.
-    pub skipped: u64,
-}
-
-impl Index {
-    pub fn get(&self, key: &Key) -> Option<&Record> {
-        self.active.get(key)
-    }
-
-    pub fn len(&self) -> usize {
-        self.active.len()
-    }
-
-    /// The entries in force, oldest first.
-    pub fn entries(&self) -> Vec<Record> {
-        let mut all: Vec<Record> = self.active.values().cloned().collect();
-        all.sort_by(|a, b| (a.time, &a.entry).cmp(&(b.time, &b.entry)));
-        all
-    }
-
-    fn apply(&mut self, r: Record) {
-        match r.op {
-            Op::Add => {
-                self.active.insert(r.key(), r);
-            }
-            Op::Remove => {
-                self.active.remove(&r.key());
-            }
-        }
-    }
-
-    /// Applies complete lines from `bytes` (read at the current offset); returns how many
-    /// bytes were consumed (up to the last newline).
-    fn apply_bytes(&mut self, bytes: &[u8]) -> u64 {
-        let Some(last) = memchr::memrchr(b'\n', bytes) else {
-            return 0;
-        };
-        for line in bytes[..last].split(|&b| b == b'\n') {
-            let Ok(line) = std::str::from_utf8(line) else {
-                self.skipped += 1;
-                continue;
-            };
-            match Record::from_line(line.trim_end_matches('\r')) {
-                Some(r) => self.apply(r),
-                // The store's shape with a bad checksum: torn or altered, never an entry.
-                None if line.contains("\t# ") => self.skipped += 1,
-                // Hand-written and older lines: the plain-list rules.
-                None => match parse_text(line) {
-                    Ok(Some(r)) => self.apply(r),
-                    Ok(None) => {}
-                    Err(_) => self.skipped += 1,
-                },
-            }
-        }
-        last as u64 + 1
-    }
+    Write { path: PathBuf, source: io::Error },
 }
 
 /// The suppression file at one path.
@@ -127,9 +50,9 @@ impl StoreFile {
     pub fn refresh(&self, index: &mut Index) -> Result<(), StoreError> {
         let meta = match std::fs::metadata(&self.path) {
             Ok(m) => m,
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            Err(e) if e.kind() == io::ErrorKind::NotFound => {
                 if index.pos != Position::default() {
-                    *index = Index::default();
+                    index.reset(Position::default(), None);
                 }
                 return Ok(());
             }
@@ -141,26 +64,90 @@ impl StoreFile {
             return Ok(());
         }
         let file = File::open(&self.path).map_err(|e| self.read_err(e))?;
-        self.read_tail(&file, index).map_err(|e| self.read_err(e))
+        self.catch_up(&file, index).map_err(|e| self.read_err(e))
+    }
+
+    /// Reads what `file` holds past the index's offset; if a line the index points to
+    /// changed in place, builds the index again from the start, once.
+    fn catch_up(&self, file: &File, index: &mut Index) -> io::Result<()> {
+        match self.read_tail(file, index) {
+            Err(e) if is_stale(&e) => {
+                index.reset(Position::default(), None);
+                self.read_tail(file, index)
+            }
+            done => done,
+        }
     }
 
     /// Reads what `file` holds past the index's offset (from the start if it is another
-    /// file, or shorter than the offset: replaced or rewritten by hand).
-    fn read_tail(&self, file: &File, index: &mut Index) -> std::io::Result<()> {
+    /// file, or shorter than the offset: replaced or rewritten by hand), a line at a time, up
+    /// to the last newline: a line still being written is read on the next look.
+    fn read_tail(&self, file: &File, index: &mut Index) -> io::Result<()> {
         let meta = file.metadata()?;
         if (meta.dev(), meta.ino()) != (index.pos.dev, index.pos.ino)
             || meta.len() < index.pos.offset
+            || !index.has_reader()
         {
-            *index = Index::default();
-            index.pos.dev = meta.dev();
-            index.pos.ino = meta.ino();
+            let pos = Position {
+                dev: meta.dev(),
+                ino: meta.ino(),
+                offset: 0,
+            };
+            index.reset(pos, Some(self.reader(pos)?));
         }
-        let mut buf = Vec::new();
         let mut f = file;
         f.seek(SeekFrom::Start(index.pos.offset))?;
-        f.read_to_end(&mut buf)?;
-        index.pos.offset += index.apply_bytes(&buf);
-        Ok(())
+        let mut lines = BufReader::with_capacity(64 << 10, f);
+        let mut line = Vec::new();
+        loop {
+            line.clear();
+            let n = lines.read_until(b'\n', &mut line)?;
+            if n == 0 || line.last() != Some(&b'\n') {
+                return Ok(());
+            }
+            index.apply_line(&line[..n - 1], index.pos.offset)?;
+            index.pos.offset += n as u64;
+        }
+    }
+
+    /// A read-only handle on the file at `pos`, for the index to read entries back from.
+    /// Opened apart from a writer's handle: a copy of that one would hold its lock.
+    fn reader(&self, pos: Position) -> io::Result<File> {
+        let file = File::open(&self.path)?;
+        let meta = file.metadata()?;
+        match (meta.dev(), meta.ino()) == (pos.dev, pos.ino) {
+            true => Ok(file),
+            // Replaced between two opens: the next look reads the new one.
+            false => Err(super::index::stale()),
+        }
+    }
+
+    /// Runs a read of the index; if it finds the file changed in place, builds the index
+    /// again and runs it once more.
+    fn again<T>(
+        &self,
+        index: &mut Index,
+        read: impl Fn(&Index) -> io::Result<T>,
+    ) -> Result<T, StoreError> {
+        match read(index) {
+            Err(e) if is_stale(&e) => {
+                index.reset(Position::default(), None);
+                self.refresh(index)?;
+                read(index).map_err(|e| self.read_err(e))
+            }
+            done => done.map_err(|e| self.read_err(e)),
+        }
+    }
+
+    /// The entry in force for `key`, read back from the file.
+    pub fn find(&self, index: &mut Index, key: &Key) -> Result<Option<Record>, StoreError> {
+        self.again(index, |i| i.find(key))
+    }
+
+    /// The entries in force, oldest first.
+    pub fn entries(&self, index: &mut Index) -> Result<Vec<Record>, StoreError> {
+        self.refresh(index)?;
+        self.again(index, Index::entries)
     }
 
     /// Appends every record of `batch` that changes something (an entry already in force is
@@ -170,7 +157,7 @@ impl StoreFile {
         let file = self.open_locked()?;
         // Other writers may have appended since the last look: decide against the file as
         // it is now, under the lock.
-        self.read_tail(&file, index).map_err(|e| self.read_err(e))?;
+        self.catch_up(&file, index).map_err(|e| self.read_err(e))?;
         let end = file.metadata().map_err(|e| self.write_err(e))?.len();
         let mut out = String::new();
         let mut last = [b'\n'];
@@ -181,25 +168,47 @@ impl StoreFile {
         if last[0] != b'\n' {
             out.push('\n');
         }
-        let mut written = Vec::with_capacity(batch.len());
+        // Keys this batch already decided (in force or not): their lines are not on disk yet.
+        let mut decided: HashMap<Key, bool> = HashMap::new();
+        let mut placed: Vec<Option<Loc>> = Vec::with_capacity(batch.len());
         for r in batch {
-            let in_force = index.get(&r.key()).is_some();
+            let key = r.key();
+            let in_force = match decided.get(&key) {
+                Some(&f) => f,
+                None => self.find(index, &key)?.is_some(),
+            };
             let changes = match r.op {
                 Op::Add => !in_force,
                 Op::Remove => in_force,
             };
-            if changes {
-                out.push_str(&r.to_line());
-                index.apply(r.clone());
-            }
-            written.push(changes);
+            placed.push(changes.then(|| {
+                let line = r.to_line();
+                let loc = Loc {
+                    offset: end + out.len() as u64,
+                    len: line.len() as u64 - 1,
+                };
+                out.push_str(&line);
+                decided.insert(key, r.op == Op::Add);
+                loc
+            }));
         }
+        let written: Vec<bool> = placed.iter().map(Option::is_some).collect();
         if written.iter().all(|w| !w) {
             return Ok(written);
         }
         file.write_all_at(out.as_bytes(), end)
             .and_then(|()| file.sync_data())
             .map_err(|e| self.write_err(e))?;
+        // On disk: the index learns the batch only now, so a failed write leaves it true.
+        for (r, loc) in batch.iter().zip(placed) {
+            if let Some(loc) = loc
+                && index.apply(r, loc).is_err()
+            {
+                // Changed in place under us: the next look reads the file afresh.
+                index.reset(Position::default(), None);
+                return Ok(written);
+            }
+        }
         index.pos.offset = end + out.len() as u64;
         Ok(written)
     }
@@ -228,14 +237,14 @@ impl StoreFile {
         }
     }
 
-    fn read_err(&self, source: std::io::Error) -> StoreError {
+    fn read_err(&self, source: io::Error) -> StoreError {
         StoreError::Read {
             path: self.path.clone(),
             source,
         }
     }
 
-    fn write_err(&self, source: std::io::Error) -> StoreError {
+    fn write_err(&self, source: io::Error) -> StoreError {
         StoreError::Write {
             path: self.path.clone(),
             source,
@@ -281,7 +290,11 @@ mod tests {
             [false]
         );
         s.refresh(&mut r).unwrap();
-        assert!(r.get(&Key::of("ANN@example.com")).is_some());
+        assert!(
+            s.find(&mut r, &Key::of("ANN@example.com"))
+                .unwrap()
+                .is_some()
+        );
         let rm = Record {
             op: Op::Remove,
             ..a.clone()
@@ -314,10 +327,20 @@ mod tests {
         assert_eq!(fresh.len(), 3);
         assert_eq!(fresh.skipped, 1, "the torn fragment");
         assert!(
-            fresh.get(&Key::of("x@spam.example")).is_none(),
+            s.find(&mut fresh, &Key::of("x@spam.example"))
+                .unwrap()
+                .is_none(),
             "keys are exact"
         );
-        assert!(fresh.get(&Key::of("@spam.example")).is_some());
-        assert!(fresh.get(&Key::of("dora@example.com")).is_none());
+        assert!(
+            s.find(&mut fresh, &Key::of("@spam.example"))
+                .unwrap()
+                .is_some()
+        );
+        assert!(
+            s.find(&mut fresh, &Key::of("dora@example.com"))
+                .unwrap()
+                .is_none()
+        );
     }
 }
