@@ -476,3 +476,65 @@ fn a_real_postfix_dsn_to_the_verp_address_suppresses_exactly_the_bounced_recipie
     let why = v["ignored"][0]["reason"].as_str().unwrap();
     assert!(why.contains("does not verify"), "{why}");
 }
+
+/// The complaint rate is the campaign's, over every intake run: complainers found by two runs
+/// over two mailboxes add up, a recipient two reports name counts once, a dry run records
+/// nothing, and reading a mailbox again changes nothing.
+#[test]
+fn the_complaint_rate_accumulates_across_runs_and_a_rerun_does_not_change_it() {
+    let c = outbox_campaign();
+    let complaint = |address: &str, copy: u32| {
+        let arf = fixture("arf-abuse.eml", address, &message_id(&c, address));
+        // Each report distinct, as two feedback loops' reports are.
+        format!("X-Report-Copy: {copy}\n{arf}").into_bytes()
+    };
+    let first = maildir(&c.path().join("M1"), &[complaint("ann@example.com", 1)]);
+    let second = maildir(
+        &c.path().join("M2"),
+        &[
+            complaint("bob@example.org", 1),
+            complaint("ann@example.com", 2),
+        ],
+    );
+    let third = maildir(&c.path().join("M3"), &[complaint("cat@example.net", 1)]);
+    let intake = |dir: &Path, extra: &[&str]| {
+        let mut args = vec!["intake", c.toml_str(), dir.to_str().unwrap()];
+        args.extend(extra);
+        let out = run(&args, &[]);
+        assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+        out
+    };
+    let rate = |dir: &Path, extra: &[&str]| {
+        let mut args = vec!["--format", "json"];
+        args.extend(extra);
+        let v = json(&intake(dir, &args));
+        assert_eq!(v["schema"], "mailshot.intake/2");
+        let c = &v["complaints"];
+        assert_eq!(c["sent"], 3, "{v}");
+        (
+            c["this_run"].as_u64().unwrap(),
+            c["campaign_total"].as_u64().unwrap(),
+            c["rate_pct"].as_f64().unwrap(),
+            c["gmail"].as_str().unwrap().to_owned(),
+        )
+    };
+    let above = "at-or-above-0.3".to_owned();
+    assert_eq!(rate(&first, &[]), (1, 1, 100.0 / 3.0, above.clone()));
+    assert_eq!(rate(&second, &[]), (2, 2, 200.0 / 3.0, above.clone()));
+    assert_eq!(
+        rate(&third, &["--dry-run"]),
+        (1, 3, 100.0, above.clone()),
+        "a dry run shows what it would record"
+    );
+    for dir in [&first, &second] {
+        assert_eq!(rate(dir, &[]), (0, 2, 200.0 / 3.0, above.clone()), "rerun");
+    }
+    let text = stdout(&intake(&first, &[]));
+    assert!(
+        text.contains("complaint rate, all intake runs: 66.667% (2 of 3 sent; 0 this run): AT OR ABOVE Gmail's 0.3% limit"),
+        "{text}"
+    );
+    let ledger =
+        std::fs::read_to_string(c.path().join(".mailshot/test-campaign/complaints")).unwrap();
+    assert_eq!(ledger.lines().count(), 2, "{ledger}");
+}

@@ -69,6 +69,13 @@ pub trait Sink {
         status: &str,
         diagnostic: &str,
     ) -> io::Result<()>;
+    /// Records a complaint for the campaign's complaint rate. A recipient counts once, however
+    /// many reports or intake runs name them. Returns whether it was new.
+    fn complaint(&mut self, address: &str, feedback_type: &str, evidence: &str)
+    -> io::Result<bool>;
+    /// Recipients who complained about this campaign, over every intake run (this one's
+    /// included, queued or not).
+    fn complaints(&self) -> u64;
     /// Writes and fsyncs everything queued.
     fn commit(&mut self) -> io::Result<()>;
 }
@@ -105,18 +112,26 @@ impl Appender {
     }
 }
 
-/// Files: the campaign's `[suppression] file` (through the shared store), `<state_dir>/soft-bounces` (shared by every campaign in the state folder) and
-/// `<state_dir>/<campaign>/bounces`. With `dry_run`, nothing is ever written.
+/// Files: the campaign's `[suppression] file` (through the shared store),
+/// `<state_dir>/soft-bounces` (shared by every campaign in the state folder),
+/// `<state_dir>/<campaign>/bounces` and `<state_dir>/<campaign>/complaints`. With `dry_run`,
+/// nothing is ever written.
 pub struct FileSink {
     /// The shared suppression store (`send`, the unsubscribe endpoint and `suppress` write to
     /// it too): a batch is appended under its lock and fsynced by [`Store::record`].
     store: Store,
-    /// Digests of the addresses queued by this run (16 bytes each, not the strings).
+    /// Digests of the addresses queued since the last commit (16 bytes each, not the
+    /// strings); once committed, the store itself knows them.
     added: HashSet<[u8; 16]>,
     pending: Vec<Record>,
     soft: Appender,
     soft_counts: HashMap<String, HashSet<String>>,
     bounces: Appender,
+    /// The campaign's complainers, by digest: the complaint rate's numerator across runs.
+    /// Kept apart from the suppression list, where a complainer already unsubscribed or
+    /// bounced gets no second entry, and an entry can be removed by hand.
+    complained: HashSet<[u8; 16]>,
+    complaints: Appender,
     now: SystemTime,
     dry_run: bool,
 }
@@ -130,6 +145,12 @@ impl FileSink {
         dry_run: bool,
     ) -> anyhow::Result<FileSink> {
         let soft_path = state_dir.join("soft-bounces");
+        let complaints = run_dir.join("complaints");
+        let mut complained = HashSet::new();
+        read_lines(&complaints, |line| {
+            let address = line.split('\t').next().unwrap_or_default();
+            complained.insert(Ledger::key(address.as_bytes()));
+        })?;
         Ok(FileSink {
             // A dry run only reads (a missing list is empty); a real run creates the list if
             // need be, as the endpoint does.
@@ -143,27 +164,36 @@ impl FileSink {
             soft_counts: read_soft(&soft_path)?,
             soft: Appender::new(soft_path),
             bounces: Appender::new(run_dir.join("bounces")),
+            complained,
+            complaints: Appender::new(complaints),
             now,
             dry_run,
         })
     }
 }
 
-/// `address TAB campaign TAB time TAB status` lines -> the campaigns each address bounced in.
-fn read_soft(path: &Path) -> io::Result<HashMap<String, HashSet<String>>> {
-    let mut map: HashMap<String, HashSet<String>> = HashMap::new();
+/// Calls `each` with every line of the file at `path`; a missing file has none.
+fn read_lines(path: &Path, mut each: impl FnMut(&str)) -> io::Result<()> {
     let file = match File::open(path) {
         Ok(f) => f,
-        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(map),
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(()),
         Err(e) => return Err(e),
     };
     for line in BufReader::new(file).lines() {
-        let line = line?;
+        each(&line?);
+    }
+    Ok(())
+}
+
+/// `address TAB campaign TAB time TAB status` lines -> the campaigns each address bounced in.
+fn read_soft(path: &Path) -> io::Result<HashMap<String, HashSet<String>>> {
+    let mut map: HashMap<String, HashSet<String>> = HashMap::new();
+    read_lines(path, |line| {
         let mut f = line.split('\t');
         if let (Some(a), Some(c)) = (f.next(), f.next()) {
             map.entry(a.to_owned()).or_default().insert(c.to_owned());
         }
-    }
+    })?;
     Ok(map)
 }
 
@@ -218,10 +248,36 @@ impl Sink for FileSink {
         Ok(())
     }
 
+    fn complaint(
+        &mut self,
+        address: &str,
+        feedback_type: &str,
+        evidence: &str,
+    ) -> io::Result<bool> {
+        let address = address.to_lowercase();
+        if !self.complained.insert(Ledger::key(address.as_bytes())) {
+            return Ok(false);
+        }
+        self.complaints.pending.push_str(&format!(
+            "{}\t{}\t{}\t{}\n",
+            field(&address),
+            rfc3339(self.now),
+            field(feedback_type),
+            field(evidence)
+        ));
+        Ok(true)
+    }
+
+    fn complaints(&self) -> u64 {
+        self.complained.len() as u64
+    }
+
     fn commit(&mut self) -> io::Result<()> {
         if self.dry_run {
+            // What a dry run queued stays counted (`added`, `complained`), so its summary
+            // is the one a real run would give.
             self.pending.clear();
-            for a in [&mut self.soft, &mut self.bounces] {
+            for a in [&mut self.soft, &mut self.bounces, &mut self.complaints] {
                 a.pending.clear();
             }
             return Ok(());
@@ -232,28 +288,25 @@ impl Sink for FileSink {
                 .map_err(|e| io::Error::other(e.to_string()))?;
             self.pending.clear();
         }
+        // Recorded: the store answers for these addresses from now on.
+        self.added.clear();
         self.soft.commit()?;
-        self.bounces.commit()
+        self.bounces.commit()?;
+        self.complaints.commit()
     }
 }
 
 /// Late bounces recorded for a campaign: row -> (status, diagnostic).
 pub fn read_bounces(run_dir: &Path) -> io::Result<HashMap<u64, (String, String)>> {
     let mut map = HashMap::new();
-    let file = match File::open(run_dir.join("bounces")) {
-        Ok(f) => f,
-        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(map),
-        Err(e) => return Err(e),
-    };
-    for line in BufReader::new(file).lines() {
-        let line = line?;
+    read_lines(&run_dir.join("bounces"), |line| {
         let f: Vec<&str> = line.split('\t').collect();
         if let [row, _addr, status, diag, _time] = f[..]
             && let Ok(row) = row.parse()
         {
             map.insert(row, (status.to_owned(), diag.to_owned()));
         }
-    }
+    })?;
     Ok(map)
 }
 
@@ -270,17 +323,11 @@ impl Ledger {
     pub fn open(run_dir: &Path, dry_run: bool) -> io::Result<Ledger> {
         let path = run_dir.join("intake-seen");
         let mut seen = HashSet::new();
-        match File::open(&path) {
-            Ok(f) => {
-                for line in BufReader::new(f).lines() {
-                    if let Some(k) = parse_key(&line?) {
-                        seen.insert(k);
-                    }
-                }
+        read_lines(&path, |line| {
+            if let Some(k) = parse_key(line) {
+                seen.insert(k);
             }
-            Err(e) if e.kind() == io::ErrorKind::NotFound => {}
-            Err(e) => return Err(e),
-        }
+        })?;
         Ok(Ledger {
             seen,
             file: Appender::new(path),
@@ -327,4 +374,70 @@ fn parse_key(line: &str) -> Option<[u8; 16]> {
         *b = u8::from_str_radix(&line[i * 2..i * 2 + 2], 16).ok()?;
     }
     Some(k)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn sink(dir: &Path, dry_run: bool) -> FileSink {
+        let run_dir = dir.join("state/news");
+        FileSink::open(
+            &dir.join("suppressed.txt"),
+            &dir.join("state"),
+            &run_dir,
+            SystemTime::UNIX_EPOCH,
+            dry_run,
+        )
+        .unwrap()
+    }
+
+    /// A complainer counts once for the campaign, whatever the run, the report or the case.
+    #[test]
+    fn complaints_accumulate_across_runs_and_count_a_recipient_once() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut first = sink(dir.path(), false);
+        assert!(first.complaint("ann@example.com", "abuse", "m1").unwrap());
+        assert!(!first.complaint("Ann@Example.com", "abuse", "m2").unwrap());
+        assert!(first.complaint("bob@example.com", "abuse", "m3").unwrap());
+        first.commit().unwrap();
+        assert_eq!(first.complaints(), 2);
+
+        let mut dry = sink(dir.path(), true);
+        assert_eq!(dry.complaints(), 2, "read back from the file");
+        assert!(dry.complaint("cat@example.com", "abuse", "m4").unwrap());
+        dry.commit().unwrap();
+        assert_eq!(dry.complaints(), 3, "a dry run counts what it would record");
+
+        let mut second = sink(dir.path(), false);
+        assert_eq!(second.complaints(), 2, "the dry run wrote nothing");
+        assert!(!second.complaint("bob@example.com", "abuse", "m5").unwrap());
+        assert!(second.complaint("cat@example.com", "abuse", "m4").unwrap());
+        second.commit().unwrap();
+        assert_eq!(sink(dir.path(), false).complaints(), 3);
+    }
+
+    /// Once a batch is committed the store answers for its addresses; the run's own set
+    /// holds only the batch in progress.
+    #[test]
+    fn a_committed_suppression_is_not_queued_again() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut s = sink(dir.path(), false);
+        let e = Entry {
+            address: "ann@example.com".into(),
+            reason: Reason::Complaint,
+            signal: super::super::verdict::Signal::Token,
+            detail: "abuse".into(),
+            campaign: "news".into(),
+            evidence: "m1".into(),
+        };
+        assert!(s.suppress(&e).unwrap());
+        assert!(!s.suppress(&e).unwrap());
+        s.commit().unwrap();
+        assert!(s.added.is_empty());
+        assert!(!s.suppress(&e).unwrap());
+        s.commit().unwrap();
+        let text = std::fs::read_to_string(dir.path().join("suppressed.txt")).unwrap();
+        assert_eq!(text.lines().count(), 1, "{text}");
+    }
 }

@@ -57,7 +57,9 @@ impl Intake<'_> {
                 in_batch = 0;
             }
         }
-        self.commit(reader, tally, &mut to_mark)
+        self.commit(reader, tally, &mut to_mark)?;
+        tally.campaign_complaints = self.sink.complaints();
+        Ok(())
     }
 
     /// Effects first, then the ledger, then the marks.
@@ -165,6 +167,8 @@ impl Intake<'_> {
                 signal,
             } => {
                 tally.counts.complaint += 1;
+                self.sink
+                    .complaint(&recipient.address, &feedback_type, evidence)?;
                 let e = entry(&recipient.address, Reason::Complaint, signal, feedback_type);
                 self.suppress(e, tally)?;
             }

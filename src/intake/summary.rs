@@ -1,6 +1,6 @@
 //! The outcome of one intake run: counts per category, the addresses suppressed and why, the
-//! top bounce statuses and domains, the complaint rate against the lines Gmail draws, and
-//! the messages ignored or skipped. Serialized as the `--format json` schema (README).
+//! top bounce statuses and domains, the campaign's complaint rate (over every intake run)
+//! against the lines Gmail draws, and the messages ignored or skipped. Serialized as the `--format json` schema (README).
 
 use std::collections::HashMap;
 
@@ -9,7 +9,7 @@ use serde::Serialize;
 use super::effects::Entry;
 use crate::dmarc_report::aggregate::Aggregate;
 
-pub const SCHEMA: &str = "mailshot.intake/1";
+pub const SCHEMA: &str = "mailshot.intake/2";
 /// Gmail's sender guidelines: keep the spam rate below 0.1%; never reach 0.3%.
 pub const GMAIL_TARGET_PCT: f64 = 0.1;
 pub const GMAIL_LIMIT_PCT: f64 = 0.3;
@@ -52,12 +52,18 @@ pub struct Ranked {
     pub count: u64,
 }
 
+/// The campaign's complaint rate: what Gmail measures is every complaint about the mail
+/// sent, not the ones one run of intake happened to read.
 #[derive(Debug, Serialize)]
 pub struct Complaints {
-    pub count: u64,
+    /// Complaint messages acted on by this run.
+    pub this_run: u64,
+    /// Recipients of this campaign who complained, over every intake run so far (this one
+    /// included); a recipient counts once, however many reports name them.
+    pub campaign_total: u64,
     /// Recipients the relay accepted in this campaign (from the journal).
     pub sent: u64,
-    /// count / sent, in percent; null when nothing was sent.
+    /// campaign_total / sent, in percent; null when nothing was sent.
     pub rate_pct: Option<f64>,
     /// `below-0.1`, `at-or-above-0.1` or `at-or-above-0.3`.
     pub gmail: &'static str,
@@ -103,6 +109,8 @@ pub struct Tally {
     pub dmarc: Aggregate,
     pub dmarc_reports: u64,
     pub marked: u64,
+    /// Complainers over every intake run of the campaign (see [`Complaints`]).
+    pub campaign_complaints: u64,
 }
 
 impl Tally {
@@ -133,7 +141,8 @@ impl Tally {
     }
 
     pub fn finish(self, campaign: &str, dry_run: bool, sent: u64) -> Summary {
-        let rate_pct = (sent > 0).then(|| self.counts.complaint as f64 * 100.0 / sent as f64);
+        let total = self.campaign_complaints;
+        let rate_pct = (sent > 0).then(|| total as f64 * 100.0 / sent as f64);
         let gmail = match rate_pct {
             Some(r) if r >= GMAIL_LIMIT_PCT => "at-or-above-0.3",
             Some(r) if r >= GMAIL_TARGET_PCT => "at-or-above-0.1",
@@ -145,7 +154,8 @@ impl Tally {
             campaign: campaign.to_owned(),
             dry_run,
             complaints: Complaints {
-                count: self.counts.complaint,
+                this_run: self.counts.complaint,
+                campaign_total: total,
                 sent,
                 rate_pct,
                 gmail,
@@ -214,8 +224,8 @@ pub fn human(s: &Summary) -> String {
         _ => "below Gmail's 0.1% target",
     };
     out.push_str(&format!(
-        "  complaint rate: {rate} ({} of {} sent): {line}\n",
-        s.complaints.count, s.complaints.sent
+        "  complaint rate, all intake runs: {rate} ({} of {} sent; {} this run): {line}\n",
+        s.complaints.campaign_total, s.complaints.sent, s.complaints.this_run
     ));
     if !s.suppressed.is_empty() {
         out.push_str(&format!(
@@ -270,4 +280,36 @@ pub fn human(s: &Summary) -> String {
         out.push_str(&format!("marked processed on IMAP: {}\n", s.marked));
     }
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn complaints(this_run: u64, total: u64, sent: u64) -> Complaints {
+        let mut t = Tally::default();
+        t.counts.complaint = this_run;
+        t.campaign_complaints = total;
+        t.finish("news", false, sent).complaints
+    }
+
+    /// The rate is the campaign's complainers over its sent count, not this run's messages.
+    #[test]
+    fn the_rate_is_the_campaigns_across_runs_with_gmails_lines() {
+        let c = complaints(0, 3, 1000);
+        assert_eq!((c.this_run, c.campaign_total), (0, 3));
+        assert_eq!(c.rate_pct, Some(0.3));
+        assert_eq!(c.gmail, "at-or-above-0.3");
+        assert_eq!(complaints(1, 1, 1000).gmail, "at-or-above-0.1");
+        assert_eq!(complaints(2, 2, 2001).gmail, "below-0.1");
+        assert_eq!(complaints(5, 0, 0).rate_pct, None);
+        let mut t = Tally::default();
+        t.campaign_complaints = 2;
+        t.counts.complaint = 1;
+        let text = human(&t.finish("news", false, 1000));
+        assert!(
+            text.contains("all intake runs: 0.200% (2 of 1000 sent; 1 this run): at or above"),
+            "{text}"
+        );
+    }
 }
