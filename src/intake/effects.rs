@@ -125,7 +125,7 @@ pub struct FileSink {
     added: HashSet<[u8; 16]>,
     pending: Vec<Record>,
     soft: Appender,
-    soft_counts: HashMap<String, HashSet<String>>,
+    soft_counts: SoftCounts,
     bounces: Appender,
     /// The campaign's complainers, by digest: the complaint rate's numerator across runs.
     /// Kept apart from the suppression list, where a complainer already unsubscribed or
@@ -161,7 +161,7 @@ impl FileSink {
             },
             added: HashSet::new(),
             pending: Vec::new(),
-            soft_counts: read_soft(&soft_path)?,
+            soft_counts: SoftCounts::read(&soft_path)?,
             soft: Appender::new(soft_path),
             bounces: Appender::new(run_dir.join("bounces")),
             complained,
@@ -185,16 +185,42 @@ fn read_lines(path: &Path, mut each: impl FnMut(&str)) -> io::Result<()> {
     Ok(())
 }
 
-/// `address TAB campaign TAB time TAB status` lines -> the campaigns each address bounced in.
-fn read_soft(path: &Path) -> io::Result<HashMap<String, HashSet<String>>> {
-    let mut map: HashMap<String, HashSet<String>> = HashMap::new();
-    read_lines(path, |line| {
-        let mut f = line.split('\t');
-        if let (Some(a), Some(c)) = (f.next(), f.next()) {
-            map.entry(a.to_owned()).or_default().insert(c.to_owned());
+/// The campaigns each address soft-bounced in, from `address TAB campaign TAB time TAB
+/// status` lines. The file is shared by every campaign and only grows, so an address is a
+/// 16-byte digest and a campaign a number, not two strings per line.
+#[derive(Default)]
+struct SoftCounts {
+    campaigns: HashMap<Box<str>, u32>,
+    by_address: HashMap<[u8; 16], Vec<u32>>,
+}
+
+impl SoftCounts {
+    fn read(path: &Path) -> io::Result<SoftCounts> {
+        let mut counts = SoftCounts::default();
+        read_lines(path, |line| {
+            let mut f = line.split('\t');
+            if let (Some(a), Some(c)) = (f.next(), f.next()) {
+                counts.add(a, c);
+            }
+        })?;
+        Ok(counts)
+    }
+
+    /// Records a soft bounce (both as written in the file); returns whether the campaign is
+    /// new for the address, and in how many campaigns it has soft-bounced.
+    fn add(&mut self, address: &str, campaign: &str) -> (bool, usize) {
+        let next = self.campaigns.len() as u32;
+        let id = *self.campaigns.entry(campaign.into()).or_insert(next);
+        let seen = self
+            .by_address
+            .entry(Ledger::key(address.as_bytes()))
+            .or_default();
+        let new = !seen.contains(&id);
+        if new {
+            seen.push(id);
         }
-    })?;
-    Ok(map)
+        (new, seen.len())
+    }
 }
 
 /// Tabs, newlines and `#` would break the line formats (and `#` starts a comment in the
@@ -218,17 +244,16 @@ impl Sink for FileSink {
     }
 
     fn soft_bounce(&mut self, address: &str, campaign: &str, status: &str) -> io::Result<usize> {
-        let set = self.soft_counts.entry(address.to_owned()).or_default();
-        if set.insert(campaign.to_owned()) {
+        let (address, campaign) = (field(address), field(campaign));
+        let (new, n) = self.soft_counts.add(&address, &campaign);
+        if new {
             self.soft.pending.push_str(&format!(
-                "{}\t{}\t{}\t{}\n",
-                field(address),
-                field(campaign),
+                "{address}\t{campaign}\t{}\t{}\n",
                 rfc3339(self.now),
                 field(status)
             ));
         }
-        Ok(set.len())
+        Ok(n)
     }
 
     fn bounced(
@@ -415,6 +440,50 @@ mod tests {
         assert!(second.complaint("cat@example.com", "abuse", "m4").unwrap());
         second.commit().unwrap();
         assert_eq!(sink(dir.path(), false).complaints(), 3);
+    }
+
+    #[test]
+    fn soft_bounces_count_distinct_campaigns_across_runs() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut s = sink(dir.path(), false);
+        assert_eq!(
+            s.soft_bounce("ann@example.com", "news", "4.2.2").unwrap(),
+            1
+        );
+        assert_eq!(
+            s.soft_bounce("ann@example.com", "news", "4.2.2").unwrap(),
+            1
+        );
+        assert_eq!(
+            s.soft_bounce("bob@example.com", "news", "4.2.2").unwrap(),
+            1
+        );
+        assert_eq!(
+            s.soft_bounce("ann@example.com", "spring", "4.4.1").unwrap(),
+            2
+        );
+        s.commit().unwrap();
+        let mut again = sink(dir.path(), false);
+        assert_eq!(
+            again
+                .soft_bounce("ann@example.com", "news", "4.2.2")
+                .unwrap(),
+            2
+        );
+        assert_eq!(
+            again
+                .soft_bounce("ann@example.com", "fall", "4.2.2")
+                .unwrap(),
+            3
+        );
+        assert_eq!(
+            again
+                .soft_bounce("bob@example.com", "fall", "4.2.2")
+                .unwrap(),
+            2
+        );
+        let text = std::fs::read_to_string(dir.path().join("state/soft-bounces")).unwrap();
+        assert_eq!(text.lines().count(), 3, "{text}");
     }
 
     /// Once a batch is committed the store answers for its addresses; the run's own set
