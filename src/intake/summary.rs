@@ -286,11 +286,21 @@ pub fn human(s: &Summary) -> String {
 mod tests {
     use super::*;
 
+    fn tally(this_run: u64, total: u64) -> Tally {
+        Tally {
+            counts: Counts {
+                complaint: this_run,
+                ..Counts::default()
+            },
+            campaign_complaints: total,
+            ..Tally::default()
+        }
+    }
+
     fn complaints(this_run: u64, total: u64, sent: u64) -> Complaints {
-        let mut t = Tally::default();
-        t.counts.complaint = this_run;
-        t.campaign_complaints = total;
-        t.finish("news", false, sent).complaints
+        tally(this_run, total)
+            .finish("news", false, sent)
+            .complaints
     }
 
     /// The rate is the campaign's complainers over its sent count, not this run's messages.
@@ -303,10 +313,7 @@ mod tests {
         assert_eq!(complaints(1, 1, 1000).gmail, "at-or-above-0.1");
         assert_eq!(complaints(2, 2, 2001).gmail, "below-0.1");
         assert_eq!(complaints(5, 0, 0).rate_pct, None);
-        let mut t = Tally::default();
-        t.campaign_complaints = 2;
-        t.counts.complaint = 1;
-        let text = human(&t.finish("news", false, 1000));
+        let text = human(&tally(1, 2).finish("news", false, 1000));
         assert!(
             text.contains("all intake runs: 0.200% (2 of 1000 sent; 1 this run): at or above"),
             "{text}"
