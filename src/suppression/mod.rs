@@ -17,7 +17,8 @@
 //! (WAL) would give the same guarantees, but with a C build, a binary file people cannot read
 //! or edit, and an import step for every existing list.
 //!
-//! See `record` for the line formats and `store` for the locking and the follower.
+//! See `record` for the line formats, `store` for the locking and the follower, and `index`
+//! for what the follower keeps in memory (a hash and a place per entry, not the entry).
 
 mod index;
 mod record;

@@ -343,4 +343,57 @@ mod tests {
                 .is_none()
         );
     }
+
+    #[test]
+    fn a_batch_decides_each_record_against_the_ones_before_it() {
+        let dir = tempfile::tempdir().unwrap();
+        let s = StoreFile::new(&dir.path().join("s.txt"));
+        let a = Record::add("ann@example.com", Reason::Unsubscribe, UNIX_EPOCH);
+        let rm = Record {
+            op: Op::Remove,
+            ..a.clone()
+        };
+        let mut w = Index::default();
+        assert_eq!(
+            s.append(
+                &mut w,
+                &[rm.clone(), a.clone(), rm.clone(), a.clone(), a.clone()]
+            )
+            .unwrap(),
+            [false, true, true, true, false]
+        );
+        let mut r = Index::default();
+        s.refresh(&mut r).unwrap();
+        assert_eq!((r.len(), w.len()), (1, 1));
+        let found = s.find(&mut w, &Key::of("ann@example.com")).unwrap();
+        assert_eq!(found, Some(a), "read back from the line the writer placed");
+    }
+
+    #[test]
+    fn a_line_spoiled_in_place_makes_the_index_read_the_file_again() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("s.txt");
+        let s = StoreFile::new(&path);
+        let batch: Vec<Record> = ["ann@example.com", "bob@example.com"]
+            .iter()
+            .map(|e| Record::add(e, Reason::Manual, UNIX_EPOCH))
+            .collect();
+        s.append(&mut Index::default(), &batch).unwrap();
+        let mut r = Index::default();
+        s.refresh(&mut r).unwrap();
+        // Same length, same file: the follower's `stat` sees nothing.
+        let text = std::fs::read_to_string(&path).unwrap();
+        std::fs::write(&path, text.replacen("ann@", "amm@", 1)).unwrap();
+        assert_eq!(s.find(&mut r, &Key::of("ann@example.com")).unwrap(), None);
+        assert_eq!(
+            (r.len(), r.skipped),
+            (1, 1),
+            "rebuilt: the spoiled line skipped"
+        );
+        assert!(
+            s.find(&mut r, &Key::of("bob@example.com"))
+                .unwrap()
+                .is_some()
+        );
+    }
 }
