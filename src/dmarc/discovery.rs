@@ -208,6 +208,10 @@ pub struct Applied {
 
 impl Applied {
     pub fn describe(&self) -> String {
+        // RFC 9989 reads a record without p= as p=none: say so rather than print the tag.
+        if self.tag == "p (absent)" {
+            return "p=none (the record has no p=, which RFC 9989 reads as none)".into();
+        }
         if self.requested == self.effective {
             format!("{}={}", self.tag, self.requested.as_str())
         } else {
@@ -361,8 +365,9 @@ impl Discovery {
             && org.domain != self.psl_org
         {
             out.push(format!(
-                "organizational domain: {} by the RFC 9989 tree walk ({}), {} by the public suffix list (RFC 7489)",
-                org.domain, org.how, self.psl_org
+                "organizational domain: {} for RFC 9989 receivers, {} by the public suffix list for RFC 7489 receivers",
+                org.named(),
+                self.psl_org
             ));
         }
         let (Ok(w), Ok(p)) = (&self.walk, &self.psl) else {

@@ -518,19 +518,20 @@ fn finding(
         )
     };
     let head = format!("{label}{}", me.domain);
-    let (sev, verdict) = match me.walk {
+    let (sev, verdict, fails) = match me.walk {
         Err(_) => (
             Severity::TempError,
             format!(
-                "{head}: alignment with From {from} is unknown for RFC 9989 receivers ({})",
-                if me.psl {
-                    "RFC 7489 receivers find it aligned"
-                } else {
-                    "RFC 7489 receivers find it not aligned"
-                }
+                "{head}: alignment with From {from} is unknown for RFC 9989 receivers, {} for RFC 7489 receivers",
+                if me.psl { "aligned" } else { "not aligned" }
             ),
+            "",
         ),
-        Ok(true) if me.psl => (Severity::Pass, format!("{head} aligns with From {from}")),
+        Ok(true) if me.psl => (
+            Severity::Pass,
+            format!("{head} aligns with From {from}"),
+            "",
+        ),
         Ok(w) => {
             // DMARC fails outright under a discipline where neither identifier aligns.
             let walk_fails = !w && matches!(other.walk, Ok(false));
@@ -550,19 +551,24 @@ fn finding(
                 _ => format!("{head} does not align with From {from}"),
             };
             let fails = match (walk_fails, psl_fails) {
-                (true, true) => "; no identifier aligns, so DMARC fails at every receiver",
+                (true, true) => ". No identifier aligns, so DMARC fails at every receiver",
                 (true, false) => {
-                    "; no identifier aligns for RFC 9989 receivers, so DMARC fails there"
+                    ". No identifier aligns for RFC 9989 receivers, so DMARC fails there"
                 }
                 (false, true) => {
-                    "; no identifier aligns for RFC 7489 receivers, so DMARC fails there"
+                    ". No identifier aligns for RFC 7489 receivers, so DMARC fails there"
                 }
                 (false, false) => "",
             };
-            (sev, format!("{who}{fails}"))
+            (sev, who, fails)
         }
     };
-    Finding::new(check, sev, from, format!("{verdict} ({modes}): {}", me.why))
+    Finding::new(
+        check,
+        sev,
+        from,
+        format!("{verdict} ({modes}): {}{fails}", me.why),
+    )
 }
 
 /// A fix only where the finding is a warning or a failure: a temperror asks for no change.
