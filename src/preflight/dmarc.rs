@@ -578,3 +578,93 @@ fn with_fix(f: Finding, fix: String) -> Finding {
         _ => f,
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::path::Path;
+
+    use super::*;
+    use crate::dns::{Overlay, Source};
+
+    /// Everything under com. answered by the overlay; anything else is a temperror.
+    const ZONE: &str = r#"$ORIGIN com.
+$TTL 300
+; two records at the From domain, one at its parent
+_dmarc.two.dup.com.  TXT "v=DMARC1; p=none"
+_dmarc.two.dup.com.  TXT "v=DMARC1; p=reject"
+_dmarc.dup.com.      TXT "v=DMARC1; p=quarantine; rua=mailto:d@dup.com"
+; a record between the From domain and the PSL's organizational domain
+_dmarc.eu.mid.com.   TXT "v=DMARC1; p=reject; rua=mailto:d@eu.mid.com"
+"#;
+
+    async fn findings(from: &str) -> Vec<Finding> {
+        let o = Overlay::parse(Path::new("t.zone"), ZONE).unwrap();
+        let dns = Dns::new(&Source::Offline, Some(o)).unwrap();
+        audit(&dns, from, from, &[]).await
+    }
+
+    fn of(f: &[Finding], c: Check) -> Vec<(Severity, &str)> {
+        f.iter()
+            .filter(|x| x.check == c)
+            .map(|x| (x.severity, x.message.as_str()))
+            .collect()
+    }
+
+    #[tokio::test]
+    async fn duplicates_stop_rfc7489_and_the_walk_goes_on() {
+        let f = findings("two.dup.com").await;
+        let rec = of(&f, Check::DmarcRecord);
+        assert_eq!(rec.len(), 2, "{f:#?}");
+        assert_eq!(rec[0].0, Severity::Fail);
+        assert!(
+            rec[0].1.contains("2 DMARC records at _dmarc.two.dup.com"),
+            "{}",
+            rec[0].1
+        );
+        assert!(
+            rec[0].1.contains("walk on (to _dmarc.dup.com)"),
+            "{}",
+            rec[0].1
+        );
+        // RFC 7489 receivers stop at the duplicates and apply nothing.
+        assert_eq!(rec[1].0, Severity::Fail);
+        assert!(rec[1].1.contains("apply no DMARC policy"), "{}", rec[1].1);
+        let pol = of(&f, Check::DmarcPolicy);
+        assert_eq!(pol[0].0, Severity::Warn);
+        assert!(
+            pol[0]
+                .1
+                .contains("RFC 9989 receivers apply p=quarantine from _dmarc.dup.com"),
+            "{}",
+            pol[0].1
+        );
+    }
+
+    #[tokio::test]
+    async fn a_record_the_psl_skips_is_named_with_both() {
+        // The walk finds _dmarc.eu.mid.com; RFC 7489 asks a.eu.mid.com, then mid.com: nothing.
+        let f = findings("a.eu.mid.com").await;
+        let rec = of(&f, Check::DmarcRecord);
+        assert_eq!(rec.len(), 1, "{f:#?}");
+        assert_eq!(rec[0].0, Severity::Fail);
+        assert!(
+            rec[0].1.contains("inherits _dmarc.eu.mid.com's"),
+            "{}",
+            rec[0].1
+        );
+        assert!(
+            rec[0]
+                .1
+                .contains("organizational domain mid.com (by the public suffix list)"),
+            "{}",
+            rec[0].1
+        );
+        let pol = of(&f, Check::DmarcPolicy);
+        assert_eq!(pol[0].0, Severity::Warn);
+        assert!(
+            pol[0].1.contains("RFC 7489 receivers find no record"),
+            "{}",
+            pol[0].1
+        );
+    }
+}
