@@ -13,7 +13,7 @@ use crate::dmarc::record::Policy;
 use crate::dns::{Dns, TempError};
 use crate::message::dkim::DkimKeyPair;
 
-/// The policy domain's answer as a receiver on RFC 7489 finds it.
+/// A domain's organizational domain as receivers still on RFC 7489 find it, in words.
 fn psl_named(domain: &str) -> String {
     format!("{} (by the public suffix list)", psl_org(domain))
 }
@@ -120,7 +120,8 @@ fn record(d: &Discovery) -> Vec<Finding> {
         ),
     };
     let mut finding = f(sev, format!("{walk_words}{psl_words}")).evidence(found.evidence.clone());
-    if sev != Severity::Pass {
+    // With duplicates at the From domain, their own finding says what to fix.
+    if sev != Severity::Pass && d.multiple.is_empty() {
         finding = finding.fix(format!(
             "publish the policy you mean at _dmarc.{from} itself: receivers of both kinds look there first"
         ));
