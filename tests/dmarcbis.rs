@@ -358,7 +358,7 @@ fn np_applies_to_a_from_domain_that_does_not_exist() {
         &message(&j, "dmarc.policy"),
         &[
             "RFC 9989 receivers apply np=reject from _dmarc.example.com (ghost.example.com has no A, AAAA or MX record, so np= applies)",
-            "RFC 7489 receivers (public suffix list) apply sp=none from _dmarc.example.com",
+            "RFC 7489 receivers, going by the organizational domain example.com (by the public suffix list), apply sp=none from _dmarc.example.com",
         ],
     );
     assert_eq!(sev(&j, "dmarc.record"), ["pass"], "{j:#}");

@@ -204,7 +204,8 @@ fn policy(d: &Discovery, walk: &Side, found: &Found) -> Vec<Finding> {
                 msg.push_str("; RFC 7489 receivers apply the same");
             } else {
                 msg.push_str(&format!(
-                    "; RFC 7489 receivers (public suffix list) apply {} from _dmarc.{}",
+                    "; RFC 7489 receivers, going by the organizational domain {}, apply {} from _dmarc.{}",
+                    psl_named(from),
                     p.describe(),
                     r.domain
                 ));
@@ -212,7 +213,10 @@ fn policy(d: &Discovery, walk: &Side, found: &Found) -> Vec<Finding> {
             weakest = weakest.min(p.effective);
         }
         Ok(_) => {
-            msg.push_str("; RFC 7489 receivers find no record and apply none");
+            msg.push_str(&format!(
+                "; RFC 7489 receivers, going by the organizational domain {}, find no record and apply none",
+                psl_named(from)
+            ));
             weakest = Policy::None;
         }
         Err(e) => msg.push_str(&format!(
@@ -663,7 +667,7 @@ _dmarc.eu.mid.com.   TXT "v=DMARC1; p=reject; rua=mailto:d@eu.mid.com"
         let pol = of(&f, Check::DmarcPolicy);
         assert_eq!(pol[0].0, Severity::Warn);
         assert!(
-            pol[0].1.contains("RFC 7489 receivers find no record"),
+            pol[0].1.contains("find no record and apply none"),
             "{}",
             pol[0].1
         );
