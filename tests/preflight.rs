@@ -286,7 +286,11 @@ fn no_dmarc_fails() {
         "",
     );
     // example.com is served too (empty), so the organizational fallback gets a real answer.
-    let dns = DnsServer::start(&[(ORIGIN, &zone(&records, true)), ("example.com", "")]);
+    let dns = DnsServer::start(&[
+        (ORIGIN, &zone(&records, true)),
+        ("example.com", ""),
+        ("com", ""),
+    ]);
     let (_, j) = audit(&campaign(&dns));
     assert_sev(&j, "dmarc.record", "fail");
     assert_sev(&j, "bulk.dmarc", "fail");
@@ -306,7 +310,13 @@ fn p_none_warns() {
 fn a_misaligned_from_fails() {
     // From at another organization; DKIM and the envelope stay at news.example.com.
     let other = "_dmarc IN TXT \"v=DMARC1; p=reject; rua=mailto:dmarc@other.example\"\n@ IN MX 10 mx.news.example.com.\n";
-    let dns = DnsServer::start(&[(ORIGIN, &zone(GOOD, true)), ("other.example", other)]);
+    // The parents the RFC 9989 tree walk asks about for each organizational domain.
+    let dns = DnsServer::start(&[
+        (ORIGIN, &zone(GOOD, true)),
+        ("other.example", other),
+        ("com", ""),
+        ("example", ""),
+    ]);
     let c = campaign(&dns);
     let text = std::fs::read_to_string(&c.toml).unwrap().replace(
         "from = \"Example News <news@news.example.com>\"",
@@ -353,6 +363,8 @@ fn an_external_rua_needs_its_authorization_record() {
     let dns = DnsServer::start(&[
         (ORIGIN, &zone(&records, true)),
         ("dmarc-service.example", ""),
+        ("com", ""),
+        ("example", ""),
     ]);
     let (_, j) = audit(&campaign(&dns));
     assert_sev(&j, "dmarc.rua-authorization", "warn");
@@ -361,6 +373,8 @@ fn an_external_rua_needs_its_authorization_record() {
     let dns = DnsServer::start(&[
         (ORIGIN, &zone(&records, true)),
         ("dmarc-service.example", authorized),
+        ("com", ""),
+        ("example", ""),
     ]);
     let (_, j) = audit(&campaign(&dns));
     assert!(sev(&j, "dmarc.rua-authorization").is_empty(), "{j:#}");

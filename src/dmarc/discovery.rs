@@ -119,6 +119,14 @@ pub struct OrgDomain {
     pub how: String,
 }
 
+impl OrgDomain {
+    /// The domain and how the walk found it, for a finding: "example.com (by the RFC 9989
+    /// tree walk: _dmarc.example.com has psd=n)".
+    pub fn named(&self) -> String {
+        format!("{} (by the RFC 9989 {})", self.domain, self.how)
+    }
+}
+
 /// RFC 9989 section 4.10.2: the organizational domain by the tree walk.
 pub async fn org_domain(dns: &Dns, domain: &str) -> Result<OrgDomain, TempError> {
     let d = clean(domain);
@@ -140,7 +148,7 @@ pub async fn org_domain(dns: &Dns, domain: &str) -> Result<OrgDomain, TempError>
             Psd::No => {
                 return Ok(OrgDomain {
                     domain: last.domain.clone(),
-                    how: format!("tree walk: _dmarc.{} says psd=n", last.domain),
+                    how: format!("tree walk: _dmarc.{} has psd=n", last.domain),
                 });
             }
             // The domain itself marked as a public suffix has nothing below it on the path:
@@ -148,7 +156,7 @@ pub async fn org_domain(dns: &Dns, domain: &str) -> Result<OrgDomain, TempError>
             Psd::Yes if last.domain == d => {
                 return Ok(OrgDomain {
                     domain: d.clone(),
-                    how: format!("tree walk: _dmarc.{d} says psd=y, and {d} is the domain itself"),
+                    how: format!("tree walk: _dmarc.{d} has psd=y, and {d} is the domain itself"),
                 });
             }
             Psd::Yes => {
@@ -157,7 +165,7 @@ pub async fn org_domain(dns: &Dns, domain: &str) -> Result<OrgDomain, TempError>
                 return Ok(OrgDomain {
                     domain: below,
                     how: format!(
-                        "tree walk: _dmarc.{} says psd=y, so the organizational domain is one label below it",
+                        "tree walk: _dmarc.{} has psd=y, so the organizational domain is one label below it",
                         last.domain
                     ),
                 });
@@ -200,6 +208,10 @@ pub struct Applied {
 
 impl Applied {
     pub fn describe(&self) -> String {
+        // RFC 9989 reads a record without p= as p=none: say so rather than print the tag.
+        if self.tag == "p (absent)" {
+            return "p=none (the record has no p=, which RFC 9989 reads as none)".into();
+        }
         if self.requested == self.effective {
             format!("{}={}", self.tag, self.requested.as_str())
         } else {
@@ -353,8 +365,9 @@ impl Discovery {
             && org.domain != self.psl_org
         {
             out.push(format!(
-                "organizational domain: {} by the RFC 9989 tree walk ({}), {} by the public suffix list (RFC 7489)",
-                org.domain, org.how, self.psl_org
+                "organizational domain: {} for RFC 9989 receivers, {} by the public suffix list for RFC 7489 receivers",
+                org.named(),
+                self.psl_org
             ));
         }
         let (Ok(w), Ok(p)) = (&self.walk, &self.psl) else {
@@ -420,7 +433,7 @@ pub async fn relaxed(dns: &Dns, a: &str, b: &str) -> Alignment {
     if a == b {
         let same = OrgDomain {
             domain: a.clone(),
-            how: "the same domain".into(),
+            how: "tree walk: not needed, the two domains are the same".into(),
         };
         return Alignment {
             walk: Ok((same.clone(), same)),

@@ -69,7 +69,7 @@ fn discovery(d: &Discovery, from: &str) -> Finding {
         .as_ref()
         .map_or("no record".to_owned(), |r| format!("_dmarc.{}", r.domain));
     let org = match &d.walk_org {
-        Ok(o) => format!("organizational domain {} ({})", o.domain, o.how),
+        Ok(o) => format!("organizational domain {}", o.named()),
         // Only relaxed alignment between two different domains needs it; say so, without
         // failing a policy that was found.
         Err(e) => format!(
