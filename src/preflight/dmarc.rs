@@ -457,7 +457,13 @@ async fn alignment(dns: &Dns, d: &Discovery, envelope: &str, keys: &[DkimKeyPair
             })
     };
     let (w, p) = (modes(&d.walk), modes(&d.psl));
-    let mut domains: Vec<String> = keys.iter().map(|k| clean(k.domain())).collect();
+    // A key mailshot refuses to sign with (`dkim.key-strength`) puts no signature on the
+    // message, so its d= cannot align anything.
+    let mut domains: Vec<String> = keys
+        .iter()
+        .filter(|k| k.refused().is_none())
+        .map(|k| clean(k.domain()))
+        .collect();
     domains.sort();
     domains.dedup();
     let mut dkim = Vec::new();
@@ -468,7 +474,7 @@ async fn alignment(dns: &Dns, d: &Discovery, envelope: &str, keys: &[DkimKeyPair
         domain: "(no key)".into(),
         walk: Ok(false),
         psl: false,
-        why: "no DKIM key is configured".into(),
+        why: "no DKIM key that mailshot signs with is configured".into(),
     });
     let spf = judge(dns, envelope, from, (w.1, p.1)).await;
     let org = match &d.walk_org {
