@@ -749,10 +749,19 @@ mod tests {
         let disk = Arc::new(std::sync::Mutex::new(Disk::default()));
         let j = Journal::start(Recording(disk.clone()));
         let recorded = j.in_flight(7, "ann@example.com");
-        tokio::time::sleep(IDLE_WRITE * 3).await;
+        // The idle write comes IDLE_WRITE after the line, or later on a busy machine: wait for
+        // it (a fixed sleep failed under load), and give up only after seconds.
+        let written =
+            || String::from_utf8_lossy(&disk.lock().unwrap().bytes).contains("ann@example.com");
+        for _ in 0..1000 {
+            if written() {
+                break;
+            }
+            tokio::time::sleep(IDLE_WRITE / 5).await;
+        }
         {
+            assert!(written(), "the idle write never came");
             let d = disk.lock().unwrap();
-            assert!(String::from_utf8_lossy(&d.bytes).contains("ann@example.com"));
             assert!(
                 !d.synced_text().contains("ann@example.com"),
                 "written, not synced"
