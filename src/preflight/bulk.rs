@@ -5,7 +5,7 @@
 //! enforcing them.
 
 use super::finding::{Check, Finding, Group, Severity};
-use super::{Inputs, providers, signed_headers};
+use super::{Inputs, signed_headers};
 
 /// The worst severity among findings of these checks (`None` when none was reported).
 /// A definite failure outranks a temperror here: a row derived from one selector that fails
@@ -188,11 +188,12 @@ fn pass_or(ok: bool, otherwise: Severity) -> Severity {
     if ok { Severity::Pass } else { otherwise }
 }
 
-/// The checklist, in the order it is reported, then the per-provider rows.
-pub fn checklist(findings: &[Finding], input: &Inputs<'_>) -> Vec<Finding> {
+/// The checklist, in the order it is reported, and the states it was judged from (the
+/// per-provider rows are derived from the same).
+pub fn checklist(findings: &[Finding], input: &Inputs<'_>) -> (Vec<Finding>, States) {
     let campaign = input.campaign.id.as_str();
     let st = States::new(findings, input);
-    let mut out: Vec<Finding> = [
+    let out: Vec<Finding> = [
         (SPF, st.spf),
         (DKIM, st.dkim),
         (DMARC, st.dmarc),
@@ -205,8 +206,7 @@ pub fn checklist(findings: &[Finding], input: &Inputs<'_>) -> Vec<Finding> {
     .map(|(item, state)| item.judge(*state, campaign))
     .chain([list_id(input), ptr(&st, campaign)])
     .collect();
-    out.extend(providers::rows(&st, findings, campaign));
-    out
+    (out, st)
 }
 
 /// `bulk.ptr`: Gmail and Yahoo require forward-confirmed reverse DNS of every sender. A

@@ -99,8 +99,10 @@ pub async fn run(dns: &Dns, input: &Inputs<'_>) -> Audit {
     findings.extend(dmarcbis_f);
     findings.extend(tls_f);
     findings.extend(dns_f);
-    let bulk = bulk::checklist(&findings, input);
+    let (bulk, states) = bulk::checklist(&findings, input);
+    let per_provider = providers::rows(&states, &findings, &c.id);
     findings.extend(bulk);
+    findings.extend(per_provider);
     Audit {
         campaign: c.id.clone(),
         from_domain,
