@@ -58,7 +58,7 @@ fn main() -> ExitCode {
 }
 
 fn run(cli: &Cli) -> anyhow::Result<Exit> {
-    let clock = clock::from_env();
+    let clock = clock::from_env()?;
     match &cli.command {
         Command::Init(args) => {
             let mut secret = [0u8; 32];

@@ -10,7 +10,7 @@ use crate::util::journal::read_journal;
 use crate::util::scenario::{PASSWORD, PASSWORD_ENV, Scenario, USER};
 use crate::util::smtp::{Faults, Mode, SmtpServer};
 use crate::util::tls::TestPki;
-use crate::util::{CampaignDir, Spec, csv_of, report_counts, run, stderr};
+use crate::util::{CampaignDir, Spec, csv_of, report_counts, run, run_from, stderr};
 
 fn numbered(n: usize) -> Vec<String> {
     (0..n).map(|i| format!("user{i:02}@example.com")).collect()
@@ -419,4 +419,80 @@ fn per_day_with_a_pace_sends_exactly_the_cap() {
     assert_eq!(server.received().len(), 10);
     let journal = read_journal(&c);
     assert_eq!(journal.runs, 2);
+}
+
+/// `per_day = 9` at two a second, one sender, and a clock started at 23:59:56 UTC that runs
+/// on: at most 8 messages fit before midnight (so today's cap is never met), and at 00:00 the
+/// new day's allowance opens in the same run, which writes the journal's day marker and stops
+/// at the new day's cap: exactly 9 sent after the marker, the rest not attempted. A run later
+/// that second day sends nothing (the 9 count on it, not on the day the run started); one
+/// the next day sends 9 more. How many went before midnight depends on how fast the run
+/// started, so it is read from the journal, never assumed.
+#[test]
+fn per_day_across_midnight_opens_the_new_day_within_the_run() {
+    const N: usize = 9;
+    let all = numbered(30);
+    let (server, c) = Scenario::new()
+        .recipients(&all)
+        .toml(&format!(
+            "[limits]\nper_day = {N}\nper_second = 2\nconcurrency = 1\n"
+        ))
+        .smtp(Mode::Plain);
+    let send = |start: &str| run_from(start, &["send", "--quiet", c.toml_str()]);
+
+    let out = send("2026-11-25T23:59:56Z");
+    assert_eq!(out.status.code(), Some(3), "{}", stderr(&out));
+    assert!(stderr(&out).contains("per_day"), "{}", stderr(&out));
+    let journal = read_journal(&c);
+    assert_eq!(journal.days.len(), 1, "one midnight, one day marker");
+    let (at, time) = &journal.days[0];
+    assert!(time.starts_with("2026-11-26T"), "day marker at {time}");
+    let sent = |lines: &[crate::util::journal::JournalLine]| {
+        lines.iter().filter(|l| l.kind == 'S').count()
+    };
+    let (before, after) = (sent(&journal.lines[..*at]), sent(&journal.lines[*at..]));
+    assert!(
+        before < N,
+        "{before} before midnight: the old day's cap was not met"
+    );
+    assert_eq!(after, N, "the new day's allowance, exactly");
+    assert_eq!(server.received().len(), before + N);
+    assert_eq!(
+        report_counts(&c.report("report.csv")),
+        BTreeMap::from([
+            ("not-attempted".into(), all.len() - before - N),
+            ("sent".into(), before + N)
+        ])
+    );
+
+    let out = send("2026-11-26T12:00:00Z");
+    assert_eq!(out.status.code(), Some(3), "{}", stderr(&out));
+    assert_eq!(
+        server.received().len(),
+        before + N,
+        "nothing more on the second day"
+    );
+
+    let out = send("2026-11-27T08:00:00Z");
+    assert_eq!(out.status.code(), Some(3), "{}", stderr(&out));
+    assert_eq!(server.received().len(), before + 2 * N);
+    let mut got = addresses(&server);
+    let stored = got.len();
+    got.sort();
+    got.dedup();
+    assert_eq!(got.len(), stored, "nobody twice");
+}
+
+/// An unusable clock variable stops mailshot before it does anything, naming the variable.
+#[test]
+fn a_bad_clock_start_is_refused_by_name() {
+    let c = CampaignDir::new(&Spec::default());
+    let out = run_from("tomorrow", &["send", "--quiet", c.toml_str()]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(
+        stderr(&out).contains("MAILSHOT_CLOCK_START"),
+        "{}",
+        stderr(&out)
+    );
+    assert!(!c.path().join("outbox").exists());
 }

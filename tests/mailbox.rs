@@ -148,3 +148,71 @@ fn intake_moves_processed_messages_to_the_folder_named_and_leaves_the_rest() {
     );
     assert_eq!(d.flags("Processed").len(), 1);
 }
+
+/// `$MailshotProcessed` belongs to intake: intake tags the DMARC report it read, and then
+/// `verify` still grades that message (as it grades the same message from its file) and
+/// `dmarc report` still counts it, since intake only totals reports and leaves their details
+/// to `dmarc report`. Neither reader changes a flag.
+#[test]
+fn messages_intake_tagged_are_still_graded_and_summarized() {
+    let (d, tmp) = filled();
+    let c = CampaignDir::new(&Spec {
+        tail: "[outbox]\ndir = \"outbox\"\n\n[suppression]\nfile = \"suppressed.txt\"\n",
+        ..Spec::default()
+    });
+    std::fs::write(c.path().join("suppressed.txt"), "").unwrap();
+    assert_eq!(run(&["send", c.toml_str()], &[]).status.code(), Some(0));
+    let url = d.url("INBOX");
+    let pw = d.password_file.to_str().unwrap();
+    let ca = d.pki.ca_pem.to_str().unwrap();
+    let imap = ["--password-file", pw, "--ca-file", ca];
+    let intake = run(&[&["intake", c.toml_str(), &url][..], &imap].concat(), &[]);
+    assert_eq!(intake.status.code(), Some(0), "{}", stderr(&intake));
+    let tagged: Vec<u32> = d
+        .flags("INBOX")
+        .into_iter()
+        .filter(|(_, f)| f.iter().any(|x| x == "$MailshotProcessed"))
+        .map(|(uid, _)| uid)
+        .collect();
+    assert_eq!(tagged, [1], "intake tagged the DMARC report (UID 1) only");
+    // \Recent belongs to whichever session saw a message first; the others last.
+    let lasting = || {
+        let mut f = d.flags("INBOX");
+        f.iter_mut()
+            .for_each(|(_, f)| f.retain(|x| x != "\\Recent"));
+        f
+    };
+    let flags = lasting();
+
+    let verify = |input: &str, extra: &[&str]| {
+        let args = [
+            &["verify", "--format", "json", "--nameserver", "none", input][..],
+            extra,
+        ];
+        let out = run(&args.concat(), &[]);
+        let j: serde_json::Value = serde_json::from_slice(&out.stdout)
+            .unwrap_or_else(|e| panic!("verify --format json: {e}: {}", stderr(&out)));
+        j["messages"].as_array().unwrap().clone()
+    };
+    let from_imap = verify(&url, &imap);
+    assert_eq!(from_imap.len(), 2, "both messages graded: {from_imap:#?}");
+    let report = &from_imap[0];
+    assert!(
+        report["source"].as_str().unwrap().ends_with("/INBOX UID 1"),
+        "{report:#}"
+    );
+    let file = tmp.path().join("report.eml");
+    std::fs::copy(DMARC_MAIL, &file).unwrap();
+    let from_file = verify(file.to_str().unwrap(), &[]);
+    assert_eq!(report["grade"], from_file[0]["grade"]);
+    assert_eq!(report["items"], from_file[0]["items"]);
+
+    let summary = run(
+        &[&["dmarc", "report", &url, "--format", "json"][..], &imap].concat(),
+        &[],
+    );
+    assert_eq!(summary.status.code(), Some(0), "{}", stderr(&summary));
+    let v: serde_json::Value = serde_json::from_slice(&summary.stdout).unwrap();
+    assert_eq!(v["reports"]["counted"], 1, "{}", stdout(&summary));
+    assert_eq!(lasting(), flags, "the readers changed no flag");
+}

@@ -10,15 +10,16 @@ use crate::cli::{DmarcReportArgs, Format};
 use crate::commands::{Exit, mailbox_options, sources};
 use crate::dmarc_report::container::MAX_BYTES;
 use crate::dmarc_report::{self, Event, Summary, render};
-use crate::mailbox::Reader;
+use crate::mailbox::{Access, Reader};
 use crate::terminal::field;
 
 /// Parsing threads at most: past this the disk, not the CPU, is the limit.
 const MAX_THREADS: usize = 8;
 
 pub fn run(args: &DmarcReportArgs, quiet: bool) -> anyhow::Result<Exit> {
-    // Read-only: a report run never marks or moves anything on an IMAP server.
-    let opts = mailbox_options(&args.imap, None, MAX_BYTES, true, None);
+    // Read-only: a report run never marks or moves anything on an IMAP server, and it reads
+    // the reports intake has marked too (intake only totals them; the details are here).
+    let opts = mailbox_options(&args.imap, None, MAX_BYTES, Access::ReadAll, None);
     let mut reader = Reader::open(&sources(&args.paths)?, opts)?;
     let bar = progress_bar(reader.known(), quiet);
     let threads = std::thread::available_parallelism()

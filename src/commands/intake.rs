@@ -17,7 +17,7 @@ use crate::intake::known::Known;
 use crate::intake::late;
 use crate::intake::run::{Intake, Settings};
 use crate::intake::summary::{self, Tally};
-use crate::mailbox::Reader;
+use crate::mailbox::{Access, Reader};
 use crate::progress::Progress;
 
 /// The largest message read. Bounces carry at most the original (mailshot's are small) and
@@ -59,7 +59,11 @@ pub fn run(args: &IntakeArgs, quiet: bool, clock: Arc<dyn Clock>) -> anyhow::Res
         &args.imap,
         Some(&campaign.intake),
         MAX_MESSAGE,
-        args.dry_run,
+        if args.dry_run {
+            Access::DryRun
+        } else {
+            Access::Process
+        },
         args.move_to.clone(),
     );
     let mut reader = Reader::open(&sources(&args.sources)?, opts)?;

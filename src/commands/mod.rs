@@ -178,7 +178,7 @@ pub fn mailbox_options(
     args: &ImapArgs,
     cfg: Option<&crate::config::IntakeConfig>,
     max_bytes: u64,
-    read_only: bool,
+    access: crate::mailbox::Access,
     move_to: Option<String>,
 ) -> crate::mailbox::Options {
     use crate::secret::SecretSource;
@@ -193,7 +193,7 @@ pub fn mailbox_options(
     };
     crate::mailbox::Options {
         max_bytes,
-        read_only,
+        access,
         mark,
         password,
         ca_file: args

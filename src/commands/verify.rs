@@ -9,7 +9,7 @@ use std::io::Write as _;
 
 use crate::cli::{Format, VerifyArgs};
 use crate::commands::{Exit, dns_from, mailbox_options, sources};
-use crate::mailbox::{self, MailboxError, Reader};
+use crate::mailbox::{self, Access, MailboxError, Reader};
 use crate::verify::{self, grade};
 
 /// Larger inputs are not mail a receiver would have accepted; they are named and skipped.
@@ -24,8 +24,9 @@ enum Read {
 pub async fn run(args: &VerifyArgs) -> anyhow::Result<Exit> {
     let sources = sources(&args.inputs)?;
     let dns = dns_from(args.dns.nameserver.as_deref(), args.dns.zone.as_deref())?;
-    // Read-only: a grade never marks or moves anything on an IMAP server.
-    let opts = mailbox_options(&args.imap, None, MAX_MESSAGE_BYTES, true, None);
+    // Read-only: a grade never marks or moves anything on an IMAP server, and a message
+    // intake has already processed is still graded.
+    let opts = mailbox_options(&args.imap, None, MAX_MESSAGE_BYTES, Access::ReadAll, None);
     // The reader is blocking (IMAP runs its own small runtime): it lives on its own thread
     // and hands messages over one at a time, so memory stays flat on a big mailbox.
     let (tx, mut rx) = tokio::sync::mpsc::channel::<Result<Read, MailboxError>>(2);

@@ -2,7 +2,8 @@
 //! certificate checked as `[smtp]` checks the relay's, LOGIN (or AUTHENTICATE PLAIN where
 //! LOGIN is refused as a command), then one message fetched at a time with BODY.PEEK (which
 //! leaves \Seen alone). Processed messages get a keyword or are moved, and only when the
-//! caller says their effects are durable; a rerun searches for messages without the keyword.
+//! caller says their effects are durable; a rerun of intake searches for messages without the
+//! keyword (readers that grade or summarize read them all: see the mailbox module doc).
 //!
 //! URL: `imaps://user%40example.com@imap.example.net[:993]/INBOX` (RFC 5092's form, with the
 //! `@` of an address login percent-encoded). A password in the URL is refused: it would end up
@@ -18,7 +19,7 @@ use tokio::net::TcpStream;
 use tokio::runtime::Runtime;
 use tokio_rustls::client::TlsStream;
 
-use super::{Item, ItemError, Mark, Options, Origin};
+use super::{Access, Item, ItemError, Mark, Options, Origin};
 use crate::secret::SecretError;
 
 /// One network step (connect, a command and its answer, one message) may take this long.
@@ -432,7 +433,7 @@ async fn select(
         mailbox: url.mailbox.clone(),
         detail,
     };
-    if opts.read_only {
+    if opts.access.read_only() {
         step(url, "EXAMINE", session.examine(&url.mailbox))
             .await
             .map_err(|e| missing(e.to_string()))?;
@@ -460,8 +461,10 @@ async fn pending(
     opts: &Options,
 ) -> Result<VecDeque<(u32, u32)>, ImapError> {
     let query = match &opts.mark {
-        Mark::Keyword(k) => format!("NOT DELETED NOT KEYWORD {k}"),
-        Mark::Move(_) => "NOT DELETED".into(),
+        Mark::Keyword(k) if opts.access != Access::ReadAll => {
+            format!("NOT DELETED NOT KEYWORD {k}")
+        }
+        Mark::Keyword(_) | Mark::Move(_) => "NOT DELETED".into(),
     };
     let mut uids: Vec<u32> = step(url, "UID SEARCH", session.uid_search(&query))
         .await?

@@ -5,6 +5,13 @@
 //! - [`files`]: named files and folders (Maildir rules: `tmp/` is skipped, index files too).
 //! - [`mbox`]: mbox files, mboxrd and mboxo `From ` lines.
 //! - [`imap`]: IMAP over TLS (implicit or STARTTLS), marking by keyword or by a move.
+//!
+//! **Who skips what is marked.** Only `intake` (and its dry run) skips messages that carry
+//! the processed keyword: it is the one consumer the keyword belongs to. `verify` and
+//! `dmarc report` read every message, marked or not ([`Access::ReadAll`]): a message intake
+//! has seen must still be graded when asked, and intake does not hand a DMARC report on (it
+//! adds the report to its totals and points to `dmarc report` for the details), so skipping
+//! the reports it tagged would hide from `dmarc report` exactly the ones the user asks about.
 
 pub mod files;
 pub mod imap;
@@ -86,7 +93,8 @@ pub struct Item {
 /// How processed IMAP messages are marked (files are never changed: the caller keeps a ledger).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Mark {
-    /// Add this keyword (`$MailshotProcessed` by default); later runs skip flagged messages.
+    /// Add this keyword (`$MailshotProcessed` by default); later intake runs skip flagged
+    /// messages.
     Keyword(String),
     /// Move the message to this folder.
     Move(String),
@@ -94,13 +102,32 @@ pub enum Mark {
 
 pub const DEFAULT_KEYWORD: &str = "$MailshotProcessed";
 
+/// What a run does with the messages it reads.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Access {
+    /// Read the messages not marked processed yet, and mark them: `intake`.
+    Process,
+    /// Read what [`Access::Process`] would, read-only (EXAMINE), marking nothing:
+    /// `intake --dry-run`.
+    DryRun,
+    /// Read every message, marked processed or not, read-only, marking nothing: `verify`
+    /// and `dmarc report` (see the module doc for why they do not skip).
+    ReadAll,
+}
+
+impl Access {
+    /// IMAP mailboxes are opened with EXAMINE and nothing is marked.
+    pub fn read_only(self) -> bool {
+        self != Access::Process
+    }
+}
+
 /// How to open the sources.
 #[derive(Debug, Clone)]
 pub struct Options {
     /// A message larger than this is an [`ItemError::TooLarge`], never read into memory.
     pub max_bytes: u64,
-    /// Open IMAP mailboxes read-only (EXAMINE) and never mark: `dmarc report`, `--dry-run`.
-    pub read_only: bool,
+    pub access: Access,
     pub mark: Mark,
     pub password: Option<SecretSource>,
     /// Extra trust roots for the IMAP server (a private CA), as `[smtp] ca_file`.
@@ -164,7 +191,7 @@ impl Reader {
 
     /// Marks messages whose effects are durable. Files and mbox messages are left as they are.
     pub fn mark(&mut self, done: &[Origin]) -> Result<(), MailboxError> {
-        if self.opts.read_only {
+        if self.opts.access.read_only() {
             return Ok(());
         }
         for open in &mut self.opened {

@@ -11,15 +11,11 @@ use super::{Inputs, signed_headers};
 /// A definite failure outranks a temperror here: a row derived from one selector that fails
 /// and another whose lookup timed out fails, since the first will not mend by asking again.
 fn worst(findings: &[Finding], of: impl Fn(Check) -> bool) -> Option<Severity> {
-    let rank = |s: &Severity| match s {
-        Severity::Fail => 5,
-        s => *s as u8,
-    };
     findings
         .iter()
         .filter(|f| of(f.check))
         .map(|f| f.severity)
-        .max_by_key(rank)
+        .max_by_key(|s| s.rank())
 }
 
 /// One checklist line: what it says when it holds, when it does not, and the fix.
@@ -173,15 +169,26 @@ impl States {
                 if bulk { Severity::Fail } else { Severity::Warn },
             )),
             // dns.fcrdns warns (DNS hygiene never blocks); Gmail and Yahoo require it.
-            ptr: match worst_of(&[Check::DnsFcrdns]) {
-                Some(Severity::Warn) | Some(Severity::Fail) => Some(Severity::Fail),
-                None => Some(Severity::Info),
-                s => s,
-            },
+            ptr: Some(ptr_state(findings)),
             tls: worst(findings, |c| c.group() == Group::Tls),
             bulk,
         }
     }
+}
+
+/// `dns.fcrdns` as a requirement: its definite failure is a warning (hygiene never blocks),
+/// which still outranks a temperror for another address, as a fail does in [`worst`]; info
+/// when nothing was checked.
+fn ptr_state(findings: &[Finding]) -> Severity {
+    findings
+        .iter()
+        .filter(|f| f.check == Check::DnsFcrdns)
+        .map(|f| match f.severity {
+            Severity::Warn => Severity::Fail,
+            s => s,
+        })
+        .max_by_key(|s| s.rank())
+        .unwrap_or(Severity::Info)
 }
 
 fn pass_or(ok: bool, otherwise: Severity) -> Severity {
@@ -284,5 +291,30 @@ mod tests {
         assert_eq!(unknown.enforced_by, ["dns.fcrdns"]);
         let unchecked = ptr(&with_ptr(Severity::Info), "c");
         assert_eq!(unchecked.severity, Severity::Info);
+    }
+
+    /// One address without a PTR (dns.fcrdns warns) and another whose lookup failed: the
+    /// requirement is not met, whatever the second lookup would say, so bulk.ptr fails.
+    #[test]
+    fn a_missing_ptr_outranks_another_address_whose_lookup_failed() {
+        let fcrdns = |ip: &str, sev| Finding::new(Check::DnsFcrdns, sev, ip, String::new());
+        let missing = fcrdns("192.0.2.1", Severity::Warn);
+        let failed = fcrdns("192.0.2.2", Severity::TempError);
+        let passed = fcrdns("192.0.2.3", Severity::Pass);
+        for order in [[&missing, &failed], [&failed, &missing]] {
+            let findings: Vec<Finding> = order.into_iter().cloned().collect();
+            assert_eq!(ptr_state(&findings), Severity::Fail);
+        }
+        assert_eq!(
+            ptr_state(&[failed.clone(), passed.clone()]),
+            Severity::TempError
+        );
+        assert_eq!(ptr_state(&[passed]), Severity::Pass);
+        assert_eq!(ptr_state(&[]), Severity::Info);
+        let missing_and_failed = States {
+            ptr: Some(ptr_state(&[missing, failed])),
+            ..States::passing(false)
+        };
+        assert!(ptr(&missing_and_failed, "c").blocks());
     }
 }

@@ -27,6 +27,15 @@ impl Severity {
         matches!(self, Severity::Fail | Severity::TempError)
     }
 
+    /// How bad, for the worst of several: a definite failure outranks a temperror, since it
+    /// will not mend by asking again (otherwise the declaration order).
+    pub fn rank(self) -> u8 {
+        match self {
+            Severity::Fail => 5,
+            s => s as u8,
+        }
+    }
+
     pub fn label(self) -> &'static str {
         match self {
             Severity::Pass => "PASS",

@@ -5,7 +5,8 @@
 //! The rows are derived from the same [`States`] as the shared `bulk.*` rows and never block
 //! by themselves: a failing row names the shared rows (or `tls.*` findings) that carry it to
 //! the gate in `enforced_by`, so one cause is one id to fix or `--override`. A temperror in a
-//! source stays a temperror in every row derived from it.
+//! source stays a temperror in every row derived from it, unless another source the row
+//! needs fails for certain.
 //!
 //! SPF and DKIM, as the pages state them (checked 2026-11):
 //! - Gmail (<https://support.google.com/a/answer/81126>): every sender needs SPF or DKIM;
@@ -148,7 +149,11 @@ fn source(st: &States, findings: &[Finding], p: Provider, req: Req) -> Source {
         Req::Authentication => {
             let (spf, dkim) = (fail_if_none(st.spf), fail_if_none(st.dkim));
             let (state, what) = if p.needs_both(st.bulk) {
-                (spf.max(dkim), "SPF and DKIM")
+                // Both are needed: one that fails is not met, whatever the other's lookup did.
+                (
+                    std::cmp::max_by_key(spf, dkim, |s| s.rank()),
+                    "SPF and DKIM",
+                )
             } else {
                 (either(spf, dkim), "SPF or DKIM")
             };
@@ -301,6 +306,24 @@ mod tests {
         // Below bulk, SPF's temperror does not matter to Gmail when DKIM passes.
         let r = rows(&states(Severity::TempError, false), &[], "c");
         assert_eq!(sev(&r, "bulk.gmail.spf-dkim"), Severity::Pass);
+    }
+
+    /// SPF refused and DKIM's lookup failed: "SPF and DKIM" is definitely not met, so the
+    /// bulk rows fail; "SPF or DKIM" (Gmail below bulk) is unknown, since DKIM may pass.
+    #[test]
+    fn a_failure_outranks_the_other_sources_temperror_when_both_are_needed() {
+        for bulk in [true, false] {
+            let mut st = states(Severity::Fail, bulk);
+            st.dkim = Some(Severity::TempError);
+            let r = rows(&st, &[], "c");
+            assert_eq!(sev(&r, "bulk.microsoft.spf-dkim"), Severity::Fail);
+            let gmail = if bulk {
+                Severity::Fail
+            } else {
+                Severity::TempError
+            };
+            assert_eq!(sev(&r, "bulk.gmail.spf-dkim"), gmail, "bulk {bulk}");
+        }
     }
 
     #[test]

@@ -664,10 +664,11 @@ async fn relay(dns: &Dns, domain: &str, txt: &Txt, relay: &Relay) -> Finding {
     for ip in ips {
         results.push((*ip, check_host(dns, *ip, domain.to_owned(), 0).await));
     }
+    // One address refused outranks another's failed lookup: the fix below names it.
     let sev = results
         .iter()
         .map(|(_, r)| ip_severity(r, configured))
-        .max()
+        .max_by_key(|s| s.rank())
         .unwrap_or(Severity::Info);
     let listed = ips
         .iter()
@@ -699,9 +700,10 @@ async fn relay(dns: &Dns, domain: &str, txt: &Txt, relay: &Relay) -> Finding {
     if !configured && sev != Severity::Pass {
         finding.fix("set sending_ips in the relay's [smtp] table to the addresses it sends from (your provider documents them) to check SPF for real".into())
     } else if sev == Severity::Fail {
+        // Only the refused addresses: one whose lookup failed may well pass.
         let terms: Vec<String> = results
             .iter()
-            .filter(|(_, r)| *r != SpfResult::Pass)
+            .filter(|(_, r)| ip_severity(r, configured) == Severity::Fail)
             .map(|(ip, _)| term(*ip))
             .collect();
         let record = terms.iter().fold(txt.text(), |rec, t| insert_term(&rec, t));
@@ -942,6 +944,29 @@ mod tests {
             fix.contains("\"v=spf1 ip4:192.0.2.0/24 ip4:203.0.113.9 -all\""),
             "{fix}"
         );
+    }
+
+    /// One address refused and another whose check_host() hit a failed lookup: the relay
+    /// fails (not temperror, which would only say "ask again"), and the fix authorizes the
+    /// refused address alone.
+    #[tokio::test]
+    async fn a_refused_address_outranks_another_addresss_temperror() {
+        let d = dns(
+            "$ORIGIN example.com.\n@ TXT \"v=spf1 -ip4:198.51.100.1 include:spf.example.net -all\"\n",
+        );
+        let relays = [relay("a", &["198.51.100.1", "203.0.113.9"], true)];
+        let findings = audit(&d, "example.com", &relays, false).await;
+        let a = findings.iter().find(|f| f.subject == "relay a").unwrap();
+        assert!(
+            a.message
+                .contains("check_host(203.0.113.9, example.com) = temperror"),
+            "{}",
+            a.message
+        );
+        assert_eq!(a.severity, Severity::Fail, "{}", a.message);
+        let fix = a.fix.as_deref().unwrap();
+        assert!(fix.contains("add ip4:198.51.100.1 "), "{fix}");
+        assert!(!fix.contains("203.0.113.9"), "{fix}");
     }
 
     #[test]

@@ -21,6 +21,9 @@ pub struct Journal {
     /// `R` lines: one per run that got as far as sending.
     pub runs: usize,
     pub lines: Vec<JournalLine>,
+    /// `R day <time>` lines (a run going through a UTC midnight): how many event lines came
+    /// before each, and its time as written.
+    pub days: Vec<(usize, String)>,
 }
 
 impl Journal {
@@ -69,13 +72,16 @@ pub fn read_journal(c: &CampaignDir) -> Journal {
     let mut j = Journal {
         runs: 0,
         lines: Vec::new(),
+        days: Vec::new(),
     };
     for l in lines {
         let f: Vec<&str> = l.split('\t').collect();
         match f[0] {
             // A run's start; `R day <time>` marks midnight inside a run.
-            "R" if !f.get(1).is_some_and(|m| m.starts_with("day ")) => j.runs += 1,
-            "R" => {}
+            "R" => match f.get(1).and_then(|m| m.strip_prefix("day ")) {
+                Some(time) => j.days.push((j.lines.len(), time.to_owned())),
+                None => j.runs += 1,
+            },
             // mailshot itself starts a fresh line after a cut one; skip the blank.
             "" => {}
             k @ ("I" | "S" | "D" | "F" | "X") if f.len() >= 5 => j.lines.push(JournalLine {

@@ -41,6 +41,20 @@ pub fn run(args: &[&str], envs: &[(&str, &str)]) -> Output {
     for (k, v) in envs {
         c.env(k, v);
     }
+    output_of(c, args)
+}
+
+/// Runs mailshot with its clock started at `start` (RFC 3339) and running on in real time,
+/// instead of pinned: for what happens as time passes, such as a run going through midnight.
+pub fn run_from(start: &str, args: &[&str]) -> Output {
+    let mut c = mailshot();
+    c.env_remove("MAILSHOT_FIXED_TIME")
+        .env("MAILSHOT_CLOCK_START", start)
+        .args(args);
+    output_of(c, args)
+}
+
+fn output_of(mut c: Command, args: &[&str]) -> Output {
     let out = c.output().expect("run mailshot");
     eprintln!(
         "--- mailshot {args:?} exit {:?}\n--- stdout\n{}--- stderr\n{}",
