@@ -106,9 +106,11 @@ pub struct Prior {
     pub fingerprint: Option<String>,
     /// Lines that could not be read (a line cut by a crash is expected at most once).
     pub damaged_lines: usize,
-    /// `S` lines per UTC day (days since 1970), for `per_day`: each counts on the date of
-    /// the last `R` line before it, the run's start or the day marker a run crossing
-    /// midnight writes (see [`Journal::day_turned`]).
+    /// Messages the relay has or may have per UTC day (days since 1970), for `per_day`:
+    /// `S` lines, and recipients left in doubt (a last `I` line, or `K` after one), each on
+    /// the date of the last `R` line before it: the run's start or the day marker a run
+    /// crossing midnight writes (see [`Journal::day_turned`]). Counting the in-doubt ones
+    /// keeps a crash from letting a same-day rerun go up to `concurrency` over the cap.
     pub sent_per_day: HashMap<u64, u64>,
 }
 
@@ -172,6 +174,9 @@ pub fn read(path: &Path) -> Result<Prior, JournalError> {
     }
     prior.fingerprint = head.next().map(str::to_owned);
     let mut day: Option<u64> = None;
+    // The day of each recipient's `I` line not yet followed by an outcome: a handful at a
+    // time (one per sender), since every other line settles one.
+    let mut in_flight: HashMap<Box<str>, u64> = HashMap::new();
     for line in lines {
         let Ok(line) = line else {
             prior.damaged_lines += 1;
@@ -204,12 +209,27 @@ pub fn read(path: &Path) -> Result<Prior, JournalError> {
             prior.damaged_lines += 1;
             continue;
         };
-        if let (State::Sent, Some(d)) = (state, day) {
+        let addr = addr.to_lowercase().into_boxed_str();
+        let started = match (state, day) {
+            (State::InFlight, Some(d)) => {
+                in_flight.insert(addr.clone(), d);
+                None
+            }
+            _ => in_flight.remove(&addr),
+        };
+        let counted = match state {
+            State::Sent => day,
+            // Settled as possibly delivered: it counts where its attempt started.
+            State::Skipped => started,
+            _ => None,
+        };
+        if let Some(d) = counted {
             *prior.sent_per_day.entry(d).or_insert(0) += 1;
         }
-        prior
-            .states
-            .insert(addr.to_lowercase().into_boxed_str(), (row, state));
+        prior.states.insert(addr, (row, state));
+    }
+    for d in in_flight.into_values() {
+        *prior.sent_per_day.entry(d).or_insert(0) += 1;
     }
     Ok(prior)
 }
@@ -560,6 +580,34 @@ mod tests {
         let p = read(&path).unwrap();
         assert_eq!(p.sent_per_day, HashMap::from([(day, 2), (day + 1, 4)]));
         assert_eq!(p.damaged_lines, 0);
+        // A crash leaves two in flight on the second day: they may have been delivered, so
+        // they count on it; one of them is later settled with --in-doubt skip and still does.
+        let j = Journal::open(&path, "fp", Some("fp"), &marker(86_400 + 7_200)).unwrap();
+        for row in 7..9 {
+            j.record(
+                State::InFlight,
+                row,
+                &format!("r{row}@example.com"),
+                None,
+                "",
+            );
+        }
+        j.sync().unwrap();
+        drop(j);
+        let p = read(&path).unwrap();
+        assert_eq!(p.sent_per_day, HashMap::from([(day, 2), (day + 1, 6)]));
+        let j = Journal::open(&path, "fp", Some("fp"), &marker(2 * 86_400 + 60)).unwrap();
+        j.record(
+            State::Skipped,
+            7,
+            "r7@example.com",
+            None,
+            "in doubt, skipped",
+        );
+        j.sync().unwrap();
+        drop(j);
+        let p = read(&path).unwrap();
+        assert_eq!(p.sent_per_day, HashMap::from([(day, 2), (day + 1, 6)]));
         let text = std::fs::read_to_string(&path).unwrap();
         assert!(text.contains("\nR\tday 2024-10-05T00:00:00Z\n"), "{text}");
     }
