@@ -47,7 +47,7 @@ pub fn classify(bytes: &[u8], cx: &Context<'_>) -> Verdict {
         Some("delivery-status") => {
             return match verp::envelope(&msg, cx) {
                 Envelope::Refused(why) => Verdict::Ignored { why },
-                envelope => dsn::classify(&msg, cx.known, envelope.ours()),
+                envelope => dsn::classify(&msg, cx.known, &envelope),
             };
         }
         Some("feedback-report") => return arf::classify(&msg, cx.known),

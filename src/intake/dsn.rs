@@ -2,9 +2,11 @@
 //!
 //! Each per-recipient block gives `Final-Recipient` (the address the failing server tried:
 //! after forwarding, not the one mailshot sent to), `Action` and `Status`. The recipient is
-//! the one the VERP address names (its tag verified), else the returned original's Message-ID,
-//! else the Final-Recipient if this campaign sent to it. A DSN for anyone else is ignored and
-//! said: bounces are easy to forge, and a forged one must not unsubscribe people.
+//! the one the VERP address names (its tag verified). Without VERP, it is the returned
+//! original's Message-ID's, else the Final-Recipient if this campaign sent to it; with VERP
+//! on, a DSN without a verified tag is ignored, since anyone can write those two. A DSN for
+//! anyone else is ignored and said: bounces are easy to forge, and a forged one must not
+//! unsubscribe people.
 
 use mail_parser::Message;
 
@@ -12,8 +14,10 @@ use super::fields::{self, clean_text, get, part_of_type, typed_address};
 use super::known::{IdMatch, Known, Recipient};
 use super::returned::original;
 use super::verdict::{Bounce, BounceFormat, Signal, Verdict};
+use super::verp::{Envelope, NO_TAG};
 
-pub fn classify(msg: &Message<'_>, known: &Known, verp: Option<&Recipient>) -> Verdict {
+/// `envelope` is what the VERP address said (a refused tag has been dealt with already).
+pub fn classify(msg: &Message<'_>, known: &Known, envelope: &Envelope) -> Verdict {
     let Some(part) = part_of_type(
         msg,
         &["message/delivery-status", "message/global-delivery-status"],
@@ -53,7 +57,8 @@ pub fn classify(msg: &Message<'_>, known: &Known, verp: Option<&Recipient>) -> V
             ignored.push("(an unreadable Final-Recipient)".to_owned());
             continue;
         };
-        let Some((recipient, signal)) = resolve(verp, &returned, &final_rcpt, single, known) else {
+        let Some((recipient, signal)) = resolve(envelope, &returned, &final_rcpt, single, known)
+        else {
             ignored.push(clean_text(&final_rcpt));
             continue;
         };
@@ -62,6 +67,11 @@ pub fn classify(msg: &Message<'_>, known: &Known, verp: Option<&Recipient>) -> V
     if bounces.is_empty() && ignored.is_empty() {
         // Only success notices (Action: delivered/relayed/expanded): nothing to act on.
         return Verdict::Other;
+    }
+    if bounces.is_empty() && *envelope == Envelope::Untagged {
+        return Verdict::Ignored {
+            why: format!("a DSN for {} with {NO_TAG}: ignored", ignored.join(", ")),
+        };
     }
     if bounces.is_empty() {
         return Verdict::Ignored {
@@ -78,22 +88,25 @@ pub fn classify(msg: &Message<'_>, known: &Known, verp: Option<&Recipient>) -> V
     }
 }
 
-/// Who a recipient block is about: the VERP address's recipient, else the returned original's
-/// (one recipient per mailshot message, so either names a single-recipient DSN's block, or the
-/// block whose Final-Recipient is that address), else the Final-Recipient if it was sent to.
-/// VERP comes first: its tag is keyed, while a Message-ID can be computed by anyone who knows
-/// the campaign id and the address.
+/// Who a recipient block is about: with VERP, the tagged address's recipient only (one
+/// recipient per mailshot message, so it names a single-recipient DSN's block, or the block
+/// whose Final-Recipient is that address). Without VERP, the returned original's recipient
+/// (the same way), else the Final-Recipient if it was sent to. With VERP on, nothing else
+/// counts: its tag is keyed, while a Message-ID can be computed by anyone who knows the
+/// campaign id and the address.
 fn resolve(
-    verp: Option<&Recipient>,
+    envelope: &Envelope,
     returned: &IdMatch,
     final_rcpt: &str,
     single: bool,
     known: &Known,
 ) -> Option<(Recipient, Signal)> {
-    if let Some(r) = verp
-        && (single || r.address == final_rcpt)
-    {
-        return Some((r.clone(), Signal::Verp));
+    match envelope {
+        Envelope::Ours(r) => {
+            return (single || r.address == final_rcpt).then(|| (r.clone(), Signal::Verp));
+        }
+        Envelope::Off => {}
+        Envelope::Untagged | Envelope::Refused(_) => return None,
     }
     if let IdMatch::Ours(r) = returned
         && (single || r.address == final_rcpt)

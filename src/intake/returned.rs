@@ -14,7 +14,7 @@ use super::classify::Context;
 use super::fields::{clean_text, enhanced_status};
 use super::known::{IdMatch, Known};
 use super::verdict::{Bounce, BounceFormat, Signal, Verdict};
-use super::verp::{self, Envelope};
+use super::verp::{self, Envelope, NO_TAG};
 
 /// Text searched for pasted header lines, per part: the original's headers come within the
 /// first screenfuls of a bounce.
@@ -106,7 +106,8 @@ fn from_mail_system(msg: &Message<'_>) -> bool {
 }
 
 /// A bounce that is not an RFC 3464 report (Exim's and qmail's plain text, older Exchange):
-/// acted on only through its VERP address or the returned Message-ID. Its status is the first
+/// acted on only through its VERP address, or, when the campaign does not use VERP, the
+/// returned Message-ID. Its status is the first
 /// RFC 3463 code in its text; without one it counts as soft, so an unreadable bounce never
 /// suppresses anyone.
 pub fn classify(msg: &Message<'_>, cx: &Context<'_>) -> Verdict {
@@ -119,13 +120,19 @@ pub fn classify(msg: &Message<'_>, cx: &Context<'_>) -> Verdict {
         // Only the VERP address: an automatic reply comes back to it too.
         (Envelope::Ours(_), _) if verp::auto_reply(msg) => return Verdict::Other,
         (Envelope::Ours(r), _) => (r, Signal::Verp),
-        (Envelope::None, IdMatch::Ours(r)) => (r, Signal::ReturnedMessageId),
-        (Envelope::None, IdMatch::OtherCampaign(c)) => {
+        (_, IdMatch::OtherCampaign(c)) => {
             return Verdict::Ignored {
                 why: format!("a bounce for campaign {c:?}, not this one: left for its intake"),
             };
         }
-        (Envelope::None, IdMatch::Unknown) => return Verdict::Other,
+        // VERP is on, and this campaign's bounce would have come back to a tagged address.
+        (Envelope::Untagged, IdMatch::Ours(r)) => {
+            return Verdict::Ignored {
+                why: format!("a bounce for {} with {NO_TAG}: ignored", r.address),
+            };
+        }
+        (Envelope::Off, IdMatch::Ours(r)) => (r, Signal::ReturnedMessageId),
+        (_, IdMatch::Unknown) => return Verdict::Other,
     };
     let text: String = msg
         .text_bodies()

@@ -374,3 +374,49 @@ fn a_genuine_postfix_dsn_maps_through_verp_and_a_forged_tag_is_ignored() {
         "{verdict:?}"
     );
 }
+
+/// With VERP on, only a verified tag ties a bounce to a recipient: the same bounces that the
+/// returned Message-ID or the Final-Recipient map without VERP are ignored when they came
+/// back to no tagged address, since anyone can write those.
+#[test]
+fn with_verp_on_an_untagged_bounce_is_ignored_whatever_else_it_names() {
+    let dir = tempfile::tempdir().unwrap();
+    let (c, k, v) = verp_campaign(dir.path());
+    let bob = id_for(&c, "bob@example.org");
+    let postfix = String::from_utf8(fixture("postfix-dsn.eml", "bob@example.org", &bob))
+        .unwrap()
+        .replace("@@VERP@@", "bounces@news.example.com");
+    let cases = [
+        (
+            "rfc3464-failed.eml",
+            fixture("rfc3464-failed.eml", "bob@example.org", &bob),
+        ),
+        (
+            "exim-failed.eml",
+            fixture("exim-failed.eml", "bob@example.org", &bob),
+        ),
+        (
+            "qmail-failure.eml",
+            fixture("qmail-failure.eml", "bob@example.org", &bob),
+        ),
+        (
+            "forged-dsn.eml",
+            fixture("forged-dsn.eml", "cat@example.net", ""),
+        ),
+        ("postfix-dsn.eml, untagged", postfix.into_bytes()),
+    ];
+    for (name, bytes) in cases {
+        assert!(
+            matches!(run(&bytes, &k), Verdict::Bounce { .. }),
+            "{name} maps without VERP"
+        );
+        let verdict = run_verp(&bytes, &k, &v);
+        assert!(
+            matches!(&verdict, Verdict::Ignored { why } if why.contains(super::verp::NO_TAG)),
+            "{name}: {verdict:?}"
+        );
+    }
+    // A complaint does not come back to the envelope sender: VERP changes nothing for it.
+    let arf = fixture("arf-abuse.eml", "", &id_for(&c, "cat@example.net"));
+    assert!(matches!(run_verp(&arf, &k, &v), Verdict::Complaint { .. }));
+}

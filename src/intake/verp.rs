@@ -5,6 +5,12 @@
 //! and from the returned original's Return-Path. A tag is believed only when its HMAC verifies
 //! for the address the journal has at its row; one that does not is said, and the message is
 //! left alone: a bounce to a forged tag was not caused by this campaign's mail.
+//!
+//! With VERP on, the tag is the only thing that ties a bounce (a DSN or any other) to a
+//! recipient: a bounce of this campaign's mail comes back to a tagged address, so one without
+//! a tag is ignored and said, however well its returned Message-ID (computable by anyone who
+//! knows the campaign id and the address) or its Final-Recipient matches. Complaints and mailto
+//! unsubscribes do not come back to the envelope sender and are matched as without VERP.
 
 use mail_parser::{Message, MessageParser, MimeHeaders, PartType};
 
@@ -32,25 +38,23 @@ pub enum Envelope {
     /// A VERP-shaped address whose tag does not verify (forged, altered, another campaign's),
     /// or names a row this campaign never sent: why, said in the summary.
     Refused(String),
-    /// No VERP address of this campaign's shape (or VERP is off).
-    None,
+    /// The campaign sends with VERP, and the message came back to no address of its shape:
+    /// a bounce of this campaign's mail would have, so it may be forged and is acted on in no
+    /// way (a returned Message-ID or a Final-Recipient can be written by anyone).
+    Untagged,
+    /// The campaign does not send with VERP.
+    Off,
 }
 
-impl Envelope {
-    pub fn ours(&self) -> Option<&Recipient> {
-        match self {
-            Envelope::Ours(r) => Some(r),
-            _ => None,
-        }
-    }
-}
+/// Why a bounce without a tag is ignored when the campaign uses VERP.
+pub const NO_TAG: &str = "no VERP tag (the campaign uses VERP; a bounce without one may be forged)";
 
 /// The best VERP evidence in the message: a verified tag wins over any refused one.
 pub fn envelope(msg: &Message<'_>, cx: &Context<'_>) -> Envelope {
     let Some(verp) = cx.verp else {
-        return Envelope::None;
+        return Envelope::Off;
     };
-    let mut refused = Envelope::None;
+    let mut refused = Envelope::Untagged;
     for address in candidates(msg) {
         let Some(tag) = verp.tag(&address) else {
             continue;
@@ -63,7 +67,7 @@ pub fn envelope(msg: &Message<'_>, cx: &Context<'_>) -> Envelope {
                     "a bounce to {shown}, whose VERP tag does not verify for this campaign (forged, altered, or another campaign's): ignored"
                 ));
             }
-            None if refused == Envelope::None => {
+            None if refused == Envelope::Untagged => {
                 refused = Envelope::Refused(format!(
                     "a bounce to {shown}, whose VERP tag names row {}, which this campaign never sent (forged, or another campaign's): ignored",
                     tag.row
