@@ -80,7 +80,7 @@ pub fn classify(bytes: &[u8], cx: &Context<'_>) -> Verdict {
 }
 
 /// `multipart/report; report-type=...`, lowercase.
-fn report_type(msg: &Message<'_>) -> Option<String> {
+pub(super) fn report_type(msg: &Message<'_>) -> Option<String> {
     let ct = msg.root_part().content_type()?;
     (ct.ctype().eq_ignore_ascii_case("multipart")
         && ct

@@ -94,31 +94,63 @@ fn from_mail_system(msg: &Message<'_>) -> bool {
     let null_path = msg
         .header_raw("Return-Path")
         .is_some_and(|v| matches!(v.trim(), "<>" | ""));
-    let daemon = msg
-        .from()
+    null_path || from_daemon(msg) || msg.header_raw("X-Failed-Recipients").is_some()
+}
+
+/// From a MAILER-DAEMON or postmaster address: what mail systems sign their bounces with.
+fn from_daemon(msg: &Message<'_>) -> bool {
+    msg.from()
         .and_then(|f| f.first())
         .and_then(|a| a.address())
         .and_then(|a| a.split('@').next())
         .is_some_and(|local| {
             ["mailer-daemon", "postmaster", "mail-daemon"].contains(&local.to_lowercase().as_str())
-        });
-    null_path || daemon || msg.header_raw("X-Failed-Recipients").is_some()
+        })
+}
+
+/// An automatic reply (an out-of-office, a ticket receipt): not a bounce, whatever address it
+/// came back to (RFC 3834 sends them to the Return-Path, so to the VERP address too, often
+/// with a null return path of their own). RFC 3834's `Auto-Submitted` with any value but `no`
+/// marks one in any language, except that mail systems put `Auto-Submitted: auto-replied` on
+/// their bounces too: a DSN, a message with X-Failed-Recipients or one from a MAILER-DAEMON
+/// or postmaster address is still read as a bounce.
+fn auto_reply(msg: &Message<'_>) -> bool {
+    let has = |h: &str| msg.header_raw(h).is_some();
+    let auto_submitted = msg.header_raw("Auto-Submitted").is_some_and(|v| {
+        // `auto-replied; owner-email="..."`: the keyword is before any parameter.
+        let keyword = v.split(';').next().unwrap_or_default().trim();
+        !keyword.is_empty() && !keyword.eq_ignore_ascii_case("no")
+    });
+    let bounce_like = super::classify::report_type(msg).as_deref() == Some("delivery-status")
+        || has("X-Failed-Recipients")
+        || from_daemon(msg);
+    let precedence = msg
+        .header_raw("Precedence")
+        .is_some_and(|p| p.trim().eq_ignore_ascii_case("auto_reply"));
+    let subject = msg.subject().unwrap_or_default().to_ascii_lowercase();
+    (auto_submitted && !bounce_like)
+        || has("X-Autoreply")
+        || has("X-Autorespond")
+        || precedence
+        || ["auto:", "automatic reply", "out of office", "autoreply"]
+            .iter()
+            .any(|p| subject.starts_with(p))
 }
 
 /// A bounce that is not an RFC 3464 report (Exim's and qmail's plain text, older Exchange):
 /// acted on only through its VERP address, or, when the campaign does not use VERP, the
-/// returned Message-ID. Its status is the first
-/// RFC 3463 code in its text; without one it counts as soft, so an unreadable bounce never
-/// suppresses anyone.
+/// returned Message-ID. Its status is the first RFC 3463 code in its text; without one it
+/// counts as soft, so an unreadable bounce never suppresses anyone. A message with nothing
+/// but the VERP address to say it is a bounce (no returned original) and no status code is
+/// not one: an out-of-office reply must never count toward `soft_bounce_limit`.
 pub fn classify(msg: &Message<'_>, cx: &Context<'_>) -> Verdict {
-    if !from_mail_system(msg) {
+    if !from_mail_system(msg) || auto_reply(msg) {
         return Verdict::Other;
     }
-    let (recipient, signal) = match (verp::envelope(msg, cx), original(msg, cx.known)) {
+    let returned = original(msg, cx.known);
+    let corroborated = matches!(returned, IdMatch::Ours(_));
+    let (recipient, signal) = match (verp::envelope(msg, cx), returned) {
         (Envelope::Refused(why), _) => return Verdict::Ignored { why },
-        (Envelope::Ours(r), IdMatch::Ours(_)) => (r, Signal::Verp),
-        // Only the VERP address: an automatic reply comes back to it too.
-        (Envelope::Ours(_), _) if verp::auto_reply(msg) => return Verdict::Other,
         (Envelope::Ours(r), _) => (r, Signal::Verp),
         (_, IdMatch::OtherCampaign(c)) => {
             return Verdict::Ignored {
@@ -140,6 +172,9 @@ pub fn classify(msg: &Message<'_>, cx: &Context<'_>) -> Verdict {
         .collect::<Vec<_>>()
         .join("\n");
     let status = enhanced_status(&text[..floor(&text, MAX_SCAN)]).unwrap_or_default();
+    if status.is_empty() && !corroborated {
+        return Verdict::Other;
+    }
     let delayed = msg.subject().is_some_and(|s| {
         let s = s.to_ascii_lowercase();
         [

@@ -420,3 +420,75 @@ fn with_verp_on_an_untagged_bounce_is_ignored_whatever_else_it_names() {
     let arf = fixture("arf-abuse.eml", "", &id_for(&c, "cat@example.net"));
     assert!(matches!(run_verp(&arf, &k, &v), Verdict::Complaint { .. }));
 }
+
+/// RFC 3834 automatic replies come back to the envelope sender, so to the VERP address: an
+/// out-of-office in any language is "other", never a soft bounce; a mail system's bounce,
+/// which carries `Auto-Submitted: auto-replied` too, is still a bounce.
+#[test]
+fn an_automatic_reply_to_the_verp_address_is_never_a_bounce() {
+    let dir = tempfile::tempdir().unwrap();
+    let (c, k, v) = verp_campaign(dir.path());
+    let to = tag_for(&v, 3, "bob@example.org");
+    let mail = |from: &str, extra: &str, body: &str| {
+        format!(
+            "Return-Path: <>\r\nFrom: {from}\r\nTo: {to}\r\n{extra}Subject: Abwesenheitsnotiz: spring news\r\n\r\n{body}\r\n"
+        )
+    };
+    let away = "Ich bin bis Montag nicht im B\u{fc}ro.";
+    for (what, m) in [
+        (
+            "auto-replied",
+            mail("bob@example.org", "Auto-Submitted: auto-replied\r\n", away),
+        ),
+        (
+            "auto-generated, with a parameter",
+            mail(
+                "bob@example.org",
+                "Auto-Submitted: Auto-Generated; x=1\r\n",
+                away,
+            ),
+        ),
+        (
+            "no marker, no status code",
+            mail("bob@example.org", "", away),
+        ),
+        (
+            "from a daemon, no status code",
+            mail("MAILER-DAEMON@example.org", "", away),
+        ),
+    ] {
+        let verdict = run_verp(m.as_bytes(), &k, &v);
+        assert!(matches!(verdict, Verdict::Other), "{what}: {verdict:?}");
+    }
+    // Without VERP, an auto-reply quoting the original's Message-ID is not a bounce either.
+    let quoting = mail(
+        "bob@example.org",
+        "Auto-Submitted: auto-replied\r\n",
+        &format!(
+            "{away}\r\n\r\nMessage-ID: <{}>",
+            id_for(&c, "bob@example.org")
+        ),
+    );
+    assert!(matches!(run(quoting.as_bytes(), &k), Verdict::Other));
+    // `Auto-Submitted: no` is a person; a bounce with a status code is a bounce.
+    let status = "550 5.1.1 no such user";
+    for m in [
+        mail("bob@example.org", "Auto-Submitted: no\r\n", status),
+        mail(
+            "MAILER-DAEMON@example.org",
+            "Auto-Submitted: auto-replied\r\n",
+            status,
+        ),
+        mail(
+            "bob@example.org",
+            "Auto-Submitted: auto-replied\r\nX-Failed-Recipients: bob@example.org\r\n",
+            status,
+        ),
+    ] {
+        let verdict = run_verp(m.as_bytes(), &k, &v);
+        assert!(
+            matches!(&verdict, Verdict::Bounce { bounces, .. } if bounces[0].hard),
+            "{m}: {verdict:?}"
+        );
+    }
+}

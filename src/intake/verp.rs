@@ -137,22 +137,6 @@ fn addresses_in(value: &str) -> Vec<String> {
         .collect()
 }
 
-/// An automatic reply (RFC 3834 sends them to the Return-Path, so to the VERP address too):
-/// not a bounce, whatever address it came back to.
-pub fn auto_reply(msg: &Message<'_>) -> bool {
-    let has = |h: &str| msg.header_raw(h).is_some();
-    let precedence = msg
-        .header_raw("Precedence")
-        .is_some_and(|p| p.trim().eq_ignore_ascii_case("auto_reply"));
-    let subject = msg.subject().unwrap_or_default().to_ascii_lowercase();
-    has("X-Autoreply")
-        || has("X-Autorespond")
-        || precedence
-        || ["auto:", "automatic reply", "out of office", "autoreply"]
-            .iter()
-            .any(|p| subject.starts_with(p))
-}
-
 #[cfg(test)]
 mod tests {
     use super::addresses_in;
