@@ -38,7 +38,11 @@ pub fn classify(msg: &Message<'_>, known: &Known, envelope: &Envelope) -> Verdic
         };
     }
     let returned = original(msg, known);
-    if let IdMatch::OtherCampaign(c) = &returned {
+    // A verified tag names this campaign's recipient, whatever the returned original says
+    // (as for a plain-text bounce); without one, another campaign's original is its intake's.
+    if let IdMatch::OtherCampaign(c) = &returned
+        && !matches!(envelope, Envelope::Ours(_))
+    {
         return Verdict::Ignored {
             why: format!("a DSN for campaign {c:?}, not this one: left for its intake"),
         };

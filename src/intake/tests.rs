@@ -492,3 +492,28 @@ fn an_automatic_reply_to_the_verp_address_is_never_a_bounce() {
         );
     }
 }
+
+/// A verified VERP tag wins over the returned original's Message-ID for a DSN, as for a
+/// plain-text bounce: another campaign's Message-ID in it does not hide this campaign's
+/// recipient.
+#[test]
+fn a_dsn_with_a_verified_tag_is_ours_whatever_campaign_its_returned_message_id_names() {
+    let dir = tempfile::tempdir().unwrap();
+    let (_, k, v) = verp_campaign(dir.path());
+    let theirs = id_for(&campaign("autumn"), "cat@example.net");
+    let dsn = String::from_utf8(fixture("postfix-dsn.eml", "cat@example.net", &theirs))
+        .unwrap()
+        .replace("@@VERP@@", &tag_for(&v, 4, "cat@example.net"));
+    let verdict = run_verp(dsn.as_bytes(), &k, &v);
+    assert!(
+        matches!(&verdict, Verdict::Bounce { bounces, .. }
+            if bounces[0].recipient.row == 4 && bounces[0].signal == Signal::Verp),
+        "{verdict:?}"
+    );
+    // Without a tag, the same DSN is left for that campaign's intake.
+    let verdict = run(dsn.as_bytes(), &k);
+    assert!(
+        matches!(&verdict, Verdict::Ignored { why } if why.contains("autumn")),
+        "{verdict:?}"
+    );
+}
