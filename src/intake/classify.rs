@@ -47,6 +47,8 @@ pub fn classify(bytes: &[u8], cx: &Context<'_>) -> Verdict {
         Some("delivery-status") => {
             return match verp::envelope(&msg, cx) {
                 Envelope::Refused(why) => Verdict::Ignored { why },
+                // A bounce of a seed copy (`send --seed`): nobody of the campaign's.
+                Envelope::Seed => Verdict::Other,
                 envelope => dsn::classify(&msg, cx.known, &envelope),
             };
         }

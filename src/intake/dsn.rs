@@ -110,7 +110,7 @@ fn resolve(
             return (single || r.address == final_rcpt).then(|| (r.clone(), Signal::Verp));
         }
         Envelope::Off => {}
-        Envelope::Untagged | Envelope::Refused(_) => return None,
+        Envelope::Untagged | Envelope::Refused(_) | Envelope::Seed => return None,
     }
     if let IdMatch::Ours(r) = returned
         && (single || r.address == final_rcpt)

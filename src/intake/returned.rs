@@ -151,6 +151,8 @@ pub fn classify(msg: &Message<'_>, cx: &Context<'_>) -> Verdict {
     let corroborated = matches!(returned, IdMatch::Ours(_));
     let (recipient, signal) = match (verp::envelope(msg, cx), returned) {
         (Envelope::Refused(why), _) => return Verdict::Ignored { why },
+        // A bounce of a seed copy: `send --seed` mail, no recipient of the campaign.
+        (Envelope::Seed, _) => return Verdict::Other,
         (Envelope::Ours(r), _) => (r, Signal::Verp),
         (_, IdMatch::OtherCampaign(c)) => {
             return Verdict::Ignored {

@@ -517,3 +517,26 @@ fn a_dsn_with_a_verified_tag_is_ours_whatever_campaign_its_returned_message_id_n
         "{verdict:?}"
     );
 }
+
+/// `send --seed` copies go out tagged for row 0, which no recipient has (rows start at 2): a
+/// bounce of a seed copy is other, left alone, not "forged, or another campaign's".
+#[test]
+fn a_bounce_of_a_seed_copy_is_other() {
+    let dir = tempfile::tempdir().unwrap();
+    let (_, k, v) = verp_campaign(dir.path());
+    let seed = tag_for(&v, 0, "seed@example.com");
+    let dsn = String::from_utf8(fixture(
+        "postfix-dsn.eml",
+        "seed@example.com",
+        "x@y.example",
+    ))
+    .unwrap()
+    .replace("@@VERP@@", &seed);
+    let bare = format!(
+        "Return-Path: <>\r\nFrom: MAILER-DAEMON@mx.example.org\r\nTo: {seed}\r\nSubject: failure notice\r\n\r\n550 5.1.1 no such user\r\n"
+    );
+    for m in [dsn, bare] {
+        let verdict = run_verp(m.as_bytes(), &k, &v);
+        assert!(matches!(verdict, Verdict::Other), "{verdict:?}\n{m}");
+    }
+}

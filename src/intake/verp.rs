@@ -38,6 +38,11 @@ pub enum Envelope {
     /// A VERP-shaped address whose tag does not verify (forged, altered, another campaign's),
     /// or names a row this campaign never sent: why, said in the summary.
     Refused(String),
+    /// A tag for row 0, which `send --seed` gives its seed copies (recipients are numbered
+    /// from row 2): "a bounce of a seed copy", counted as other and left alone. Its MAC cannot
+    /// be checked (the seed's address is in no journal), and that does not matter: it acts
+    /// on nobody.
+    Seed,
     /// The campaign sends with VERP, and the message came back to no address of its shape:
     /// a bounce of this campaign's mail would have, so it may be forged and is acted on in no
     /// way (a returned Message-ID or a Final-Recipient can be written by anyone).
@@ -49,7 +54,8 @@ pub enum Envelope {
 /// Why a bounce without a tag is ignored when the campaign uses VERP.
 pub const NO_TAG: &str = "no VERP tag (the campaign uses VERP; a bounce without one may be forged)";
 
-/// The best VERP evidence in the message: a verified tag wins over any refused one.
+/// The best VERP evidence in the message: a verified tag wins over a seed copy's, which wins
+/// over any refused one.
 pub fn envelope(msg: &Message<'_>, cx: &Context<'_>) -> Envelope {
     let Some(verp) = cx.verp else {
         return Envelope::Off;
@@ -59,9 +65,14 @@ pub fn envelope(msg: &Message<'_>, cx: &Context<'_>) -> Envelope {
         let Some(tag) = verp.tag(&address) else {
             continue;
         };
+        if tag.row == 0 {
+            refused = Envelope::Seed;
+            continue;
+        }
         let shown = clean_text(&address);
         match cx.known.row(tag.row) {
             Some(r) if verp.verify(&tag, &r.address, cx.now) => return Envelope::Ours(r),
+            Some(_) if refused == Envelope::Seed => {}
             Some(_) => {
                 refused = Envelope::Refused(format!(
                     "a bounce to {shown}, whose VERP tag does not verify for this campaign (forged, altered, or another campaign's): ignored"
