@@ -4,13 +4,13 @@
 //! the original, comes back to an address that names its recipient, and nobody without the
 //! key can make one that does.
 //!
-//! The tag is `<row>-<mac>`: the row in decimal, then the first 80 bits of
-//! `HMAC-SHA256(key, "verp\0<campaign>\0<row>\0<lowercase address>")` in lowercase base32
+//! The tag is `<row>-<mac>`: the row in decimal (no leading zero), then the first 80 bits of
+//! `HMAC-SHA256(verp key, "<campaign>\0<row>\0<lowercase address>")` in lowercase base32
 //! (16 characters). The campaign is inside the MAC, not in the tag, so a tag from another
-//! campaign does not verify here. The key is the `[unsubscribe]` secret; the message's
-//! `verp\0` prefix keeps the two uses apart (an unsubscribe token's input is a bare address,
-//! which has no NUL). Only the local part grows: the domain, and with it SPF and DMARC
-//! alignment, is the return path's.
+//! campaign does not verify here. The VERP key is derived from the `[unsubscribe]` secret K as
+//! `HMAC-SHA256(K, "mailshot-verp-v1")`, so the unsubscribe tokens (keyed with K itself) and
+//! the tags are separate by construction: no input of one can be a MAC of the other. Only the
+//! local part grows: the domain, and with it SPF and DMARC alignment, is the return path's.
 
 use std::time::SystemTime;
 
@@ -69,8 +69,7 @@ impl Verp {
         let Some(unsub) = campaign.unsubscribe.as_ref().filter(|_| campaign.verp) else {
             return Ok(None);
         };
-        let key =
-            |s: &crate::secret::Secret| hmac::Key::new(hmac::HMAC_SHA256, s.expose().as_bytes());
+        let key = |s: &crate::secret::Secret| subkey(s.expose().as_bytes());
         let previous = match &unsub.previous {
             Some(p) => Some((key(&p.secret.load()?), p.until)),
             None => None,
@@ -110,7 +109,11 @@ impl Verp {
             return None;
         }
         let (row, mac) = tag.split_once('-')?;
-        let row_ok = !row.is_empty() && row.len() <= 20 && row.bytes().all(|b| b.is_ascii_digit());
+        // Canonical decimal only (`envelope` writes no leading zero): `+07-` is not row 7's.
+        let row_ok = !row.is_empty()
+            && row.len() <= 20
+            && row.bytes().all(|b| b.is_ascii_digit())
+            && (row == "0" || !row.starts_with('0'));
         let mac = mac.to_ascii_lowercase();
         let mac_ok = mac.len() == MAC_CHARS && mac.bytes().all(|b| BASE32.contains(&b));
         if !(row_ok && mac_ok) {
@@ -143,12 +146,21 @@ impl Verp {
 
     fn mac(&self, key: &hmac::Key, row: u64, address: &Address) -> String {
         let input = format!(
-            "verp\0{}\0{row}\0{}",
+            "{}\0{row}\0{}",
             self.campaign_id,
             address.to_string().to_lowercase()
         );
         base32(&hmac::sign(key, input.as_bytes()).as_ref()[..MAC_CHARS * 5 / 8])
     }
+}
+
+/// The VERP key derived from the `[unsubscribe]` secret: `HMAC-SHA256(secret, label)`.
+fn subkey(secret: &[u8]) -> hmac::Key {
+    let parent = hmac::Key::new(hmac::HMAC_SHA256, secret);
+    hmac::Key::new(
+        hmac::HMAC_SHA256,
+        hmac::sign(&parent, b"mailshot-verp-v1").as_ref(),
+    )
 }
 
 /// RFC 4648 base32 in lowercase, without padding, for a whole number of 5-byte groups.
@@ -198,8 +210,10 @@ mod tests {
         let ann: Address = "Ann@Example.com".parse().unwrap();
         let env = v.envelope(7, &ann).unwrap().to_string();
         // Independent computation of the documented construction.
-        let key = hmac::Key::new(hmac::HMAC_SHA256, b"new-secret");
-        let mac = hmac::sign(&key, b"verp\0spring\x007\0ann@example.com");
+        let parent = hmac::Key::new(hmac::HMAC_SHA256, b"new-secret");
+        let derived = hmac::sign(&parent, b"mailshot-verp-v1");
+        let key = hmac::Key::new(hmac::HMAC_SHA256, derived.as_ref());
+        let mac = hmac::sign(&key, b"spring\x007\0ann@example.com");
         let want = base32(&mac.as_ref()[..10]);
         assert_eq!(env, format!("Bounces+7-{want}@news.example.com"));
         assert_eq!(
@@ -246,9 +260,13 @@ mod tests {
             "bounces+7-aaaaaaaaaaaaaaa@news.example.com",
             "bounces+x-aaaaaaaaaaaaaaaa@news.example.com",
             "bounces+7-aaaaaaaaaaaaaaa1@news.example.com",
+            "bounces+07-aaaaaaaaaaaaaaaa@news.example.com",
+            "bounces+00-aaaaaaaaaaaaaaaa@news.example.com",
         ] {
             assert_eq!(v.tag(not_ours), None, "{not_ours}");
         }
+        let seed = v.tag("bounces+0-aaaaaaaaaaaaaaaa@news.example.com");
+        assert_eq!(seed.map(|t| t.row), Some(0), "row 0 is written \"0\"");
         // Another campaign with the same key and return path makes another tag.
         let dir = tempfile::tempdir().unwrap();
         let mut other = campaign(dir.path(), "bounces@news.example.com", false);

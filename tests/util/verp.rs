@@ -19,10 +19,15 @@ pub fn enable(c: &CampaignDir) {
 }
 
 /// `bounces+<row>-<mac>@news.example.com`: the mac is the first 10 bytes of
-/// HMAC-SHA256(secret, "verp\0<campaign>\0<row>\0<lowercase address>") in lowercase base32.
+/// HMAC-SHA256(verp key, "<campaign>\0<row>\0<lowercase address>") in lowercase base32, where
+/// the verp key is HMAC-SHA256(secret, "mailshot-verp-v1").
 pub fn envelope(row: u64, address: &str) -> String {
-    let key = hmac::Key::new(hmac::HMAC_SHA256, SECRET);
-    let input = format!("verp\0{CAMPAIGN}\0{row}\0{}", address.to_lowercase());
+    let derived = hmac::sign(
+        &hmac::Key::new(hmac::HMAC_SHA256, SECRET),
+        b"mailshot-verp-v1",
+    );
+    let key = hmac::Key::new(hmac::HMAC_SHA256, derived.as_ref());
+    let input = format!("{CAMPAIGN}\0{row}\0{}", address.to_lowercase());
     let mac = hmac::sign(&key, input.as_bytes());
     format!(
         "bounces+{row}-{}@news.example.com",
