@@ -540,3 +540,22 @@ fn a_bounce_of_a_seed_copy_is_other() {
         assert!(matches!(verdict, Verdict::Other), "{verdict:?}\n{m}");
     }
 }
+
+/// Exim writes `Envelope-to:` with the address as given, and some systems end it with a `;`
+/// or a `.`: the VERP address is read without that punctuation.
+#[test]
+fn an_envelope_to_with_trailing_punctuation_still_names_the_tag() {
+    let dir = tempfile::tempdir().unwrap();
+    let (_, k, v) = verp_campaign(dir.path());
+    let to = tag_for(&v, 3, "bob@example.org");
+    for value in [format!("{to};"), format!("<{to}>;"), format!("{to}.")] {
+        let m = format!(
+            "Return-Path: <>\r\nEnvelope-To: {value}\r\nFrom: MAILER-DAEMON@mx.example.org\r\nTo: bounces@news.example.com\r\nSubject: failure notice\r\n\r\n550 5.1.1 no such user\r\n"
+        );
+        let verdict = run_verp(m.as_bytes(), &k, &v);
+        assert!(
+            matches!(&verdict, Verdict::Bounce { bounces, .. } if bounces[0].recipient.row == 3),
+            "{value}: {verdict:?}"
+        );
+    }
+}

@@ -12,7 +12,7 @@
 //! knows the campaign id and the address) or its Final-Recipient matches. Complaints and mailto
 //! unsubscribes do not come back to the envelope sender and are matched as without VERP.
 
-use mail_parser::{Message, MessageParser, MimeHeaders, PartType};
+use mail_parser::{Message, MessageParser, MessagePart, MimeHeaders, PartType};
 
 use super::classify::Context;
 use super::fields::{self, clean_text, get, part_of_type, typed_address};
@@ -91,72 +91,90 @@ pub fn envelope(msg: &Message<'_>, cx: &Context<'_>) -> Envelope {
 }
 
 /// Addresses from the envelope fields, the DSN's `X-Postfix-Sender` and the returned
-/// originals' Return-Path, bounded.
-fn candidates(msg: &Message<'_>) -> Vec<String> {
-    let mut out = Vec::new();
-    for (name, value) in msg.headers_raw() {
-        if ENVELOPE_FIELDS.iter().any(|f| name.eq_ignore_ascii_case(f)) {
-            out.extend(addresses_in(value));
-        }
-    }
-    if let Some(part) = part_of_type(
+/// originals' Return-Path, in that order, at most [`MAX_CANDIDATES`]: the iterator reads no
+/// further, so a header block of thousands of addresses is never collected.
+fn candidates<'m>(msg: &'m Message<'m>) -> impl Iterator<Item = String> + 'm {
+    let envelope = msg
+        .headers_raw()
+        .filter(|(name, _)| ENVELOPE_FIELDS.iter().any(|f| name.eq_ignore_ascii_case(f)))
+        .flat_map(|(_, value)| addresses_in(value));
+    let postfix = part_of_type(
         msg,
         &["message/delivery-status", "message/global-delivery-status"],
-    ) {
+    )
+    .and_then(|part| {
         let text = String::from_utf8_lossy(part.contents());
-        if let Some(first) = fields::blocks(&text).first() {
-            out.extend(get(first, "x-postfix-sender").and_then(typed_address));
-        }
-    }
-    for part in &msg.parts {
-        match &part.body {
-            PartType::Message(m) => out.extend(
-                m.header_raw("Return-Path")
-                    .map(addresses_in)
-                    .into_iter()
-                    .flatten(),
-            ),
-            PartType::Text(t)
-                if part.content_type().is_some_and(|c| {
-                    c.subtype()
-                        .is_some_and(|s| s.eq_ignore_ascii_case("rfc822-headers"))
-                }) =>
-            {
-                if let Some(h) = MessageParser::new().parse_headers(t.as_bytes()) {
-                    out.extend(
-                        h.header_raw("Return-Path")
-                            .map(addresses_in)
-                            .into_iter()
-                            .flatten(),
-                    );
-                }
-            }
-            _ => {}
-        }
-    }
-    out.truncate(MAX_CANDIDATES);
-    out
+        let blocks = fields::blocks(&text);
+        blocks
+            .first()
+            .and_then(|first| get(first, "x-postfix-sender"))
+            .and_then(typed_address)
+    });
+    let returned = msg.parts.iter().flat_map(returned_path);
+    envelope.chain(postfix).chain(returned).take(MAX_CANDIDATES)
 }
 
-/// The address-like words of a header value (`Name <a@b>, c@d` -> a@b, c@d).
-fn addresses_in(value: &str) -> Vec<String> {
+/// The Return-Path addresses of a returned original (an attached message or header block).
+fn returned_path(part: &MessagePart<'_>) -> Vec<String> {
+    let value = match &part.body {
+        PartType::Message(m) => m.header_raw("Return-Path").map(str::to_owned),
+        PartType::Text(t)
+            if part.content_type().is_some_and(|c| {
+                c.subtype()
+                    .is_some_and(|s| s.eq_ignore_ascii_case("rfc822-headers"))
+            }) =>
+        {
+            MessageParser::new()
+                .parse_headers(t.as_bytes())
+                .and_then(|h| h.header_raw("Return-Path").map(str::to_owned))
+        }
+        _ => None,
+    };
+    value
+        .map(|v| addresses_in(&v).take(MAX_CANDIDATES).collect())
+        .unwrap_or_default()
+}
+
+/// The address-like words of a header value (`Name <a@b>, c@d` -> a@b, c@d), without the
+/// punctuation some systems leave after one (`Envelope-To: a@b;`, a sentence's `a@b.`).
+fn addresses_in(value: &str) -> impl Iterator<Item = String> + '_ {
     value
         .split(|c: char| c == ',' || c == '<' || c == '>' || c.is_whitespace())
+        .map(|w| w.trim_end_matches([';', '.', '>']))
         .filter(|w| w.contains('@'))
-        .take(MAX_CANDIDATES)
         .map(str::to_owned)
-        .collect()
 }
 
 #[cfg(test)]
 mod tests {
-    use super::addresses_in;
+    use super::{MAX_CANDIDATES, addresses_in, candidates};
 
     #[test]
     fn address_words() {
+        let words = |v| addresses_in(v).collect::<Vec<_>>();
         assert_eq!(
-            addresses_in("Bounces <bounces+2-abc@x.example>,\r\n c@d"),
+            words("Bounces <bounces+2-abc@x.example>,\r\n c@d"),
             ["bounces+2-abc@x.example", "c@d"]
+        );
+        // Exim's Envelope-to, and other systems' trailing punctuation.
+        assert_eq!(
+            words("bounces+2-abc@x.example; d@e.example. f@g.example>;"),
+            ["bounces+2-abc@x.example", "d@e.example", "f@g.example"]
+        );
+    }
+
+    #[test]
+    fn candidates_stop_at_the_bound() {
+        let many: String = (0..5000).map(|i| format!("a{i}@x.example, ")).collect();
+        let raw = format!("Delivered-To: {many}\r\nTo: {many}\r\nSubject: s\r\n\r\nbody\r\n");
+        let msg = mail_parser::MessageParser::new()
+            .parse(raw.as_bytes())
+            .unwrap();
+        let got: Vec<String> = candidates(&msg).collect();
+        assert_eq!(got.len(), MAX_CANDIDATES);
+        assert_eq!(
+            got[MAX_CANDIDATES - 1],
+            format!("a{}@x.example", MAX_CANDIDATES - 1)
         );
     }
 }
