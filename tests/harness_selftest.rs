@@ -179,3 +179,36 @@ fn harness_dkim_verifier_accepts_good_and_rejects_tampered() {
     assert!(!bad.ok, "{}", bad.output);
     assert!(bad.output.contains("body hash mismatch"), "{}", bad.output);
 }
+
+/// Whether a process runs (a zombie, waiting for a parent that may never reap it, does not).
+fn running(pid: i32) -> bool {
+    std::fs::read_to_string(format!("/proc/{pid}/stat"))
+        .ok()
+        .and_then(|stat| {
+            // `pid (comm) S ...`: the state follows the last `)`.
+            let (_, rest) = stat.rsplit_once(')')?;
+            rest.split_whitespace().next().map(|s| s != "Z")
+        })
+        .unwrap_or(false)
+}
+
+/// The Postfix harness greets as its own instance, records its master's pid, and ends the
+/// master by that pid when `postfix stop` fails (here its main.cf is gone): no test leaves a
+/// Postfix running.
+#[test]
+fn postfix_master_is_ended_by_its_pid_when_postfix_stop_fails() {
+    use std::time::{Duration, Instant};
+    let postfix = crate::util::postfix::Postfix::start(&[]);
+    let pid = postfix.master_pid().expect("the master's pid is recorded");
+    assert!(running(pid), "master {pid}");
+    std::fs::remove_file(postfix.config_dir().join("main.cf")).unwrap();
+    drop(postfix);
+    let start = Instant::now();
+    while running(pid) {
+        assert!(
+            start.elapsed() < Duration::from_secs(60),
+            "Postfix's master {pid} still runs after a failed `postfix stop`"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}

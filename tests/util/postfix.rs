@@ -6,11 +6,13 @@
 //! DSN to the envelope sender, which is a Maildir of this same instance.
 //!
 //! Postfix's master runs only as root (it drops to `mail_owner` itself): the test suite runs
-//! as root on the CI machine, and this harness says so plainly when it does not.
+//! as root on the CI machine, and this harness says so plainly when it does not. The master's
+//! pid is recorded once it is up, so a failed `postfix stop` still ends it.
 #![allow(dead_code)]
 
+use std::io::{BufRead, BufReader, Write};
 use std::net::{TcpListener, TcpStream};
-use std::os::unix::fs::{MetadataExt, PermissionsExt};
+use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::{Duration, Instant};
@@ -19,11 +21,16 @@ const POSTFIX: &str = "/usr/sbin/postfix";
 
 /// The recipients' domain, delivered by this instance.
 pub const RCPT_DOMAIN: &str = "rcpt.example";
+/// The instance's `myhostname`, which its smtpd greets with.
+const MYHOSTNAME: &str = "mx.rcpt.example";
 
 /// A running Postfix, stopped on drop.
 pub struct Postfix {
     pub port: u16,
     conf: PathBuf,
+    /// The master daemon's pid, from `<queue_directory>/pid/master.pid`: signalled directly on
+    /// drop if `postfix stop` fails, so that no test leaves a Postfix running.
+    master: Option<i32>,
     dir: tempfile::TempDir,
 }
 
@@ -56,9 +63,10 @@ impl Postfix {
     /// domains after accepting it. `recipient_delimiter` is `+`, so `bounces+tag@d` is
     /// delivered to the `bounces@d` Maildir.
     pub fn start(mailboxes: &[&str]) -> Postfix {
+        // SAFETY: geteuid has no preconditions and cannot fail.
+        let euid = unsafe { libc::geteuid() };
         assert_eq!(
-            std::fs::metadata("/proc/self").unwrap().uid(),
-            0,
+            euid, 0,
             "Postfix's master runs only as root; run the test suite as root (as CI does)"
         );
         let dir = tempfile::Builder::new()
@@ -88,35 +96,75 @@ impl Postfix {
         std::fs::write(conf.join("master.cf"), master_cf(port)).unwrap();
         let maps: String = mailboxes.iter().map(|m| format!("{m} {m}/\n")).collect();
         std::fs::write(conf.join("vmailbox"), maps).unwrap();
-        let postfix = Postfix { port, conf, dir };
+        let mut postfix = Postfix {
+            port,
+            conf,
+            master: None,
+            dir,
+        };
         let out = postfix.command("start");
         assert!(
-            out.status.success(),
-            "postfix start failed (tests/setup installs Postfix):\n{}",
+            out.as_ref().is_ok_and(|o| o.status.success()),
+            "postfix start failed (tests/setup installs Postfix): {out:?}\n{}",
             postfix.log()
         );
         postfix.wait_ready();
         postfix
     }
 
-    fn command(&self, what: &str) -> std::process::Output {
+    fn command(&self, what: &str) -> std::io::Result<std::process::Output> {
         Command::new(POSTFIX)
             .arg("-c")
             .arg(&self.conf)
             .arg(what)
             .output()
-            .expect("run postfix (tests/setup installs it)")
     }
 
-    fn wait_ready(&self) {
+    /// Waits for the master's pid file and for this instance's smtpd banner on the port (a
+    /// bare TCP connect could reach another program that took the port first).
+    fn wait_ready(&mut self) {
+        let pid_file = self.dir.path().join("queue/pid/master.pid");
         let start = Instant::now();
         while start.elapsed() < Duration::from_secs(30) {
-            if TcpStream::connect(("127.0.0.1", self.port)).is_ok() {
+            if self.master.is_none() {
+                self.master = std::fs::read_to_string(&pid_file)
+                    .ok()
+                    .and_then(|p| p.trim().parse().ok());
+            }
+            if self.master.is_some() && self.banner_is_ours() {
                 return;
             }
             std::thread::sleep(Duration::from_millis(100));
         }
-        panic!("Postfix did not listen on {}:\n{}", self.port, self.log());
+        panic!(
+            "Postfix (master pid {:?}) did not greet as {MYHOSTNAME} on {}:\n{}",
+            self.master,
+            self.port,
+            self.log()
+        );
+    }
+
+    /// Whether the port answers with a `220 <this instance's myhostname>` greeting.
+    fn banner_is_ours(&self) -> bool {
+        let Ok(mut stream) = TcpStream::connect(("127.0.0.1", self.port)) else {
+            return false;
+        };
+        let _ = stream.set_read_timeout(Some(Duration::from_secs(10)));
+        let mut line = String::new();
+        let greeted = BufReader::new(&stream).read_line(&mut line).is_ok()
+            && line.starts_with(&format!("220 {MYHOSTNAME} "));
+        let _ = stream.write_all(b"QUIT\r\n");
+        greeted
+    }
+
+    /// The master daemon's pid, once started.
+    pub fn master_pid(&self) -> Option<i32> {
+        self.master
+    }
+
+    /// The instance's configuration directory (a test may break it on purpose).
+    pub fn config_dir(&self) -> &Path {
+        &self.conf
     }
 
     /// Postfix's own log (maillog_file).
@@ -154,7 +202,12 @@ impl Postfix {
 
 impl Drop for Postfix {
     fn drop(&mut self) {
-        let _ = self.command("stop");
+        let stopped = self.command("stop").is_ok_and(|o| o.status.success());
+        if !stopped && let Some(pid) = self.master {
+            // What `postfix stop` does: SIGTERM makes the master end its children and exit.
+            // SAFETY: kill has no memory effects; the pid is the one the master wrote.
+            unsafe { libc::kill(pid, libc::SIGTERM) };
+        }
     }
 }
 
@@ -168,7 +221,7 @@ mail_owner = postfix
 setgid_group = postdrop
 maillog_file = {d}/maillog
 maillog_file_prefixes = {d}
-myhostname = mx.{RCPT_DOMAIN}
+myhostname = {MYHOSTNAME}
 mydomain = {RCPT_DOMAIN}
 myorigin = {RCPT_DOMAIN}
 mydestination =
