@@ -6,7 +6,8 @@
 //! campaign and the address, so the original's Message-ID names the recipient exactly. The
 //! bounce's own In-Reply-To and References are never used: an auto-reply carries them too.
 //! With VERP, the address the bounce came back to names the recipient even when nothing of
-//! the original is returned (see [`super::verp`]).
+//! the original is returned, and nothing else does: the Message-ID then only corroborates
+//! that a message is a bounce (see [`super::verp`]).
 
 use mail_parser::{Message, MessageParser, MimeHeaders, PartType};
 

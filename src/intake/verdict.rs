@@ -48,7 +48,7 @@ pub enum BounceFormat {
     /// RFC 3464 `multipart/report; report-type=delivery-status`.
     Dsn,
     /// Plain-text or vendor bounces (Exim, qmail, older Exchange), matched only through the
-    /// returned Message-ID.
+    /// VERP address or, without VERP, the returned Message-ID.
     NonStandard,
 }
 
