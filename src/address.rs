@@ -7,6 +7,9 @@
 
 use lettre::Address;
 
+/// RFC 5321 4.5.3.1.1: the longest local part a server must accept, in octets.
+pub const MAX_LOCAL_PART: usize = 64;
+
 /// Names a character that must never reach a header value. A line break would let a value
 /// start a header of its own (header injection); other control characters (form feed, NUL,
 /// escape...) are not allowed in headers and are canonicalized differently by different DKIM

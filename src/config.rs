@@ -12,7 +12,13 @@ use std::time::Duration;
 use lettre::Address;
 use lettre::message::Mailbox;
 
+use crate::address::MAX_LOCAL_PART;
 use crate::secret::SecretSource;
+
+/// The most that VERP (`[campaign] verp`) appends to the return path's local part: `+`, a
+/// row of up to 10 digits, `-` and a 16-character MAC. The tag itself is made in
+/// `message::verp`, which checks that it fits this.
+pub const VERP_SUFFIX_MAX: usize = 1 + 10 + 1 + 16;
 
 /// Why a campaign file could not be used. Every variant names the file; `Invalid` also names
 /// the key, so the user knows which line to edit.
@@ -253,7 +259,7 @@ pub struct Campaign {
     pub from: Mailbox,
     pub reply_to: Option<Mailbox>,
     /// The envelope sender (MAIL FROM, which becomes Return-Path). With `verp`, each message's
-    /// is `<its local part>+<tag>@<its domain>` instead (crate::message::verp).
+    /// is `<its local part>+<tag>@<its domain>` instead (`message::verp`).
     pub return_path: Address,
     /// `[campaign] verp`: a per-recipient, HMAC-tagged envelope sender, so any bounce names
     /// its recipient. Needs the `[unsubscribe]` secret, which keys the tag.
@@ -635,15 +641,15 @@ impl Resolver<'_> {
                 "needs a return_path whose local part is not quoted (e.g. bounces@your-domain): the tag is appended to it",
             ));
         }
-        let room = crate::message::verp::MAX_LOCAL - crate::message::verp::MAX_SUFFIX;
+        let room = MAX_LOCAL_PART - VERP_SUFFIX_MAX;
         if local.len() > room {
             return Err(self.invalid(
                 "campaign.verp",
                 format!(
                     "the return_path's local part {local:?} is {} octets; VERP appends up to {} (+tag), and SMTP allows {} in all (RFC 5321 4.5.3.1.1): use a local part of at most {room} octets, e.g. bounces@",
                     local.len(),
-                    crate::message::verp::MAX_SUFFIX,
-                    crate::message::verp::MAX_LOCAL
+                    VERP_SUFFIX_MAX,
+                    MAX_LOCAL_PART
                 ),
             ));
         }

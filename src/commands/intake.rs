@@ -11,7 +11,7 @@ use crate::cli::{Format, IntakeArgs};
 use crate::clock::Clock;
 use crate::commands::{self, Exit, mailbox_options, sources};
 use crate::config::Campaign;
-use crate::intake::classify::Context;
+use crate::intake::context::Context;
 use crate::intake::effects::{FileSink, Ledger};
 use crate::intake::known::Known;
 use crate::intake::late;

@@ -5,32 +5,18 @@
 
 use mail_parser::{Message, MessageParser, MimeHeaders, PartType};
 
-use super::known::Known;
+use super::context::Context;
+use super::fields::report_type;
 use super::verdict::Verdict;
 use super::verp::{self, Envelope};
 use super::{arf, dsn, mailto, returned};
 use crate::dmarc_report::container::{self, SkipKind};
 use crate::dmarc_report::digest::Digest;
-use crate::message::verp::Verp;
-use crate::unsubscribe::Unsubscriber;
 
 /// message/rfc822 parts nested deeper than this are not looked into, and a message that goes
 /// deeper is skipped as hostile: a real bounce or complaint carries its original one level
 /// down, a forwarded one two or three.
 pub const MAX_DEPTH: usize = 8;
-
-/// What the classifier needs besides the message.
-pub struct Context<'a> {
-    pub known: &'a Known,
-    pub unsubscribe: Option<&'a Unsubscriber>,
-    /// The `[unsubscribe] mailto` address, lowercase.
-    pub mailto: Option<String>,
-    /// For the unsubscribe key's rotation: a previous key counts until its end date.
-    pub now: std::time::SystemTime,
-    /// The campaign's VERP, when it sends with `[campaign] verp`: bounces to a tagged address
-    /// name their recipient.
-    pub verp: Option<&'a Verp>,
-}
 
 pub fn classify(bytes: &[u8], cx: &Context<'_>) -> Verdict {
     let Some(msg) = MessageParser::new().parse(bytes) else {
@@ -79,17 +65,6 @@ pub fn classify(bytes: &[u8], cx: &Context<'_>) -> Verdict {
         }
     }
     returned::classify(&msg, cx)
-}
-
-/// `multipart/report; report-type=...`, lowercase.
-pub(super) fn report_type(msg: &Message<'_>) -> Option<String> {
-    let ct = msg.root_part().content_type()?;
-    (ct.ctype().eq_ignore_ascii_case("multipart")
-        && ct
-            .subtype()
-            .is_some_and(|s| s.eq_ignore_ascii_case("report")))
-    .then(|| ct.attribute("report-type").map(str::to_ascii_lowercase))
-    .flatten()
 }
 
 /// The depth limit, if the message goes past it.

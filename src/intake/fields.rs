@@ -151,6 +151,17 @@ pub fn clean_text(s: &str) -> String {
     out
 }
 
+/// `multipart/report; report-type=...`, lowercase.
+pub fn report_type(msg: &Message<'_>) -> Option<String> {
+    let ct = msg.root_part().content_type()?;
+    (ct.ctype().eq_ignore_ascii_case("multipart")
+        && ct
+            .subtype()
+            .is_some_and(|s| s.eq_ignore_ascii_case("report")))
+    .then(|| ct.attribute("report-type").map(str::to_ascii_lowercase))
+    .flatten()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -11,7 +11,7 @@
 
 use mail_parser::{Message, MessageParser, MimeHeaders, PartType};
 
-use super::classify::Context;
+use super::context::Context;
 use super::fields::{clean_text, enhanced_status};
 use super::known::{IdMatch, Known};
 use super::verdict::{Bounce, BounceFormat, Signal, Verdict};
@@ -122,7 +122,7 @@ fn auto_reply(msg: &Message<'_>) -> bool {
         let keyword = v.split(';').next().unwrap_or_default().trim();
         !keyword.is_empty() && !keyword.eq_ignore_ascii_case("no")
     });
-    let bounce_like = super::classify::report_type(msg).as_deref() == Some("delivery-status")
+    let bounce_like = super::fields::report_type(msg).as_deref() == Some("delivery-status")
         || has("X-Failed-Recipients")
         || from_daemon(msg);
     let precedence = msg

@@ -5,7 +5,8 @@
 
 use std::panic::AssertUnwindSafe;
 
-use super::classify::{Context, classify};
+use super::classify::classify;
+use super::context::Context;
 use super::effects::{Entry, Ledger, Reason, Sink};
 use super::summary::{Named, Tally};
 use super::verdict::{Bounce, BounceFormat, Signal, Verdict};

@@ -3,7 +3,8 @@
 
 use std::path::Path;
 
-use super::classify::{Context, classify};
+use super::classify::classify;
+use super::context::Context;
 use super::known::Known;
 use super::verdict::{BounceFormat, Signal, Verdict};
 use crate::config::Campaign;

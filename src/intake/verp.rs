@@ -14,7 +14,7 @@
 
 use mail_parser::{Message, MessageParser, MessagePart, MimeHeaders, PartType};
 
-use super::classify::Context;
+use super::context::Context;
 use super::fields::{self, clean_text, get, part_of_type, typed_address};
 use super::known::Recipient;
 

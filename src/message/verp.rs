@@ -17,15 +17,16 @@ use std::time::SystemTime;
 use aws_lc_rs::{constant_time, hmac};
 use lettre::Address;
 
+use crate::address::MAX_LOCAL_PART as MAX_LOCAL;
 use crate::config::Campaign;
+use crate::config::VERP_SUFFIX_MAX as MAX_SUFFIX;
 use crate::secret::SecretError;
 
-/// RFC 5321 4.5.3.1.1: the longest local part a server must accept, in octets.
-pub const MAX_LOCAL: usize = 64;
 /// MAC characters in a tag: 10 bytes of the HMAC in base32.
 const MAC_CHARS: usize = 16;
-/// What VERP adds to the local part for a row of up to 10 digits: `+`, the row, `-`, the MAC.
-pub const MAX_SUFFIX: usize = 1 + 10 + 1 + MAC_CHARS;
+// The campaign's check of the return path (in config, below this module) counts on the tag
+// being at most this long: `+`, a row of up to 10 digits, `-`, the MAC.
+const _: () = assert!(MAX_SUFFIX == 1 + 10 + 1 + MAC_CHARS);
 
 const BASE32: &[u8; 32] = b"abcdefghijklmnopqrstuvwxyz234567";
 
