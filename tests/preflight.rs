@@ -621,6 +621,18 @@ fn a_weak_configured_key_is_a_finding_and_send_refuses_it() {
         "{text}"
     );
 
+    // `dns records` does not offer the weak key's record for publishing, only the way out.
+    let records = run(&["dns", "records", c.toml_str()], &[]);
+    assert_eq!(records.status.code(), Some(0), "{}", stderr(&records));
+    let zone = stdout(&records);
+    assert!(!zone.contains("s2026r._domainkey"), "{zone}");
+    assert!(
+        zone.contains("; s=s2026r d=news.example.com: not published")
+            && zone.contains("mailshot dkim keygen --domain news.example.com"),
+        "{zone}"
+    );
+    assert!(zone.contains("s2026e._domainkey"), "{zone}");
+
     for args in [
         vec!["send", c.toml_str()],
         vec!["send", "--override", "dkim.key-strength", c.toml_str()],

@@ -44,6 +44,20 @@ pub async fn fragment(
         "; DKIM: the public half of each configured key, so receivers can verify the signatures."
     );
     for k in keys {
+        // Publishing the record of a key mailshot will not sign with would only invite
+        // receivers to trust it: the fragment says what to do instead.
+        if let Some(r) = k.refused() {
+            let _ = writeln!(
+                o,
+                "; s={} d={}: not published: {} is RSA-{}, which mailshot does not sign with; make a new key with `mailshot dkim keygen --domain {} --selector NEW` and publish the record it prints.",
+                k.selector(),
+                k.domain(),
+                r.path.display(),
+                r.bits,
+                k.domain()
+            );
+            continue;
+        }
         let _ = writeln!(
             o,
             "{}",
