@@ -452,6 +452,13 @@ fn servfail_above_the_record_makes_relaxed_alignment_a_temperror() {
     assert_eq!(sev(&j, "dmarc.record"), ["pass"], "{j:#}");
     assert_eq!(sev(&j, "dmarc.align-dkim"), ["pass"], "{j:#}");
     assert_eq!(sev(&j, "dmarc.align-spf"), ["temperror"], "{j:#}");
+    // The discovery finding says the organizational domain is unknown, without turning a
+    // policy that was found into a temperror: the alignment that needed it already is one.
+    let discovery = message(&j, "dmarc.discovery");
+    assert!(
+        discovery.contains("organizational domain unknown"),
+        "{discovery}"
+    );
     says(
         &message(&j, "dmarc.align-spf"),
         &[

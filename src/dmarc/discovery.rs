@@ -250,9 +250,15 @@ pub struct Discovery {
 }
 
 /// RFC 9091 / RFC 9989: a domain with no A, AAAA or MX record does not exist for DMARC.
+/// One answer that shows the domain is enough; unknown only when none does and a lookup failed.
 async fn exists(dns: &Dns, domain: &str) -> Result<bool, TempError> {
     let (ips, mx) = tokio::join!(dns.ips(domain), dns.mx(domain));
-    Ok(!ips?.is_empty() || !mx?.is_empty())
+    match (ips, mx) {
+        (Ok(i), _) if !i.is_empty() => Ok(true),
+        (_, Ok(m)) if !m.is_empty() => Ok(true),
+        (Err(e), _) | (_, Err(e)) => Err(e),
+        _ => Ok(false),
+    }
 }
 
 fn apply(found: &Found, author: &str, exists: Option<bool>, rfc9989: bool) -> Applied {

@@ -62,8 +62,19 @@ fn record(d: &Discovery) -> Vec<Finding> {
             .as_ref()
             .map_or("no record".to_owned(), |r| format!("_dmarc.{}", r.domain))
     };
+    // RFC 7489 receivers ask only the From domain and, when it has no record, the PSL's
+    // organizational domain: duplicates anywhere else are skipped by RFC 9989 receivers and
+    // never seen by RFC 7489 ones.
+    let own_none = !d.multiple.iter().any(|(name, _)| name == from)
+        && !matches!(&d.psl, Ok(s) if s.record.as_ref().is_some_and(|r| r.domain == from));
     let mut out: Vec<Finding> = d.multiple.iter().map(|(name, n)| {
-        f(Severity::Fail, format!("{n} DMARC records at _dmarc.{name}: RFC 7489 receivers then apply no DMARC policy, RFC 9989 receivers skip the name and walk on (to {})", walk_at(walk)))
+        let older_ask = name == from || (name == &d.psl_org && own_none);
+        let (sev, older) = if older_ask {
+            (Severity::Fail, "RFC 7489 receivers then apply no DMARC policy")
+        } else {
+            (Severity::Warn, "RFC 7489 receivers never look there")
+        };
+        f(sev, format!("{n} DMARC records at _dmarc.{name}: {older}; RFC 9989 receivers skip the name and walk on (to {})", walk_at(walk)))
             .fix(format!("keep exactly one v=DMARC1 record at _dmarc.{name}"))
     }).collect();
     let Some(found) = &walk.record else {
@@ -606,6 +617,10 @@ _dmarc.two.dup.com.  TXT "v=DMARC1; p=reject"
 _dmarc.dup.com.      TXT "v=DMARC1; p=quarantine; rua=mailto:d@dup.com"
 ; a record between the From domain and the PSL's organizational domain
 _dmarc.eu.mid.com.   TXT "v=DMARC1; p=reject; rua=mailto:d@eu.mid.com"
+; two records at a name between a.b.dup2.com and its organizational domain dup2.com
+_dmarc.b.dup2.com.   TXT "v=DMARC1; p=none"
+_dmarc.b.dup2.com.   TXT "v=DMARC1; p=reject"
+_dmarc.dup2.com.     TXT "v=DMARC1; p=quarantine; rua=mailto:d@dup2.com"
 "#;
 
     async fn findings(from: &str) -> Vec<Finding> {
@@ -649,6 +664,25 @@ _dmarc.eu.mid.com.   TXT "v=DMARC1; p=reject; rua=mailto:d@eu.mid.com"
             "{}",
             pol[0].1
         );
+    }
+
+    /// Duplicates at a name RFC 7489 receivers never ask (neither the From domain nor the
+    /// PSL's organizational domain) are a warning: those receivers apply dup2.com's record.
+    #[tokio::test]
+    async fn duplicates_where_rfc7489_never_looks_are_a_warning() {
+        let f = findings("a.b.dup2.com").await;
+        let rec = of(&f, Check::DmarcRecord);
+        let dup = rec
+            .iter()
+            .find(|(_, m)| m.contains("2 DMARC records at _dmarc.b.dup2.com"))
+            .unwrap_or_else(|| panic!("{f:#?}"));
+        assert_eq!(dup.0, Severity::Warn, "{}", dup.1);
+        assert!(
+            dup.1.contains("RFC 7489 receivers never look there"),
+            "{}",
+            dup.1
+        );
+        assert!(!dup.1.contains("apply no DMARC policy"), "{}", dup.1);
     }
 
     #[tokio::test]

@@ -19,14 +19,19 @@ pub async fn audit(dns: &Dns, from: &str) -> Vec<Finding> {
     };
     let f = |check, sev, msg: String| Finding::new(check, sev, from, msg);
     if let Some(a) = side.applied.as_ref().filter(|_| found.tags.testing) {
+        // What RFC 7489 receivers apply comes from their own discovery (another record, or
+        // sp where RFC 9989 would apply np), not from the walk's answer.
+        let older = match &d.psl {
+            Ok(psl) => policy_of(psl.applied.as_ref()),
+            Err(e) => format!("an unknown policy (their lookup failed: {e})"),
+        };
         out.push(
             f(
                 Check::DmarcTesting,
                 Severity::Warn,
                 format!(
-                    "t=y: RFC 9989 receivers apply one step less ({}); RFC 7489 receivers ignore t and apply {}",
+                    "t=y: RFC 9989 receivers apply one step less ({}); RFC 7489 receivers ignore t and apply {older}",
                     a.describe(),
-                    a.requested.as_str()
                 ),
             )
             .evidence(found.evidence.clone())
@@ -50,10 +55,14 @@ pub async fn audit(dns: &Dns, from: &str) -> Vec<Finding> {
     out
 }
 
+fn policy_of(a: Option<&Applied>) -> String {
+    a.map_or("no policy".to_owned(), Applied::describe)
+}
+
 /// Where the policy and the organizational domain come from, under both disciplines.
 fn discovery(d: &Discovery, from: &str) -> Finding {
     let f = |sev, msg: String| Finding::new(Check::DmarcDiscovery, sev, from, msg);
-    let policy = |a: Option<&Applied>| a.map_or("no policy".to_owned(), Applied::describe);
+    let policy = policy_of;
     let walk = match &d.walk {
         // The policy itself could not be found: as unknown as the lookup that failed.
         Err(e) => {
