@@ -21,6 +21,18 @@ fn filled() -> (Dovecot, tempfile::TempDir) {
     (d, tmp)
 }
 
+/// A campaign sent to its outbox, with an empty suppression file for intake to add to: what
+/// intake needs to tie the mailbox's messages to it.
+fn sent_campaign() -> CampaignDir {
+    let c = CampaignDir::new(&Spec {
+        tail: "[outbox]\ndir = \"outbox\"\n\n[suppression]\nfile = \"suppressed.txt\"\n",
+        ..Spec::default()
+    });
+    std::fs::write(c.path().join("suppressed.txt"), "").unwrap();
+    assert_eq!(run(&["send", c.toml_str()], &[]).status.code(), Some(0));
+    c
+}
+
 #[test]
 fn dmarc_report_reads_imaps_and_starttls_read_only() {
     let (d, _tmp) = filled();
@@ -109,12 +121,7 @@ fn a_wrong_password_and_an_untrusted_certificate_stop_before_reading() {
 #[test]
 fn intake_moves_processed_messages_to_the_folder_named_and_leaves_the_rest() {
     let (d, _tmp) = filled();
-    let c = CampaignDir::new(&Spec {
-        tail: "[outbox]\ndir = \"outbox\"\n\n[suppression]\nfile = \"suppressed.txt\"\n",
-        ..Spec::default()
-    });
-    std::fs::write(c.path().join("suppressed.txt"), "").unwrap();
-    assert_eq!(run(&["send", c.toml_str()], &[]).status.code(), Some(0));
+    let c = sent_campaign();
     let url = d.url("INBOX");
     let pw = d.password_file.to_str().unwrap();
     let ca = d.pki.ca_pem.to_str().unwrap();
@@ -156,12 +163,7 @@ fn intake_moves_processed_messages_to_the_folder_named_and_leaves_the_rest() {
 #[test]
 fn messages_intake_tagged_are_still_graded_and_summarized() {
     let (d, tmp) = filled();
-    let c = CampaignDir::new(&Spec {
-        tail: "[outbox]\ndir = \"outbox\"\n\n[suppression]\nfile = \"suppressed.txt\"\n",
-        ..Spec::default()
-    });
-    std::fs::write(c.path().join("suppressed.txt"), "").unwrap();
-    assert_eq!(run(&["send", c.toml_str()], &[]).status.code(), Some(0));
+    let c = sent_campaign();
     let url = d.url("INBOX");
     let pw = d.password_file.to_str().unwrap();
     let ca = d.pki.ca_pem.to_str().unwrap();

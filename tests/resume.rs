@@ -6,7 +6,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use crate::util::background::Background;
 use crate::util::journal::read_journal;
 use crate::util::scenario::Scenario;
-use crate::util::smtp::{Faults, Mode, SmtpServer};
+use crate::util::smtp::{Mode, SmtpServer};
 use crate::util::{csv_of, message_id, report_counts, run, stderr, stdout};
 
 /// From the resume summary "journal: X sent earlier, Y refused earlier, Z deferred (retried
@@ -244,14 +244,7 @@ fn in_flight_after_sigkill_needs_an_in_doubt_choice_and_skip_reports_them() {
         "eve@example.org",
         "fay@example.net",
     ];
-    let (server, c) = Scenario::new()
-        .recipients(&all)
-        .toml("[limits]\nconcurrency = 2\n")
-        .faults(Faults {
-            stall_data: Some((2, 60.0)),
-            ..Faults::default()
-        })
-        .smtp(Mode::Plain);
+    let (server, c) = crate::util::background::stalling_two_in_data(&all);
 
     crate::util::background::kill_in_data(&c, &server, 2);
     let stalled: BTreeSet<String> = server

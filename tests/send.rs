@@ -458,14 +458,7 @@ fn verp_envelope_sender_is_per_recipient_authenticated_and_stable_across_a_resum
         "dan@example.com",
         "eve@example.org",
     ];
-    let (server, c) = Scenario::new()
-        .recipients(&all)
-        .toml("[limits]\nconcurrency = 2\n")
-        .faults(Faults {
-            stall_data: Some((2, 60.0)),
-            ..Faults::default()
-        })
-        .smtp(Mode::Plain);
+    let (server, c) = crate::util::background::stalling_two_in_data(&all);
     verp::enable(&c);
 
     crate::util::background::kill_in_data(&c, &server, 2);

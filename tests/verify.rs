@@ -55,18 +55,18 @@ fn as_received(raw: &[u8], mail_from: &str, dkim_ok: bool) -> Vec<u8> {
     out
 }
 
+/// `mailshot verify --format json --nameserver <dns> EXTRA.. TARGET`: the command line every
+/// case grades with, a file, a Maildir or an IMAP URL (which adds its login arguments).
+fn run_verify(dns: &DnsServer, extra: &[&str], target: &str) -> std::process::Output {
+    let nameserver = dns.nameserver();
+    let mut args = vec!["verify", "--format", "json", "--nameserver", &nameserver];
+    args.extend_from_slice(extra);
+    args.push(target);
+    run(&args, &[])
+}
+
 fn verify(path: &Path, dns: &DnsServer) -> (Option<i32>, Value) {
-    let out = run(
-        &[
-            "verify",
-            "--format",
-            "json",
-            "--nameserver",
-            &dns.nameserver(),
-            path.to_str().unwrap(),
-        ],
-        &[],
-    );
+    let out = run_verify(dns, &[], path.to_str().unwrap());
     let json: Value = serde_json::from_str(&stdout(&out)).expect("verify --format json");
     assert_eq!(json["schema"], "mailshot.verify/1");
     (out.status.code(), json)
@@ -334,17 +334,7 @@ fn a_folder_of_messages_and_unreadable_input() {
     )
     .unwrap();
     std::fs::write(maildir.join("tmp/2.mx"), "From: half@delivered\r\n").unwrap();
-    let out = run(
-        &[
-            "verify",
-            "--format",
-            "json",
-            "--nameserver",
-            &dns.nameserver(),
-            maildir.to_str().unwrap(),
-        ],
-        &[],
-    );
+    let out = run_verify(&dns, &[], maildir.to_str().unwrap());
     assert_eq!(out.status.code(), Some(0));
     let j: Value = serde_json::from_str(&stdout(&out)).unwrap();
     // tmp/ holds messages still being delivered: not read.
@@ -403,21 +393,13 @@ fn an_imap_mailbox_is_graded_as_its_files_are_and_left_as_it_was() {
     imap.append("INBOX", &[good.clone(), bad.clone()]);
     let before = lasting(imap.flags("INBOX"));
     assert_eq!(before.len(), 2);
-    let out = run(
-        &[
-            "verify",
-            "--format",
-            "json",
-            "--nameserver",
-            &dns.nameserver(),
-            "--password-file",
-            imap.password_file.to_str().unwrap(),
-            "--ca-file",
-            imap.pki.ca_pem.to_str().unwrap(),
-            &imap.url("INBOX"),
-        ],
-        &[],
-    );
+    let login = [
+        "--password-file",
+        imap.password_file.to_str().unwrap(),
+        "--ca-file",
+        imap.pki.ca_pem.to_str().unwrap(),
+    ];
+    let out = run_verify(&dns, &login, &imap.url("INBOX"));
     // The tampered message blocks, as it does from its file.
     assert_eq!(out.status.code(), Some(1), "{}", crate::util::stderr(&out));
     let j: Value = serde_json::from_str(&stdout(&out)).unwrap();

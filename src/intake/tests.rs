@@ -6,7 +6,7 @@ use std::path::Path;
 use super::classify::classify;
 use super::context::Context;
 use super::known::Known;
-use super::verdict::{BounceFormat, Signal, Verdict};
+use super::verdict::{Bounce, BounceFormat, Signal, Verdict};
 use crate::config::Campaign;
 
 const TOML: &str = r#"
@@ -30,16 +30,22 @@ fn campaign(id: &str) -> Campaign {
     Campaign::parse(Path::new("/x/campaign.toml"), &TOML.replace("spring", id)).unwrap()
 }
 
-fn known() -> (Campaign, Known) {
-    let c = campaign("spring");
-    let mut k = Known::empty(&c);
+/// What `c` sent, as intake reads it from the journal: ann, bob and cat, rows 2 to 4.
+fn sent_to_three(c: &Campaign) -> Known {
+    let mut k = Known::empty(c);
     for (row, a) in [
         (2, "ann@example.com"),
         (3, "bob@example.org"),
         (4, "cat@example.net"),
     ] {
-        k.add(&c, row, a);
+        k.add(c, row, a);
     }
+    k
+}
+
+fn known() -> (Campaign, Known) {
+    let c = campaign("spring");
+    let k = sent_to_three(&c);
     (c, k)
 }
 
@@ -258,8 +264,16 @@ fn mailto_unsubscribe_needs_the_right_token() {
     }
 }
 
-/// A VERP campaign (its key is the `[unsubscribe]` secret) that sent to rows 2 to 4.
-fn verp_campaign(dir: &Path) -> (Campaign, Known, crate::message::verp::Verp) {
+/// A VERP campaign (its key is the `[unsubscribe]` secret) that sent to rows 2 to 4, in a
+/// folder that lives as long as the first value is kept.
+fn verp_campaign() -> (
+    tempfile::TempDir,
+    Campaign,
+    Known,
+    crate::message::verp::Verp,
+) {
+    let folder = tempfile::tempdir().unwrap();
+    let dir = folder.path();
     std::fs::write(dir.join("secret"), "verp-k3y\n").unwrap();
     let toml = TOML.replace(
         "[outbox]",
@@ -267,16 +281,29 @@ fn verp_campaign(dir: &Path) -> (Campaign, Known, crate::message::verp::Verp) {
     );
     let toml = toml.replacen("[templates]", "verp = true\n[templates]", 1);
     let c = Campaign::parse(&dir.join("campaign.toml"), &toml).unwrap();
-    let mut k = Known::empty(&c);
-    for (row, a) in [
-        (2, "ann@example.com"),
-        (3, "bob@example.org"),
-        (4, "cat@example.net"),
-    ] {
-        k.add(&c, row, a);
-    }
+    let k = sent_to_three(&c);
     let v = crate::message::verp::Verp::new(&c).unwrap().unwrap();
-    (c, k, v)
+    (folder, c, k, v)
+}
+
+/// The bounces in `v`, which must be a bounce report in `format`.
+fn bounces_in(v: &Verdict, format: BounceFormat) -> &[Bounce] {
+    let Verdict::Bounce {
+        format: f, bounces, ..
+    } = v
+    else {
+        panic!("{v:?}")
+    };
+    assert_eq!(*f, format);
+    bounces
+}
+
+/// Fails unless `v` is Ignored with a reason that says `because`.
+fn assert_ignored(v: &Verdict, because: &str) {
+    assert!(
+        matches!(v, Verdict::Ignored { why } if why.contains(because)),
+        "{v:?}"
+    );
 }
 
 fn run_verp(bytes: &[u8], k: &Known, v: &crate::message::verp::Verp) -> Verdict {
@@ -291,8 +318,7 @@ fn tag_for(v: &crate::message::verp::Verp, row: u64, address: &str) -> String {
 
 #[test]
 fn a_bounce_with_nothing_of_the_original_maps_through_its_verp_address() {
-    let dir = tempfile::tempdir().unwrap();
-    let (_, k, v) = verp_campaign(dir.path());
+    let (_dir, _, k, v) = verp_campaign();
     let to = tag_for(&v, 3, "bob@example.org");
     let bare = |to: &str| {
         format!(
@@ -300,13 +326,7 @@ fn a_bounce_with_nothing_of_the_original_maps_through_its_verp_address() {
         )
     };
     let v1 = run_verp(bare(&to).as_bytes(), &k, &v);
-    let Verdict::Bounce {
-        format, bounces, ..
-    } = &v1
-    else {
-        panic!("{v1:?}")
-    };
-    assert_eq!(*format, BounceFormat::NonStandard);
+    let bounces = bounces_in(&v1, BounceFormat::NonStandard);
     assert_eq!(bounces[0].recipient.row, 3);
     assert_eq!(bounces[0].recipient.address, "bob@example.org");
     assert_eq!(bounces[0].signal, Signal::Verp);
@@ -314,17 +334,11 @@ fn a_bounce_with_nothing_of_the_original_maps_through_its_verp_address() {
     // The same bounce to an altered tag (row 3's MAC on row 2) is ignored, and said.
     let altered = to.replacen("+3-", "+2-", 1);
     let v2 = run_verp(bare(&altered).as_bytes(), &k, &v);
-    assert!(
-        matches!(&v2, Verdict::Ignored { why } if why.contains("does not verify")),
-        "{v2:?}"
-    );
+    assert_ignored(&v2, "does not verify");
     // A well-formed tag for a row never sent.
     let unsent = tag_for(&v, 9, "zed@example.com");
     let v3 = run_verp(bare(&unsent).as_bytes(), &k, &v);
-    assert!(
-        matches!(&v3, Verdict::Ignored { why } if why.contains("row 9")),
-        "{v3:?}"
-    );
+    assert_ignored(&v3, "row 9");
     // Without VERP configured, the same bounce names nobody.
     assert!(matches!(run(bare(&to).as_bytes(), &k), Verdict::Other));
     // An automatic reply to the VERP address is not a bounce.
@@ -336,8 +350,7 @@ fn a_bounce_with_nothing_of_the_original_maps_through_its_verp_address() {
 
 #[test]
 fn a_genuine_postfix_dsn_maps_through_verp_and_a_forged_tag_is_ignored() {
-    let dir = tempfile::tempdir().unwrap();
-    let (c, k, v) = verp_campaign(dir.path());
+    let (_dir, c, k, v) = verp_campaign();
     let dsn = |verp: &str| {
         String::from_utf8(fixture(
             "postfix-dsn.eml",
@@ -349,13 +362,7 @@ fn a_genuine_postfix_dsn_maps_through_verp_and_a_forged_tag_is_ignored() {
     };
     let good = tag_for(&v, 4, "cat@example.net");
     let verdict = run_verp(dsn(&good).as_bytes(), &k, &v);
-    let Verdict::Bounce {
-        format, bounces, ..
-    } = &verdict
-    else {
-        panic!("{verdict:?}")
-    };
-    assert_eq!(*format, BounceFormat::Dsn);
+    let bounces = bounces_in(&verdict, BounceFormat::Dsn);
     assert_eq!(bounces.len(), 1);
     assert_eq!(bounces[0].recipient.address, "cat@example.net");
     assert_eq!(bounces[0].signal, Signal::Verp);
@@ -370,10 +377,7 @@ fn a_genuine_postfix_dsn_maps_through_verp_and_a_forged_tag_is_ignored() {
     // A forged tag (another row's MAC) makes the whole report suspect: ignored, and said.
     let forged = good.replacen("+4-", "+2-", 1);
     let verdict = run_verp(dsn(&forged).as_bytes(), &k, &v);
-    assert!(
-        matches!(&verdict, Verdict::Ignored { why } if why.contains("does not verify")),
-        "{verdict:?}"
-    );
+    assert_ignored(&verdict, "does not verify");
 }
 
 /// With VERP on, only a verified tag ties a bounce to a recipient: the same bounces that the
@@ -381,8 +385,7 @@ fn a_genuine_postfix_dsn_maps_through_verp_and_a_forged_tag_is_ignored() {
 /// back to no tagged address, since anyone can write those.
 #[test]
 fn with_verp_on_an_untagged_bounce_is_ignored_whatever_else_it_names() {
-    let dir = tempfile::tempdir().unwrap();
-    let (c, k, v) = verp_campaign(dir.path());
+    let (_dir, c, k, v) = verp_campaign();
     let bob = id_for(&c, "bob@example.org");
     let postfix = String::from_utf8(fixture("postfix-dsn.eml", "bob@example.org", &bob))
         .unwrap()
@@ -427,8 +430,7 @@ fn with_verp_on_an_untagged_bounce_is_ignored_whatever_else_it_names() {
 /// which carries `Auto-Submitted: auto-replied` too, is still a bounce.
 #[test]
 fn an_automatic_reply_to_the_verp_address_is_never_a_bounce() {
-    let dir = tempfile::tempdir().unwrap();
-    let (c, k, v) = verp_campaign(dir.path());
+    let (_dir, c, k, v) = verp_campaign();
     let to = tag_for(&v, 3, "bob@example.org");
     let mail = |from: &str, extra: &str, body: &str| {
         format!(
@@ -499,8 +501,7 @@ fn an_automatic_reply_to_the_verp_address_is_never_a_bounce() {
 /// recipient.
 #[test]
 fn a_dsn_with_a_verified_tag_is_ours_whatever_campaign_its_returned_message_id_names() {
-    let dir = tempfile::tempdir().unwrap();
-    let (_, k, v) = verp_campaign(dir.path());
+    let (_dir, _, k, v) = verp_campaign();
     let theirs = id_for(&campaign("autumn"), "cat@example.net");
     let dsn = String::from_utf8(fixture("postfix-dsn.eml", "cat@example.net", &theirs))
         .unwrap()
@@ -513,18 +514,14 @@ fn a_dsn_with_a_verified_tag_is_ours_whatever_campaign_its_returned_message_id_n
     );
     // Without a tag, the same DSN is left for that campaign's intake.
     let verdict = run(dsn.as_bytes(), &k);
-    assert!(
-        matches!(&verdict, Verdict::Ignored { why } if why.contains("autumn")),
-        "{verdict:?}"
-    );
+    assert_ignored(&verdict, "autumn");
 }
 
 /// `send --seed` copies go out tagged for row 0, which no recipient has (rows start at 2): a
 /// bounce of a seed copy is other, left alone, not "forged, or another campaign's".
 #[test]
 fn a_bounce_of_a_seed_copy_is_other() {
-    let dir = tempfile::tempdir().unwrap();
-    let (_, k, v) = verp_campaign(dir.path());
+    let (_dir, _, k, v) = verp_campaign();
     let seed = tag_for(&v, 0, "seed@example.com");
     let dsn = String::from_utf8(fixture(
         "postfix-dsn.eml",
@@ -546,8 +543,7 @@ fn a_bounce_of_a_seed_copy_is_other() {
 /// or a `.`: the VERP address is read without that punctuation.
 #[test]
 fn an_envelope_to_with_trailing_punctuation_still_names_the_tag() {
-    let dir = tempfile::tempdir().unwrap();
-    let (_, k, v) = verp_campaign(dir.path());
+    let (_dir, _, k, v) = verp_campaign();
     let to = tag_for(&v, 3, "bob@example.org");
     for value in [format!("{to};"), format!("<{to}>;"), format!("{to}.")] {
         let m = format!(

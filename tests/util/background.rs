@@ -7,6 +7,8 @@ use std::process::{Child, Command, ExitStatus, Stdio};
 use std::thread;
 use std::time::{Duration, Instant};
 
+use super::scenario::Scenario;
+use super::smtp::{Faults, Mode, SmtpServer};
 use super::{CampaignDir, mailshot};
 
 /// `mailshot send` running in the background, its output going to files (nobody drains a
@@ -89,9 +91,22 @@ impl Drop for Background {
     }
 }
 
+/// A plain-SMTP campaign to `all` that sends two at a time, to an aiosmtpd that stalls its
+/// first two DATA transactions: ready for `kill_in_data(.., 2)` to leave both in doubt.
+pub fn stalling_two_in_data(all: &[&str]) -> (SmtpServer, CampaignDir) {
+    Scenario::new()
+        .recipients(all)
+        .toml("[limits]\nconcurrency = 2\n")
+        .faults(Faults {
+            stall_data: Some((2, 60.0)),
+            ..Faults::default()
+        })
+        .smtp(Mode::Plain)
+}
+
 /// Runs `mailshot send` and SIGKILLs it once aiosmtpd holds `stalled` DATA transactions (its
 /// `stall_data` fault): those messages are left in doubt.
-pub fn kill_in_data(c: &CampaignDir, server: &super::smtp::SmtpServer, stalled: usize) {
+pub fn kill_in_data(c: &CampaignDir, server: &SmtpServer, stalled: usize) {
     let mut bg = Background::start(c, &[], "killed");
     bg.wait_until("the senders are in DATA", || {
         server.events("data-stall").len() == stalled

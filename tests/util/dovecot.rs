@@ -4,12 +4,13 @@
 //! to fill it over APPEND and read the flags back.
 #![allow(dead_code)]
 
-use std::net::{TcpListener, TcpStream};
+use std::net::TcpStream;
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
+use super::free_port;
 use super::tls::TestPki;
 
 const TOOL: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/support/imap_tool.py");
@@ -26,13 +27,6 @@ pub struct Dovecot {
     pub password_file: PathBuf,
     child: Child,
     dir: tempfile::TempDir,
-}
-
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .expect("a free loopback port")
 }
 
 impl Dovecot {

@@ -73,6 +73,15 @@ pub fn stderr(o: &Output) -> String {
     String::from_utf8_lossy(&o.stderr).into_owned()
 }
 
+/// A loopback port free a moment ago, for servers that take their port from a config file
+/// (Dovecot, Postfix) and so cannot be asked for port 0 and tell us what they got.
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("a free loopback port")
+}
+
 /// A recipient file with one row per address (`first_name` is what the templates use).
 pub fn csv_of(addresses: &[&str]) -> String {
     let mut csv = String::from("email,first_name\n");

@@ -11,11 +11,13 @@
 #![allow(dead_code)]
 
 use std::io::{BufRead, BufReader, Write};
-use std::net::{TcpListener, TcpStream};
+use std::net::TcpStream;
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::{Duration, Instant};
+
+use super::free_port;
 
 const POSTFIX: &str = "/usr/sbin/postfix";
 
@@ -32,13 +34,6 @@ pub struct Postfix {
     /// drop if `postfix stop` fails, so that no test leaves a Postfix running.
     master: Option<i32>,
     dir: tempfile::TempDir,
-}
-
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .expect("a free loopback port")
 }
 
 /// The uid and gid of the `postfix` account the Debian package creates.
