@@ -267,7 +267,12 @@ async fn reports(dns: &Dns, d: &Discovery, found: &Found) -> Vec<Finding> {
     }
     let mut out = Vec::new();
     for uri in &found.tags.rua {
-        let Some(addr) = uri.strip_prefix("mailto:") else {
+        // URI schemes are case-insensitive (RFC 3986 3.1): MAILTO: is as good as mailto:.
+        let Some(addr) = uri
+            .get(..7)
+            .filter(|scheme| scheme.eq_ignore_ascii_case("mailto:"))
+            .map(|_| &uri[7..])
+        else {
             continue;
         };
         let addr = addr.split('!').next().unwrap_or(addr);
@@ -334,9 +339,12 @@ async fn destination(dns: &Dns, from: &str, policy: &str, addr: &str, dest: &str
         );
     }
     let authorized = match dns.txt(&auth).await {
-        Ok(v) => v
-            .iter()
-            .any(|t| t.text().trim_start().starts_with("v=DMARC1")),
+        Ok(v) => v.iter().any(|t| {
+            // `v=DMARC1` as a whole tag: not `v=DMARC10`.
+            let text = t.text();
+            let v = text.trim_start().split(';').next().unwrap_or("");
+            v.trim() == "v=DMARC1"
+        }),
         Err(e) => {
             return f(
                 Check::DmarcRuaAuthorization,
@@ -621,6 +629,8 @@ _dmarc.eu.mid.com.   TXT "v=DMARC1; p=reject; rua=mailto:d@eu.mid.com"
 _dmarc.b.dup2.com.   TXT "v=DMARC1; p=none"
 _dmarc.b.dup2.com.   TXT "v=DMARC1; p=reject"
 _dmarc.dup2.com.     TXT "v=DMARC1; p=quarantine; rua=mailto:d@dup2.com"
+; a report destination written with an upper-case scheme, in another organization
+_dmarc.upper.com.    TXT "v=DMARC1; p=reject; rua=MAILTO:reports@other.com"
 "#;
 
     async fn findings(from: &str) -> Vec<Finding> {
@@ -683,6 +693,16 @@ _dmarc.dup2.com.     TXT "v=DMARC1; p=quarantine; rua=mailto:d@dup2.com"
             dup.1
         );
         assert!(!dup.1.contains("apply no DMARC policy"), "{}", dup.1);
+    }
+
+    /// `MAILTO:` is a mailto URI (schemes are case-insensitive): its destination in another
+    /// organization is checked for authorization, not dropped.
+    #[tokio::test]
+    async fn an_upper_case_mailto_is_still_a_report_destination() {
+        let f = findings("upper.com").await;
+        let auth = of(&f, Check::DmarcRuaAuthorization);
+        assert_eq!(auth.len(), 1, "{f:#?}");
+        assert!(auth[0].1.contains("other.com"), "{}", auth[0].1);
     }
 
     #[tokio::test]
