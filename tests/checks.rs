@@ -209,10 +209,7 @@ _dmarc IN TXT "v=DMARC1; p=reject; rua=mailto:dmarc@news.example.com"
         );
         let toml = std::fs::read_to_string(&c.toml).unwrap().replace(
             "[preflight]\nzone = \"dns.zone\"\nnameserver = \"none\"\n",
-            &format!(
-                "[preflight]\nnameserver = \"{}\"\nsending_ips = [\"192.0.2.25\"]\n",
-                dns.nameserver()
-            ),
+            &dns.preflight(),
         );
         std::fs::write(&c.toml, toml).unwrap();
         (server, c, dns)

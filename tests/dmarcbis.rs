@@ -37,10 +37,7 @@ fn check(dns: &DnsServer) -> (Option<i32>, Value) {
 
 /// `check` with the From domain, the return_path domain and the DKIM d= moved.
 fn check_as(dns: &DnsServer, from: &str, envelope: &str, dkim: &str) -> (Option<i32>, Value) {
-    let preflight = format!(
-        "[preflight]\nnameserver = \"{}\"\nsending_ips = [\"192.0.2.25\"]\n",
-        dns.nameserver()
-    );
+    let preflight = dns.preflight();
     let c = CampaignDir::new(&Spec {
         preflight: &preflight,
         ..Spec::default()

@@ -18,10 +18,7 @@ _dmarc IN TXT "v=DMARC1; p=reject; rua=mailto:dmarc@news.example.com"
 
 /// A campaign (outbox transport, relay address 192.0.2.25) whose audit asks `dns` only.
 fn campaign(dns: &DnsServer) -> CampaignDir {
-    let preflight = format!(
-        "[preflight]\nnameserver = \"{}\"\nsending_ips = [\"192.0.2.25\"]\n",
-        dns.nameserver()
-    );
+    let preflight = dns.preflight();
     CampaignDir::new(&Spec {
         preflight: &preflight,
         ..Spec::default()

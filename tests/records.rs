@@ -102,10 +102,7 @@ fn keygen_ed25519_key_signs_what_dkimpy_verifies() {
 #[test]
 fn dns_records_audit_clean_through_the_overlay() {
     let dns = DnsServer::start(&[("news.example.com", "@ IN MX 10 mx\nmx IN A 192.0.2.25\n")]);
-    let preflight = format!(
-        "[preflight]\nnameserver = \"{}\"\nsending_ips = [\"192.0.2.25\"]\n",
-        dns.nameserver()
-    );
+    let preflight = dns.preflight();
     let c = CampaignDir::new(&Spec {
         preflight: &preflight,
         ..Spec::default()

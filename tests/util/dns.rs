@@ -160,6 +160,15 @@ impl DnsServer {
         format!("127.0.0.1:{}", self.port)
     }
 
+    /// The campaign's `[preflight]` table for an audit that asks this server only, with the
+    /// relay's sending address set to 192.0.2.25 (the address the test zones authorize).
+    pub fn preflight(&self) -> String {
+        format!(
+            "[preflight]\nnameserver = \"{}\"\nsending_ips = [\"192.0.2.25\"]\n",
+            self.nameserver()
+        )
+    }
+
     /// knotd's log so far (zone loads, semantic-check notices, errors).
     pub fn log(&self) -> String {
         read_log(&self.log_path)

@@ -170,11 +170,6 @@ pub fn run_or_kill(mut cmd: Command, limit: Duration) -> Output {
         std::thread::sleep(Duration::from_millis(50));
     }
     let out = child.wait_with_output().unwrap();
-    eprintln!(
-        "--- exit {:?}\n--- stdout\n{}--- stderr\n{}",
-        out.status.code(),
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
+    super::show("mailshot", &out);
     out
 }

@@ -56,13 +56,18 @@ pub fn run_from(start: &str, args: &[&str]) -> Output {
 
 fn output_of(mut c: Command, args: &[&str]) -> Output {
     let out = c.output().expect("run mailshot");
+    show(&format!("mailshot {args:?}"), &out);
+    out
+}
+
+/// Prints a finished run's exit code and output, so a failing test shows what it judged.
+pub fn show(what: &str, out: &Output) {
     eprintln!(
-        "--- mailshot {args:?} exit {:?}\n--- stdout\n{}--- stderr\n{}",
+        "--- {what} exit {:?}\n--- stdout\n{}--- stderr\n{}",
         out.status.code(),
         String::from_utf8_lossy(&out.stdout),
         String::from_utf8_lossy(&out.stderr)
     );
-    out
 }
 
 pub fn stdout(o: &Output) -> String {
